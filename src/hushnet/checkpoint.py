@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from hushnet.audio import default_file_mode, make_temporary
 from hushnet.models.can import CAN, CANConfig
 from hushnet.models.lossnet import LossNet, LossNetConfig
 from hushnet.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
@@ -79,10 +79,10 @@ def available_models() -> list[str]:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = make_temporary(path)
     try:
-        write(Path(temporary))
+        write(temporary)
+        os.chmod(temporary, default_file_mode())  # some writers recreate the file with 0600
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

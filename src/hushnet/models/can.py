@@ -138,7 +138,10 @@ class ConvNormAct(nn.Module):
         return (-length) % self.dilation if self.stats_include_tail else 0
 
     def activate(self, z: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(torch.addcmul(shift, z, scale), self.negative_slope)
+        if torch.is_grad_enabled():
+            return F.leaky_relu(torch.addcmul(shift, z, scale), self.negative_slope)
+        # At inference, work in place: whole-file activations are the memory peak.
+        return F.leaky_relu_(z.mul_(scale).add_(shift), self.negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[-1]

@@ -1,0 +1,234 @@
+"""Audio files in and out: any format soundfile reads (ffmpeg for other containers), resampling,
+validation with one-line errors, and atomic writes. Knows nothing of models.
+
+Files are read in blocks and resampled with soxr's streaming resampler, so a long recording never has
+to sit in memory at its original rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+MODEL_RATE = 16000
+READ_BLOCK_SECONDS = 10.0
+# Extensions we look for when given a folder; soundfile formats plus what ffmpeg usually holds.
+AUDIO_EXTENSIONS = {
+    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64",
+    ".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".amr", ".3gp",
+}
+FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".amr", ".3gp"}
+
+
+class AudioError(ValueError):
+    """A file that cannot be read or written as audio; the message is one line for the user."""
+
+
+@dataclass
+class AudioInfo:
+    """What a file holds, and the format to write a result in."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str  # soundfile major format of the file actually read (WAV for ffmpeg-decoded input)
+    subtype: str
+    decoded_by_ffmpeg: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None
+
+
+def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
+    """Decode any container with an audio stream to a float32 WAV (RF64 when large) in ``folder``."""
+    if not ffmpeg_available():
+        raise AudioError(f"cannot read {path.suffix or 'this'} files without ffmpeg: install ffmpeg (e.g. apt-get install ffmpeg) or convert to WAV/FLAC")
+    target = folder / "decoded.wav"
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-rf64", "auto", str(target)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0 or not target.is_file():
+        message = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+        if "matches no streams" in message or "does not contain any stream" in message:
+            message = "no audio stream"
+        raise AudioError(f"not readable as audio ({message})")
+    return target
+
+
+@contextlib.contextmanager
+def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
+    """Open ``path`` for block reading: (soundfile handle, info). ffmpeg decodes what soundfile cannot."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError("no such file")
+    if path.is_dir():
+        raise AudioError("is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise AudioError("empty file (0 bytes)")
+    with tempfile.TemporaryDirectory(prefix="hushnet-decode-") as scratch:
+        decoded = False
+        try:
+            handle = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+            if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS and not ffmpeg_available():
+                raise AudioError(f"not a readable audio file ({_short(error)})") from None
+            try:
+                handle = sf.SoundFile(str(_decode_with_ffmpeg(path, Path(scratch))))
+            except sf.LibsndfileError as second:
+                raise AudioError(f"not a readable audio file ({_short(second)})") from None
+            decoded = True
+        with handle:
+            info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
+            if info.sample_rate <= 0 or info.channels <= 0:
+                raise AudioError("invalid header (no sample rate or channels)")
+            yield handle, info
+
+
+def _short(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    text = lines[-1] if lines else ""
+    if "': " in text:  # libsndfile: "Error opening '<path>': <reason>"
+        text = text.split("': ", 1)[1]
+    return text.strip(" .:'\"") or type(error).__name__
+
+
+def read_resampled(handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE, block_seconds: float = READ_BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Blocks of the file as float32 [channels, samples] at ``rate``; NaN/Inf and truncation raise AudioError."""
+    resampler = None if info.sample_rate == rate else soxr.ResampleStream(info.sample_rate, rate, info.channels, dtype="float32", quality="HQ")
+    block = max(1, int(block_seconds * info.sample_rate))
+    handle.seek(0)
+    remaining = info.frames
+    while True:
+        try:
+            data = handle.read(block, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioError(f"corrupt or truncated audio data ({_short(error)})") from None
+        last = data.shape[0] < block or data.shape[0] >= remaining
+        remaining -= data.shape[0]
+        if data.size and not np.isfinite(data).all():
+            raise AudioError("contains NaN or infinite samples")
+        out = data if resampler is None else resampler.resample_chunk(data, last=last)
+        if out.shape[0]:
+            yield np.ascontiguousarray(out.T)
+        if last:
+            break
+
+
+def read_audio(path: str | os.PathLike, rate: int | None = None) -> tuple[np.ndarray, int]:
+    """A whole file as float32 [channels, samples], resampled to ``rate`` when given."""
+    with open_audio(path) as (handle, info):
+        target = rate or info.sample_rate
+        blocks = list(read_resampled(handle, info, target))
+    if not blocks:
+        raise AudioError("contains no audio samples")
+    return np.concatenate(blocks, axis=1), target
+
+
+def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
+    """(format, subtype) to write a result in: the input's own where soundfile can write it."""
+    extension = extension.lower().lstrip(".")
+    major = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG", "mp3": "MP3", "aif": "AIFF", "aiff": "AIFF", "aifc": "AIFF", "au": "AU", "caf": "CAF", "w64": "W64", "rf64": "RF64"}.get(extension)
+    if major is None:
+        raise AudioError(f"cannot write .{extension} files; use .wav or .flac")
+    subtype = info.subtype if not info.decoded_by_ffmpeg else "PCM_16"
+    if major == info.format and sf.check_format(major, subtype):
+        return major, subtype
+    return major, sf.default_subtype(major)
+
+
+WRITABLE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64"}
+
+
+def output_extension(path: Path) -> str:
+    """The extension a result for ``path`` is written with: its own where writable, else .wav."""
+    extension = path.suffix.lower()
+    return extension if extension in WRITABLE_EXTENSIONS else ".wav"
+
+
+def default_file_mode() -> int:
+    """The permissions a newly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def make_temporary(path: Path) -> Path:
+    """An empty temporary file beside ``path`` with the permissions a new file would get."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
+    os.close(handle)
+    os.chmod(temporary, default_file_mode())  # mkstemp creates 0600; a result should be readable like any file
+    return Path(temporary)
+
+
+class AtomicAudioWriter:
+    """Write audio in blocks to a temporary file beside ``path``; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, format: str, subtype: str) -> None:
+        self.path = path
+        self.integer = subtype.startswith("PCM") or subtype in {"ULAW", "ALAW", "DPCM_8", "DPCM_16"} or format in {"MP3", "OGG"}
+        self.clipped = 0
+        try:
+            self.temporary = make_temporary(path)
+        except OSError as error:
+            raise AudioError(f"cannot write to {path.parent}: {error.strerror or error}") from None
+        try:
+            self.file = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype, format=format)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+            self.temporary.unlink(missing_ok=True)
+            raise AudioError(f"cannot write {format}/{subtype}: {_short(error)}") from None
+
+    def write(self, block: np.ndarray) -> None:
+        """Append [channels, samples]; clip to [-1, 1] for formats that cannot hold more."""
+        data = block.T
+        if self.integer:
+            over = np.abs(data) > 1.0
+            if over.any():
+                self.clipped += int(over.sum())
+                data = np.clip(data, -1.0, 1.0)
+        self.file.write(np.ascontiguousarray(data, dtype=np.float32))
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.temporary, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.file.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write [channels, samples] (or [samples]) atomically; the format follows the extension."""
+    path = Path(path)
+    data = samples[None] if samples.ndim == 1 else samples
+    fake = AudioInfo(path, sample_rate, data.shape[0], data.shape[1], "", subtype or "")
+    major, chosen = output_format(fake, path.suffix)
+    writer = AtomicAudioWriter(path, sample_rate, data.shape[0], major, subtype or chosen)
+    try:
+        writer.write(data)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """[channels, samples] or [samples] float32 from one rate to another (soxr, high quality)."""
+    if from_rate == to_rate:
+        return samples.astype(np.float32, copy=False)
+    return np.ascontiguousarray(soxr.resample(samples.T, from_rate, to_rate, quality="HQ").T, dtype=np.float32)

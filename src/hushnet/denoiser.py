@@ -1,0 +1,186 @@
+"""The user-facing denoiser: a model plus everything between it and real recordings.
+
+Any sample rate (resampled to the model's 16 kHz and back), any number of channels (each denoised on
+its own), any length (streamed in bounded memory; long recordings are staged at 16 kHz in a temporary
+file on disk rather than in RAM), any level (for models trained with level normalisation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soxr
+import torch
+
+from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, output_format, read_resampled, resample
+from hushnet.checkpoint import load_model
+from hushnet.inference import DEFAULT_BLOCK, DEFAULT_MEMORY_BUDGET_MB, enhance, per_input_passes
+from hushnet.models.can import CAN
+
+# Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
+IN_MEMORY_LIMIT_BYTES = 64 * 2**20
+
+
+@dataclass
+class FileResult:
+    """What happened to one file."""
+
+    input: Path
+    output: Path
+    seconds: float
+    sample_rate: int
+    channels: int
+    passes: int
+    clipped_samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _staging(channels: int, samples: int) -> Iterator[Callable[[str], np.ndarray]]:
+    """Allocate [channels, samples] float32 arrays, in RAM when small, else as memmaps in a temp folder."""
+    if channels * samples * 4 <= IN_MEMORY_LIMIT_BYTES:
+        yield lambda name: np.zeros((channels, samples), dtype=np.float32)
+        return
+    with tempfile.TemporaryDirectory(prefix="hushnet-stage-") as folder:
+        yield lambda name: np.lib.format.open_memmap(os.path.join(folder, f"{name}.npy"), mode="w+", dtype=np.float32, shape=(channels, samples))
+
+
+class Denoiser:
+    """Denoise arrays and files with a CAN model.
+
+    >>> denoiser = Denoiser.from_pretrained()          # the model shipped in the package
+    >>> clean = denoiser.denoise(noisy, sample_rate)   # [samples] or [channels, samples]
+    """
+
+    def __init__(self, model: CAN, device: str | torch.device = "cpu", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, block: int = DEFAULT_BLOCK) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.memory_budget_mb = memory_budget_mb
+        self.block = block
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, device: str | torch.device = "cpu", **options) -> "Denoiser":
+        """Load a model directory by path, or a shipped model by name (default: the package default)."""
+        return cls(load_model(path_or_name, kind="can"), device=device, **options)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def passes(self, samples_16k: int) -> int:
+        """Streaming passes over the signal this model needs for a file of that length at 16 kHz."""
+        if self.config.norm == "batch":
+            return 1
+        return per_input_passes(samples_16k, self.memory_budget_mb, self.model)
+
+    def _level_gain(self, sum_of_squares: float, count: int) -> float:
+        """Gain that brings the input to the model's training level (1 for models without one)."""
+        if self.config.input_rms_db is None or count == 0 or sum_of_squares <= 0:
+            return 1.0
+        rms = math.sqrt(sum_of_squares / count)
+        return 10 ** (self.config.input_rms_db / 20) / rms
+
+    def _enhance_staged(self, signal: np.ndarray, out: np.ndarray, silent: np.ndarray, gain: float, progress: Callable[[int], None] | None) -> None:
+        """Enhance a staged 16 kHz signal in place of ``out``; silent channels stay silent."""
+        if gain != 1.0:
+            for start in range(0, signal.shape[1], 1 << 20):
+                signal[:, start : start + (1 << 20)] *= gain
+        enhance(self.model, signal, out, self.memory_budget_mb, self.block, progress)
+        for start in range(0, out.shape[1], 1 << 20):
+            if gain != 1.0:
+                out[:, start : start + (1 << 20)] /= gain
+            out[silent, start : start + (1 << 20)] = 0.0
+
+    def denoise(self, audio: np.ndarray, sample_rate: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Denoise ``audio`` ([samples] or [channels, samples], any rate); returns the same shape and rate."""
+        audio = np.asarray(audio)
+        if audio.ndim not in (1, 2) or audio.size == 0:
+            raise AudioError("audio must be a non-empty [samples] or [channels, samples] array")
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise AudioError(f"invalid sample rate {sample_rate!r}")
+        if not np.isfinite(audio).all():
+            raise AudioError("contains NaN or infinite samples")
+        signal = audio[None] if audio.ndim == 1 else audio
+        length = signal.shape[1]
+        x16 = resample(signal.astype(np.float32), sample_rate, MODEL_RATE)
+        silent = ~np.any(signal != 0, axis=1)
+        gain = self._level_gain(float(np.square(x16, dtype=np.float64).sum()), x16.size)
+        out = np.empty_like(x16)
+        self._enhance_staged(x16, out, silent, gain, progress)
+        y = resample(out, MODEL_RATE, sample_rate)
+        y = y[:, :length] if y.shape[1] >= length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
+        return y[0] if audio.ndim == 1 else y
+
+    def denoise_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: Callable[[int], None] | None = None, on_start: Callable[[int], None] | None = None) -> FileResult:
+        """Denoise one file into ``output_path`` (written atomically; the input is never touched).
+
+        ``on_start`` receives the amount of work (16 kHz samples x passes) once the file is opened.
+        """
+        input_path, output_path = Path(input_path), Path(output_path)
+        if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
+            raise AudioError("output path is the input file; refusing to overwrite it")
+        with open_audio(input_path) as (handle, info):
+            if info.frames == 0:
+                raise AudioError("contains no audio samples")
+            major, subtype = output_format(info, output_path.suffix)
+            capacity = math.ceil(info.frames * MODEL_RATE / info.sample_rate) + 64
+            with _staging(info.channels, capacity) as allocate:
+                staged = allocate("input")
+                filled = 0
+                sum_of_squares = 0.0
+                nonzero = np.zeros(info.channels, dtype=bool)
+                peak = 0.0
+                for block in read_resampled(handle, info):
+                    take = min(block.shape[1], capacity - filled)
+                    staged[:, filled : filled + take] = block[:, :take]
+                    filled += take
+                    sum_of_squares += float(np.square(block, dtype=np.float64).sum())
+                    nonzero |= np.any(block != 0, axis=1)
+                    peak = max(peak, float(np.abs(block).max(initial=0.0)))
+                if filled == 0:
+                    raise AudioError("contains no audio samples")
+                signal = staged[:, :filled]
+                passes = self.passes(filled)
+                if on_start is not None:
+                    on_start(filled * passes)
+                out = allocate("output")[:, :filled]
+                self._enhance_staged(signal, out, ~nonzero, self._level_gain(sum_of_squares, signal.size), progress)
+                result = FileResult(input_path, output_path, info.seconds, info.sample_rate, info.channels, passes)
+                if peak >= 0.999:
+                    result.notes.append("input is clipped (peaks at full scale); clipped speech stays distorted")
+                if not nonzero.any():
+                    result.notes.append("input is digital silence; output is silence")
+                result.clipped_samples = self._write(out, info.sample_rate, info.frames, output_path, major, subtype)
+                if result.clipped_samples:
+                    result.notes.append(f"{result.clipped_samples} output samples exceeded full scale and were clipped")
+        return result
+
+    def _write(self, out: np.ndarray, rate: int, frames: int, path: Path, major: str, subtype: str) -> int:
+        """Resample the 16 kHz result back to ``rate`` in blocks and write exactly ``frames`` frames."""
+        writer = AtomicAudioWriter(path, rate, out.shape[0], major, subtype)
+        try:
+            resampler = None if rate == MODEL_RATE else soxr.ResampleStream(MODEL_RATE, rate, out.shape[0], dtype="float32", quality="HQ")
+            written = 0
+            step = MODEL_RATE * 10
+            for start in range(0, out.shape[1], step):
+                block = np.ascontiguousarray(out[:, start : start + step].T)
+                last = start + step >= out.shape[1]
+                converted = block if resampler is None else resampler.resample_chunk(block, last=last)
+                converted = converted[: frames - written]
+                if converted.shape[0]:
+                    writer.write(converted.T)
+                    written += converted.shape[0]
+            if written < frames:  # the resampler can end a sample or two short of the input length
+                writer.write(np.zeros((out.shape[0], frames - written), dtype=np.float32))
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.clipped
