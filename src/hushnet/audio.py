@@ -45,6 +45,7 @@ class AudioInfo:
     format: str  # soundfile major format of the file actually read (WAV for ffmpeg-decoded input)
     subtype: str
     decoded_by_ffmpeg: bool = False
+    frames_read: int = 0  # set by read_resampled: headers (MP3 above all) can promise more than is there
 
     @property
     def seconds(self) -> float:
@@ -64,9 +65,10 @@ def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0 or not target.is_file():
         message = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+        message = message.replace(f"{path}: ", "").strip()
         if "matches no streams" in message or "does not contain any stream" in message:
             message = "no audio stream"
-        raise AudioError(f"not readable as audio ({message})")
+        raise AudioError(f"not a readable audio file ({message})")
     return target
 
 
@@ -112,6 +114,7 @@ def read_resampled(handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE
     resampler = None if info.sample_rate == rate else soxr.ResampleStream(info.sample_rate, rate, info.channels, dtype="float32", quality="HQ")
     block = max(1, int(block_seconds * info.sample_rate))
     handle.seek(0)
+    info.frames_read = 0
     remaining = info.frames
     while True:
         try:
@@ -120,6 +123,7 @@ def read_resampled(handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE
             raise AudioError(f"corrupt or truncated audio data ({_short(error)})") from None
         last = data.shape[0] < block or data.shape[0] >= remaining
         remaining -= data.shape[0]
+        info.frames_read += data.shape[0]
         if data.size and not np.isfinite(data).all():
             raise AudioError("contains NaN or infinite samples")
         out = data if resampler is None else resampler.resample_chunk(data, last=last)

@@ -157,7 +157,9 @@ class Denoiser:
                     result.notes.append("input is clipped (peaks at full scale); clipped speech stays distorted")
                 if not nonzero.any():
                     result.notes.append("input is digital silence; output is silence")
-                result.clipped_samples = self._write(out, info.sample_rate, info.frames, output_path, major, subtype)
+                if info.frames_read < info.frames:
+                    result.notes.append(f"truncated: {info.frames_read} of the {info.frames} frames its header promises could be read")
+                result.clipped_samples = self._write(out, info.sample_rate, info.frames_read, output_path, major, subtype)
                 if result.clipped_samples:
                     result.notes.append(f"{result.clipped_samples} output samples exceeded full scale and were clipped")
         return result

@@ -1,0 +1,61 @@
+"""Shared fixtures: paths to the shared reference data, tiny models, small audio files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from hushnet.checkpoint import save_model
+from hushnet.models.can import CAN, CANConfig
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REFERENCE = SHARED / "reference"
+DEV = SHARED / "data" / "valentini_dev"
+
+
+def tiny_can(norm: str = "batch", seed: int = 0, channels: int = 8, dilated_layers: int = 4, input_rms_db: float | None = None) -> CAN:
+    """A small CAN with non-trivial weights and running statistics (as after training)."""
+    torch.manual_seed(seed)
+    model = CAN(CANConfig(channels=channels, dilated_layers=dilated_layers, norm=norm, input_rms_db=input_rms_db))
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.norm.w0.fill_(0.8)
+            layer.norm.w1.fill_(0.4)
+            layer.norm.beta.normal_(0, 0.1)
+            if norm == "batch":
+                layer.norm.running_mean.normal_(0, 0.05)
+                layer.norm.running_var.uniform_(0.05, 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(tiny_can(), directory, "# tiny test model\n")
+    return directory
+
+
+def speechlike(seconds: float, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Deterministic noisy harmonic signal [channels, samples] at about -20 dBFS."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    rows = []
+    for c in range(channels):
+        tone = sum(np.sin(2 * np.pi * (140 + 20 * c) * k * t) / k for k in range(1, 6))
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+        rows.append(0.05 * tone * envelope + 0.02 * rng.standard_normal(t.size))
+    return np.asarray(rows, dtype=np.float32)
+
+
+@pytest.fixture
+def write_wav(tmp_path):
+    def write(name: str, samples: np.ndarray, rate: int = 16000, **options) -> Path:
+        path = tmp_path / name
+        sf.write(path, samples.T if samples.ndim == 2 else samples, rate, **options)
+        return path
+
+    return write

@@ -1,0 +1,217 @@
+"""`hushnet denoise` end to end, including the table of bad inputs."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hushnet.cli import main
+
+from conftest import DEV, REFERENCE, speechlike
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(arguments, capsys):
+    status = main(arguments)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def make_empty(tmp_path, write_wav):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    return path
+
+
+def make_zero_frames(tmp_path, write_wav):
+    return write_wav("zero_frames.wav", np.zeros((1, 0), dtype=np.float32))
+
+
+def make_nan(tmp_path, write_wav):
+    x = speechlike(0.5)
+    x[0, 100] = np.nan
+    return write_wav("nan.wav", x, subtype="FLOAT")
+
+
+def make_inf(tmp_path, write_wav):
+    x = speechlike(0.5)
+    x[0, 7] = np.inf
+    return write_wav("inf.wav", x, subtype="FLOAT")
+
+
+def make_truncated_flac(tmp_path, write_wav):
+    path = write_wav("whole.flac", speechlike(2.0))
+    cut = tmp_path / "truncated.flac"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return cut
+
+
+def make_not_audio(tmp_path, write_wav):
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 20)
+    return path
+
+
+def make_video_without_audio(tmp_path, write_wav):
+    path = tmp_path / "random.mp4"
+    path.write_bytes(os.urandom(4096))
+    return path
+
+
+ERROR_CASES = {
+    "empty file": (make_empty, "empty file"),
+    "no frames": (make_zero_frames, "no audio samples"),
+    "NaN samples": (make_nan, "NaN or infinite"),
+    "Inf samples": (make_inf, "NaN or infinite"),
+    "truncated FLAC": (make_truncated_flac, "corrupt or truncated"),
+    "not audio": (make_not_audio, "not a readable audio file"),
+    "garbage .mp4": (make_video_without_audio, "not a readable audio file"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_input_gives_one_line_error_and_keeps_the_input(case, tmp_path, write_wav, tiny_model_dir, capsys):
+    if case == "garbage .mp4" and shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    make, message = ERROR_CASES[case]
+    path = make(tmp_path, write_wav)
+    before = digest(path)
+    status, out, err = run(["denoise", str(path), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0] and str(path) in lines[0], err
+    assert "Traceback" not in err
+    assert digest(path) == before
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+GOOD_CASES = {
+    # name: (seconds, rate, channels, format options)
+    "10 ms": (0.01, 16000, 1, {}),
+    "8 kHz": (0.6, 8000, 1, {}),
+    "22.05 kHz": (0.6, 22050, 1, {}),
+    "44.1 kHz": (0.6, 44100, 1, {}),
+    "48 kHz stereo": (0.6, 48000, 2, {}),
+    "6 channels": (0.4, 16000, 6, {}),
+    "float WAV": (0.5, 16000, 1, {"subtype": "FLOAT"}),
+}
+
+
+@pytest.mark.parametrize("case", list(GOOD_CASES))
+def test_any_rate_and_channel_count_round_trips(case, tmp_path, write_wav, tiny_model_dir, capsys):
+    seconds, rate, channels, options = GOOD_CASES[case]
+    x = speechlike(seconds, rate, channels)
+    path = write_wav("in.wav", x, rate, **options)
+    before = digest(path)
+    out = tmp_path / "denoised.wav"
+    status, _, err = run(["denoise", str(path), "-o", str(out), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0, err
+    info, source = sf.info(str(out)), sf.info(str(path))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (source.samplerate, source.channels, source.frames, source.subtype)
+    y, _ = sf.read(out, always_2d=True)
+    assert np.isfinite(y).all() and np.abs(y).max() > 0
+    assert digest(path) == before
+
+
+def test_silence_stays_silence(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("silence.wav", np.zeros((2, 8000), dtype=np.float32))
+    status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "s.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and "silence" in out
+    y, _ = sf.read(tmp_path / "s.wav", always_2d=True)
+    assert y.shape == (8000, 2) and not y.any()
+
+
+def test_clipped_input_is_processed_and_output_clipped_safely(tmp_path, write_wav, tiny_model_dir, capsys):
+    x = np.clip(speechlike(0.5) * 40, -1, 1)
+    path = write_wav("clipped.wav", x)
+    status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "c.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and "clipped" in out
+    y, _ = sf.read(tmp_path / "c.wav")
+    assert np.abs(y).max() <= 1.0 and len(y) == 8000
+
+
+@pytest.mark.parametrize("extension,format", [("mp3", "MP3"), ("ogg", "OGG")])
+def test_compressed_formats_keep_their_format(extension, format, tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav(f"in.{extension}", speechlike(1.0, 22050), 22050, format=format)
+    status, _, err = run(["denoise", str(path), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0, err
+    out = tmp_path / f"in_denoised.{extension}"
+    info = sf.info(str(out))
+    assert info.format == format and info.samplerate == 22050
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_containers_go_through_ffmpeg(tmp_path, write_wav, tiny_model_dir, capsys):
+    source = write_wav("tone.wav", speechlike(1.0, 44100, 2), 44100)
+    video = tmp_path / "clip.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c:a", "aac", str(video)], check=True)
+    status, out, err = run(["denoise", str(video), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0, err
+    result = sf.info(str(tmp_path / "clip_denoised.wav"))
+    assert result.samplerate == 44100 and result.channels == 2 and abs(result.duration - 1.0) < 0.05
+
+
+def test_output_equal_to_input_is_refused(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("same.wav", speechlike(0.3))
+    before = digest(path)
+    status, _, err = run(["denoise", str(path), "-o", str(path), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1 and "refusing to overwrite" in err
+    assert digest(path) == before
+
+
+def test_output_folder_that_cannot_exist_is_an_error(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("in.wav", speechlike(0.3))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    status, _, err = run(["denoise", str(path), "-o", str(blocker / "sub"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1 and err.count("error:") == 1 and "Traceback" not in err
+
+
+def test_one_bad_file_does_not_stop_the_others(tmp_path, write_wav, tiny_model_dir, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(folder / name, speechlike(0.3)[0], 16000)
+    (folder / "c.wav").write_bytes(b"RIFF garbage")
+    status, out, err = run(["denoise", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav"]
+    assert "2 files denoised, 1 failed" in err
+
+
+def test_several_inputs_need_an_output_folder(tmp_path, write_wav, tiny_model_dir, capsys):
+    a, b = write_wav("a.wav", speechlike(0.2)), write_wav("b.wav", speechlike(0.2))
+    status, _, err = run(["denoise", str(a), str(b), "-o", str(tmp_path / "x.wav"), "--model", str(tiny_model_dir)], capsys)
+    assert status == 2 and "give a folder" in err and not (tmp_path / "x.wav").exists()
+
+
+def test_missing_model_is_a_one_line_error(tmp_path, write_wav, capsys):
+    path = write_wav("a.wav", speechlike(0.2))
+    status, _, err = run(["denoise", str(path), "--model", str(tmp_path / "nope")], capsys)
+    assert status == 2 and err.startswith("error: no model directory")
+
+
+def test_shipped_model_on_a_real_dev_file_matches_the_authors(tmp_path, capsys):
+    """The default command on a real recording reproduces the authors' output (16-bit FLAC)."""
+    source = DEV / "noisy" / "p226_001.flac"
+    status, out, err = run(["denoise", str(source), "-o", str(tmp_path / "out"), "--threads", "2", "-q"], capsys)
+    assert status == 0, err
+    y, rate = sf.read(tmp_path / "out" / "p226_001.flac", dtype="float32")
+    assert rate == 16000
+    assert np.abs(y - np.load(REFERENCE / "expected" / "p226_001.npy")).max() < 1e-4
+
+
+def test_import_then_denoise_folder_as_in_the_issue(tmp_path, capsys):
+    status, out, _ = run(["import-reference", str(REFERENCE / "checkpoint"), "-o", str(tmp_path / "m")], capsys)
+    assert status == 0 and "loss network" in out
+    status, out, err = run(["denoise", str(DEV / "noisy"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "m"), "-q"], capsys)
+    assert status == 0, err
+    assert len(list((tmp_path / "out").glob("*.flac"))) == 7
+    assert "7 files denoised, 0 failed" in err
