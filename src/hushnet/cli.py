@@ -53,6 +53,14 @@ def _import_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from hushnet.commands import evaluate_command
+
+    _configure_runtime(args)
+    return evaluate_command(args.clean, args.noisy, args.enhanced, args.manifest, args.model, args.output, args.jobs,
+                            progress=not args.quiet, device=args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hushnet", description="Speech denoising with deep feature losses.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_options(denoise)
     denoise.set_defaults(run=_denoise)
 
+    evaluate = commands.add_parser("evaluate", help="score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)")
+    evaluate.add_argument("--clean", help="folder of clean references")
+    evaluate.add_argument("--noisy", help="folder of noisy inputs (matched by file name); scored as the baseline")
+    evaluate.add_argument("--enhanced", help="folder of already enhanced files (matched by file name)")
+    evaluate.add_argument("--manifest", help="CSV with columns clean and noisy and/or enhanced (paths relative to it)")
+    evaluate.add_argument("--model", default=None, help="denoise --noisy with this model first (" + MODEL_HELP + ")")
+    evaluate.add_argument("-o", "--output", default="evaluation", help="folder for per_file.csv, summary.json, the plot (and enhanced/)")
+    evaluate.add_argument("--jobs", type=int, default=None, help="parallel scoring processes (default: up to 4)")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_runtime_options(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
     importer = commands.add_parser("import-reference", help="import the authors' released model (TF checkpoint or .npz)")
     importer.add_argument("source", help="folder with se_model.ckpt.* / loss_model.ckpt.* (or .npz), or one checkpoint")
     importer.add_argument("-o", "--output", required=True, help="model directory to write")
@@ -76,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "jobs", 0) is None:
+        from hushnet.evaluate import default_jobs
+
+        args.jobs = default_jobs()
     try:
         return args.run(args)
     except KeyboardInterrupt:

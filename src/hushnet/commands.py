@@ -50,3 +50,51 @@ def denoise_files(denoiser: Denoiser, arguments: list[str], output: str | None, 
     speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
     print(f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})", file=sys.stderr)
     return 1 if failed or not done else 0
+
+
+def evaluate_command(clean: str | None, noisy: str | None, enhanced: str | None, manifest: str | None, model: str | None,
+                     output: str, jobs: int, progress: bool = True, device: str = "cpu") -> int:
+    """``hushnet evaluate``: optionally denoise, then score, print a table and write the reports."""
+    from pathlib import Path
+
+    from hushnet.checkpoint import ModelError
+    from hushnet.evaluate import format_table, match_folders, read_manifest, score_pairs, summarize, write_reports
+
+    out = Path(output)
+    try:
+        if manifest:
+            matching = read_manifest(Path(manifest))
+        else:
+            if not clean or not (noisy or enhanced):
+                print("error: give --clean with --noisy and/or --enhanced, or --manifest", file=sys.stderr)
+                return 2
+            if model:
+                if not noisy:
+                    print("error: --model needs --noisy (the files to denoise)", file=sys.stderr)
+                    return 2
+                denoiser = Denoiser.from_pretrained(model, device=device)
+                enhanced = str(out / "enhanced")
+                print(f"denoising {noisy} into {enhanced}", file=sys.stderr)
+                if denoise_files(denoiser, [noisy], enhanced, progress=progress) != 0:
+                    print("warning: some files could not be denoised; they are listed as missing", file=sys.stderr)
+            matching = match_folders(Path(clean), Path(noisy) if noisy else None, Path(enhanced) if enhanced else None)
+    except (FileNotFoundError, ValueError, ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for message in matching.missing:
+        print(f"missing partner: {message}", file=sys.stderr)
+    if not matching.pairs:
+        print("error: no file pairs to score", file=sys.stderr)
+        return 1
+    bar = tqdm(total=len(matching.pairs), unit="file", desc="scoring", disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+    rows = score_pairs(matching.pairs, jobs=jobs, progress=lambda: bar.update(1))
+    bar.close()
+    summary = summarize(rows)
+    print(format_table(rows, summary))
+    title = f"{model or enhanced or 'noisy input'} on {clean or manifest}"
+    for path in write_reports(rows, summary, out, title):
+        print(f"wrote {path}", file=sys.stderr)
+    failed = [r for r in rows if "error" in r]
+    for row in failed:
+        print(f"error: {row['name']}: {row['error']}", file=sys.stderr)
+    return 1 if failed or matching.missing else 0

@@ -1,0 +1,81 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hushnet.cli import main
+from hushnet.evaluate import Pair, match_folders, read_manifest, score_pairs, summarize
+
+from conftest import DEV, REFERENCE
+
+
+@pytest.fixture
+def small_dev(tmp_path):
+    """Three dev pairs, and the authors' outputs for them as an 'enhanced' folder."""
+    names = ["p226_001", "p287_001", "p287_002"]
+    for role in ("clean", "noisy"):
+        (tmp_path / role).mkdir()
+        for name in names:
+            shutil.copy(DEV / role / f"{name}.flac", tmp_path / role / f"{name}.flac")
+    (tmp_path / "enhanced").mkdir()
+    for name in names:
+        sf.write(tmp_path / "enhanced" / f"{name}.wav", np.load(REFERENCE / "expected" / f"{name}.npy"), 16000, subtype="FLOAT")
+    return tmp_path
+
+
+def test_matching_lists_missing_partners(small_dev):
+    (small_dev / "noisy" / "p287_002.flac").unlink()
+    shutil.copy(DEV / "noisy" / "p287_003.flac", small_dev / "noisy" / "extra.flac")
+    matching = match_folders(small_dev / "clean", small_dev / "noisy")
+    assert [p.name for p in matching.pairs] == ["p226_001", "p287_001"]
+    assert any("p287_002: no noisy file" in m for m in matching.missing)
+    assert any("extra: no clean file" in m for m in matching.missing)
+
+
+def test_manifest_paths_are_relative_to_it(small_dev):
+    manifest = small_dev / "m.csv"
+    manifest.write_text("clean,enhanced\nclean/p226_001.flac,enhanced/p226_001.wav\nclean/p287_001.flac,enhanced/gone.wav\n")
+    matching = read_manifest(manifest)
+    assert [p.name for p in matching.pairs] == ["p226_001"] and "gone.wav" in matching.missing[0]
+
+
+def test_scores_match_the_reference_and_summary_has_intervals(small_dev):
+    matching = match_folders(small_dev / "clean", small_dev / "noisy", small_dev / "enhanced")
+    rows = score_pairs(matching.pairs, jobs=2)
+    assert [r["name"] for r in rows] == ["p226_001", "p287_001", "p287_002"]
+    assert rows[0]["pesq_wb"] == pytest.approx(1.6293, abs=0.01) and rows[0]["noisy_pesq_wb"] == pytest.approx(1.3624, abs=0.01)
+    summary = summarize(rows)
+    assert summary["pesq_wb"]["n"] == 3 and summary["pesq_wb"]["ci95"] > 0
+    assert summary["pesq_wb"]["mean"] == pytest.approx(np.mean([r["pesq_wb"] for r in rows]))
+
+
+def test_unreadable_file_becomes_an_error_row(small_dev):
+    (small_dev / "enhanced" / "p226_001.wav").write_bytes(b"nope")
+    rows = score_pairs([Pair("p226_001", small_dev / "clean" / "p226_001.flac", enhanced=small_dev / "enhanced" / "p226_001.wav")])
+    assert "error" in rows[0]
+
+
+def test_cli_with_model_writes_every_report(small_dev, tiny_model_dir, capsys):
+    out = small_dev / "report"
+    status = main(["evaluate", "--clean", str(small_dev / "clean"), "--noisy", str(small_dev / "noisy"), "--model", str(tiny_model_dir), "-o", str(out), "--jobs", "1", "-q"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "mean ± ci95" in captured.out and "wide-band PESQ" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["enhanced", "per_file.csv", "pesq_vs_snr.png", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == 3 and "noisy_pesq_wb" in summary["metrics"]
+
+
+def test_cli_enhanced_folder_mode(small_dev, capsys):
+    out = small_dev / "report2"
+    status = main(["evaluate", "--clean", str(small_dev / "clean"), "--enhanced", str(small_dev / "enhanced"), "-o", str(out), "--jobs", "1"])
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["stoi"]["mean"] == pytest.approx(np.mean([0.9096, 0.8675, 0.9228]), abs=0.005)
+
+
+def test_cli_needs_a_reference(capsys):
+    assert main(["evaluate", "--noisy", "x"]) == 2
+    assert "give --clean" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hushnet.metrics import align, composite, estimate_delay, score, segmental_snr, si_sdr, snr
+
+from conftest import DEV, REFERENCE, speechlike
+
+
+def clean_speech():
+    samples, rate = sf.read(DEV / "clean" / "p287_001.flac", dtype="float32")
+    return samples, rate
+
+
+def test_identical_signals_score_perfectly():
+    clean, rate = clean_speech()
+    s = score(clean, clean.copy(), rate)
+    assert s["pesq_wb"] > 4.5 and s["stoi"] > 0.999 and s["estoi"] > 0.999
+    assert s["si_sdr_db"] > 100 and s["delay_samples"] == 0
+    assert s["ssnr_db"] == pytest.approx(35.0)  # every frame at the 35 dB ceiling
+    assert s["csig"] == 5.0 and s["covl"] == 5.0
+
+
+def test_known_snr_and_si_sdr():
+    rng = np.random.default_rng(1)
+    clean = rng.standard_normal(32000)
+    noise = rng.standard_normal(32000)
+    noise *= np.linalg.norm(clean) / np.linalg.norm(noise) / 10 ** (10 / 20)
+    assert snr(clean, clean + noise) == pytest.approx(10.0, abs=1e-9)
+    assert si_sdr(clean, 3.0 * clean) > 100  # scale does not matter
+    assert si_sdr(clean, clean + noise) == pytest.approx(10.0, abs=0.2)
+
+
+def test_segmental_snr_clips_frames():
+    x = speechlike(1.0)[0].astype(np.float64)
+    assert segmental_snr(x, np.zeros_like(x)) == pytest.approx(0.0, abs=1e-6)  # noise == signal
+    assert segmental_snr(x, -x) == pytest.approx(10 * np.log10(0.25), abs=1e-6)
+
+
+@pytest.mark.parametrize("delay", [0, 37, 320, -80])
+def test_delayed_copy_is_aligned_and_reported(delay):
+    clean, rate = clean_speech()
+    if delay >= 0:
+        shifted = np.concatenate([np.zeros(delay, dtype=np.float32), clean])[: len(clean) + 5]
+    else:
+        shifted = clean[-delay:]
+    assert estimate_delay(clean, shifted, 1600) == delay
+    s = score(clean, shifted, rate)
+    assert s["delay_samples"] == delay
+    assert s["pesq_wb"] > 4.4 and s["stoi"] > 0.99
+
+
+def test_other_sample_rates_are_resampled():
+    clean, _ = clean_speech()
+    from hushnet.audio import resample
+
+    clean48 = resample(clean, 16000, 48000)
+    s = score(clean48, clean48.copy(), 48000)
+    assert s["pesq_wb"] > 4.4
+    assert align(clean48, clean48, 48000).clean.shape[0] == pytest.approx(len(clean), abs=2)
+
+
+def test_silent_reference_is_a_clear_error():
+    with pytest.raises(ValueError, match="silence"):
+        score(np.zeros(16000), speechlike(1.0)[0])
+
+
+def test_reference_values_from_metrics_expected_csv():
+    """Every file and signal listed by the reference: within 0.02 (composite), 0.01 (others)."""
+    with open(REFERENCE / "metrics_expected.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 14
+    for row in rows:
+        clean, rate = sf.read(DEV / "clean" / f"{row['file']}.flac", dtype="float32")
+        if row["signal"] == "noisy":
+            other, _ = sf.read(DEV / "noisy" / f"{row['file']}.flac", dtype="float32")
+        else:
+            other = np.load(REFERENCE / "expected" / f"{row['file']}.npy")
+        s = score(clean, other, rate, align_delay=False)
+        for key in ("csig", "cbak", "covl"):
+            assert s[key] == pytest.approx(float(row[key]), abs=0.02), (row["file"], row["signal"], key)
+        for key in ("pesq_wb", "ssnr_db", "stoi", "estoi"):
+            assert s[key] == pytest.approx(float(row[key]), abs=0.01), (row["file"], row["signal"], key)
+
+
+def test_composite_parts_are_reported():
+    clean, rate = clean_speech()
+    noisy = clean + 0.01 * np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
+    parts = composite(clean, noisy, rate)
+    assert set(parts) >= {"csig", "cbak", "covl", "llr", "wss", "ssnr_db", "pesq_wb"}
+    assert parts["llr"] > 0 and parts["wss"] > 0 and 1 <= parts["csig"] <= 5
