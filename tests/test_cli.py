@@ -215,3 +215,13 @@ def test_import_then_denoise_folder_as_in_the_issue(tmp_path, capsys):
     assert status == 0, err
     assert len(list((tmp_path / "out").glob("*.flac"))) == 7
     assert "7 files denoised, 0 failed" in err
+
+
+def test_float_output_keeps_the_model_output_exactly(tmp_path, capsys):
+    source = DEV / "noisy" / "p226_001.flac"
+    status, _, err = run(["denoise", str(source), "-o", str(tmp_path), "--float", "-q"], capsys)
+    assert status == 0, err
+    info = sf.info(str(tmp_path / "p226_001.wav"))
+    assert info.subtype == "FLOAT"
+    y, _ = sf.read(tmp_path / "p226_001.wav", dtype="float32")
+    assert np.abs(y - np.load(REFERENCE / "expected" / "p226_001.npy")).max() < 1e-5

@@ -66,6 +66,7 @@ def test_cli_with_model_writes_every_report(small_dev, tiny_model_dir, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["enhanced", "per_file.csv", "pesq_vs_snr.png", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == 3 and "noisy_pesq_wb" in summary["metrics"]
+    assert sf.info(str(out / "enhanced" / "p226_001.wav")).subtype == "FLOAT"
 
 
 def test_cli_enhanced_folder_mode(small_dev, capsys):

@@ -36,7 +36,7 @@ def _denoise(args: argparse.Namespace) -> int:
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return denoise_files(denoiser, args.inputs, args.output, progress=not args.quiet)
+    return denoise_files(denoiser, args.inputs, args.output, progress=not args.quiet, float_output=args.float)
 
 
 def _import_reference(args: argparse.Namespace) -> int:
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("-o", "--output", help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)")
     denoise.add_argument("--model", default=None, help=MODEL_HELP)
     denoise.add_argument("--memory-budget-mb", type=float, default=512, help="activation memory for whole-file processing (default 512)")
+    denoise.add_argument("--float", action="store_true", help="write 32-bit float WAV instead of the input's format")
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_runtime_options(denoise)
     denoise.set_defaults(run=_denoise)

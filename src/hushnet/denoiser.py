@@ -118,9 +118,11 @@ class Denoiser:
         y = y[:, :length] if y.shape[1] >= length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
         return y[0] if audio.ndim == 1 else y
 
-    def denoise_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: Callable[[int], None] | None = None, on_start: Callable[[int], None] | None = None) -> FileResult:
+    def denoise_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: Callable[[int], None] | None = None,
+                     on_start: Callable[[int], None] | None = None, subtype: str | None = None) -> FileResult:
         """Denoise one file into ``output_path`` (written atomically; the input is never touched).
 
+        The output keeps the input's sample encoding unless ``subtype`` (e.g. "FLOAT") is given.
         ``on_start`` receives the amount of work (16 kHz samples x passes) once the file is opened.
         """
         input_path, output_path = Path(input_path), Path(output_path)
@@ -129,7 +131,8 @@ class Denoiser:
         with open_audio(input_path) as (handle, info):
             if info.frames == 0:
                 raise AudioError("contains no audio samples")
-            major, subtype = output_format(info, output_path.suffix)
+            major, own_subtype = output_format(info, output_path.suffix)
+            subtype = subtype or own_subtype
             capacity = math.ceil(info.frames * MODEL_RATE / info.sample_rate) + 64
             with _staging(info.channels, capacity) as allocate:
                 staged = allocate("input")
