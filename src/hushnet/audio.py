@@ -216,21 +216,6 @@ class AtomicAudioWriter:
         self.temporary.unlink(missing_ok=True)
 
 
-def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write [channels, samples] (or [samples]) atomically; the format follows the extension."""
-    path = Path(path)
-    data = samples[None] if samples.ndim == 1 else samples
-    fake = AudioInfo(path, sample_rate, data.shape[0], data.shape[1], "", subtype or "")
-    major, chosen = output_format(fake, path.suffix)
-    writer = AtomicAudioWriter(path, sample_rate, data.shape[0], major, subtype or chosen)
-    try:
-        writer.write(data)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-
-
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """[channels, samples] or [samples] float32 from one rate to another (soxr, high quality)."""
     if from_rate == to_rate:

@@ -226,14 +226,7 @@ def score(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, alig
     """Every metric of ``enhanced`` against ``clean`` (1-D, same rate), after alignment."""
     from pystoi import stoi
 
-    if align_delay:
-        aligned = align(clean, enhanced, rate)
-    else:
-        from hushnet.audio import resample
-
-        c, e = (resample(x.astype(np.float32), rate, METRIC_RATE) for x in (clean, enhanced)) if rate != METRIC_RATE else (clean, enhanced)
-        length = min(len(c), len(e))
-        aligned = Alignment(c[:length], e[:length], 0, len(e) - len(c))
+    aligned = align(clean, enhanced, rate, max_delay_s=0.1 if align_delay else 0.0)
     c, e = aligned.clean.astype(np.float64), aligned.enhanced.astype(np.float64)
     if not np.any(c):
         raise ValueError("the clean reference is digital silence: nothing to score against")
