@@ -122,29 +122,35 @@ def test_any_rate_and_channel_count_round_trips(case, tmp_path, write_wav, tiny_
 
 def test_silence_stays_silence(tmp_path, write_wav, tiny_model_dir, capsys):
     path = write_wav("silence.wav", np.zeros((2, 8000), dtype=np.float32))
+    before = digest(path)
     status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "s.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
     assert status == 0 and "silence" in out
     y, _ = sf.read(tmp_path / "s.wav", always_2d=True)
     assert y.shape == (8000, 2) and not y.any()
+    assert digest(path) == before
 
 
 def test_clipped_input_is_processed_and_output_clipped_safely(tmp_path, write_wav, tiny_model_dir, capsys):
     x = np.clip(speechlike(0.5) * 40, -1, 1)
     path = write_wav("clipped.wav", x)
+    before = digest(path)
     status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "c.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
     assert status == 0 and "clipped" in out
     y, _ = sf.read(tmp_path / "c.wav")
     assert np.abs(y).max() <= 1.0 and len(y) == 8000
+    assert digest(path) == before
 
 
 @pytest.mark.parametrize("extension,format", [("mp3", "MP3"), ("ogg", "OGG")])
 def test_compressed_formats_keep_their_format(extension, format, tmp_path, write_wav, tiny_model_dir, capsys):
     path = write_wav(f"in.{extension}", speechlike(1.0, 22050), 22050, format=format)
+    before = digest(path)
     status, _, err = run(["denoise", str(path), "--model", str(tiny_model_dir), "-q"], capsys)
     assert status == 0, err
     out = tmp_path / f"in_denoised.{extension}"
     info = sf.info(str(out))
     assert info.format == format and info.samplerate == 22050
+    assert digest(path) == before
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
