@@ -88,11 +88,11 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
             handle = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, TypeError) as error:
             if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS and not ffmpeg_available():
-                raise AudioError(f"not a readable audio file ({_short(error)})") from None
+                raise AudioError(f"not a readable audio file ({one_line(error)})") from None
             try:
                 handle = sf.SoundFile(str(_decode_with_ffmpeg(path, Path(scratch))))
             except sf.LibsndfileError as second:
-                raise AudioError(f"not a readable audio file ({_short(second)})") from None
+                raise AudioError(f"not a readable audio file ({one_line(second)})") from None
             decoded = True
         with handle:
             info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
@@ -101,7 +101,10 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
             yield handle, info
 
 
-def _short(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An exception as one short line for the user (libsndfile's path prefix removed)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
     lines = str(error).strip().splitlines()
     text = lines[-1] if lines else ""
     if "': " in text:  # libsndfile: "Error opening '<path>': <reason>"
@@ -120,7 +123,7 @@ def read_resampled(handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE
         try:
             data = handle.read(block, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioError(f"corrupt or truncated audio data ({_short(error)})") from None
+            raise AudioError(f"corrupt or truncated audio data ({one_line(error)})") from None
         last = data.shape[0] < block or data.shape[0] >= remaining
         remaining -= data.shape[0]
         info.frames_read += data.shape[0]
@@ -194,7 +197,7 @@ class AtomicAudioWriter:
             self.file = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype, format=format)
         except (sf.LibsndfileError, RuntimeError, ValueError) as error:
             self.temporary.unlink(missing_ok=True)
-            raise AudioError(f"cannot write {format}/{subtype}: {_short(error)}") from None
+            raise AudioError(f"cannot write {format}/{subtype}: {one_line(error)}") from None
 
     def write(self, block: np.ndarray) -> None:
         """Append [channels, samples]; clip to [-1, 1] for formats that cannot hold more."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -142,7 +143,7 @@ def _conv_weight(tf_weight: np.ndarray) -> torch.Tensor:
 
 def can_from_tf(variables: dict[str, np.ndarray]) -> CAN:
     """The authors' enhancement network (``se_*`` variables) as a per-input CAN."""
-    numbered = sorted(int(k.split("/")[0][len("se_conv_") :]) for k in variables if k.startswith("se_conv_") and k.split("/")[0][8:].isdigit() and k.endswith("/weights"))
+    numbered = sorted(int(m.group(1)) for k in variables if (m := re.fullmatch(r"se_conv_(\d+)/weights", k)))
     if not numbered or numbered != list(range(len(numbered))):
         raise CheckpointError("no se_conv_0..N weights: not the authors' enhancement network")
     channels = variables["se_conv_0/weights"].shape[-1]

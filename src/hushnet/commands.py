@@ -8,7 +8,7 @@ import time
 import soundfile as sf
 from tqdm import tqdm
 
-from hushnet.audio import AudioError, output_extension
+from hushnet.audio import AudioError, one_line, output_extension
 from hushnet.denoiser import Denoiser
 from hushnet.files import find_inputs, plan_outputs
 
@@ -41,8 +41,7 @@ def denoise_files(denoiser: Denoiser, arguments: list[str], output: str | None, 
                                             subtype="FLOAT" if float_output else None)
         except (AudioError, OSError, sf.LibsndfileError, RuntimeError) as error:
             bar.close()
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            print(f"error: {job.input}: {reason}", file=sys.stderr)
+            print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
             failed += 1
             continue
         bar.close()

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from hushnet.audio import AUDIO_EXTENSIONS, read_audio
+from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
 from hushnet.metrics import COMPOSITE_NOTE, score
 
 METRICS = ["pesq_wb", "csig", "cbak", "covl", "ssnr_db", "stoi", "estoi", "si_sdr_db", "snr_db"]
@@ -102,7 +102,7 @@ def score_pair(pair: Pair) -> dict:
             prefix = "" if role == "enhanced" or pair.enhanced is None else "noisy_"
             row.update({f"{prefix}{k}": v for k, v in values.items()})
     except Exception as error:  # one bad file must not sink a whole evaluation: report it in its row
-        row["error"] = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        row["error"] = one_line(error)
     return row
 
 
