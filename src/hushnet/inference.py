@@ -44,6 +44,13 @@ class _Stage:
     buffer: torch.Tensor
     produced: int = 0  # outputs emitted so far (output positions 0..produced-1)
 
+    @classmethod
+    def for_conv(cls, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int, batch: int) -> "_Stage":
+        """A stage at the start of the signal: its buffer holds the ``dilation`` zeros of the left padding."""
+        weight = weight.detach()
+        buffer = torch.zeros(batch, weight.shape[1], dilation, device=weight.device, dtype=weight.dtype)
+        return cls(weight, dilation, None if bias is None else bias.detach(), buffer)
+
     def push(self, block: torch.Tensor, final: bool, extra: int = 0) -> torch.Tensor:
         """Append input samples; return every output whose inputs are now known.
 
@@ -76,14 +83,6 @@ class StreamingCAN:
         self.device, self.dtype = first.device, first.dtype
         self.batch = batch
 
-    def _stages(self, count: int) -> list[_Stage]:
-        stages = []
-        for layer in self.model.layers[:count]:
-            d = layer.dilation
-            weight = layer.conv.weight.detach()
-            stages.append(_Stage(weight, d, None, torch.zeros(self.batch, weight.shape[1], d, device=self.device, dtype=self.dtype)))
-        return stages
-
     @torch.inference_mode()
     def run(
         self,
@@ -100,8 +99,8 @@ class StreamingCAN:
         (over the positions its statistics cover) are returned, each [batch, channels, 1].
         """
         count = len(self.model.layers) if stats_layer is None else stats_layer + 1
-        stages = self._stages(count)
-        head = _Stage(self.model.output.weight.detach(), 0, self.model.output.bias.detach(), torch.zeros(self.batch, self.model.config.channels, 0, device=self.device, dtype=self.dtype))
+        stages = [_Stage.for_conv(layer.conv.weight, None, layer.dilation, self.batch) for layer in self.model.layers[:count]]
+        head = _Stage.for_conv(self.model.output.weight, self.model.output.bias, 0, self.batch)
         total = total_sq = None
         counted = 0
         written = 0
