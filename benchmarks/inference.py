@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 
 from hushnet.checkpoint import load_model, save_model
 from hushnet.denoiser import Denoiser
-from hushnet.models.can import CAN, CANConfig
+from hushnet.models.can import CAN, to_batch_mode
 
 RESULTS = Path(__file__).parent / "results"
 DEV_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "valentini_dev" / "noisy" / "p287_003.flac"
@@ -41,18 +40,7 @@ DEV_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "valentini_
 
 def frozen_copy(per_input: CAN, calibration: np.ndarray) -> CAN:
     """The same weights in ``batch`` mode, running statistics = the per-input ones on ``calibration``."""
-    model = CAN(CANConfig(**{**per_input.config.to_dict(), "norm": "batch"}))
-    model.load_state_dict(per_input.state_dict(), strict=False)
-    h = torch.from_numpy(calibration)[None, None]
-    with torch.no_grad():
-        for frozen, layer in zip(model.layers, per_input.layers):
-            tail = layer.tail_length(h.shape[-1])
-            z = layer.conv(F.pad(h, (0, tail)))
-            mean, var = layer.norm.statistics(z)
-            frozen.norm.running_mean.copy_(mean.flatten())
-            frozen.norm.running_var.copy_(var.flatten())
-            h = layer(h)
-    return model.eval()
+    return to_batch_mode(per_input, torch.from_numpy(calibration)[None])
 
 
 def signal(seconds: float, seed: int = 0) -> np.ndarray:

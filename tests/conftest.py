@@ -59,3 +59,43 @@ def write_wav(tmp_path):
         return path
 
     return write
+
+
+def write_tiny_corpus(root: Path, speakers: int = 6, files_per_speaker: int = 3, seconds: float = 0.6) -> Path:
+    """A ``shared/data``-style folder without manifests: speech/SPEAKER/*.wav, noise/LABEL/*.wav, rir/*.wav."""
+    rng = np.random.default_rng(0)
+    for s in range(speakers):
+        for f in range(files_per_speaker):
+            path = root / "speech" / f"spk{s}" / f"spk{s}_{f:03d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, speechlike(seconds * (1 + f / 2), seed=10 * s + f)[0], 16000)
+    for label in ("hum", "hiss", "clatter"):
+        for f in range(2):
+            path = root / "noise" / label / f"{label}_{f}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, (0.05 * rng.standard_normal(int(16000 * 0.9))).astype(np.float32), 16000)
+    (root / "rir").mkdir(parents=True, exist_ok=True)
+    response = np.zeros(800, np.float32)
+    response[10] = 1.0
+    response[10:] += (0.3 * rng.standard_normal(790) * np.exp(-np.arange(790) / 150)).astype(np.float32)
+    sf.write(root / "rir" / "room.wav", response, 16000)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def tiny_lossnet(seed: int = 0):
+    from hushnet.models.lossnet import LossNet, LossNetConfig
+
+    torch.manual_seed(seed)
+    return LossNet(LossNetConfig(layers=6, base_channels=4, double_every=3, max_channels=8, scene_classes=3, tags=2))
+
+
+@pytest.fixture(scope="session")
+def tiny_lossnet_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("lossnets") / "tiny"
+    save_model(tiny_lossnet(), directory, "# tiny loss network\n")
+    return directory

@@ -21,7 +21,7 @@ def _configure_runtime(args: argparse.Namespace) -> None:
         if args.threads < 1:
             raise SystemExit("error: --threads must be at least 1")
         torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda asked for, but no CUDA GPU is available")
 
 
@@ -61,6 +61,33 @@ def _evaluate(args: argparse.Namespace) -> int:
                             progress=not args.quiet, device=args.device)
 
 
+# Training flags and the TrainConfig field each one sets (dotted: nested dataclasses).
+TRAIN_OPTIONS = {
+    "data": "data", "valentini": "valentini", "clean": "clean", "noisy": "noisy", "init": "init",
+    "norm": "model.norm", "channels": "model.channels", "input_rms_db": "model.input_rms_db",
+    "freeze_norm_statistics": "freeze_norm_statistics", "segment_seconds": "mixing.segment_seconds",
+    "feature_weight": "loss.feature", "l1_weight": "loss.l1", "l2_weight": "loss.l2", "lossnet": "loss.lossnet",
+    "calibration_steps": "loss.calibration_steps", "batch_size": "batch_size", "learning_rate": "learning_rate",
+    "warmup_steps": "warmup_steps", "max_steps": "max_steps", "validate_every": "validate_every",
+    "validation_items": "validation_items", "checkpoint_every": "checkpoint_every", "seed": "seed",
+    "device": "device", "threads": "threads", "autocast": "autocast", "workers": "workers",
+}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hushnet.commands import train_command
+
+    _configure_runtime(args)
+    overrides = {field: getattr(args, flag) for flag, field in TRAIN_OPTIONS.items() if getattr(args, flag) is not None}
+    return train_command(args.config, args.output, overrides, resume=args.resume, progress=not args.quiet)
+
+
+def _make_testset(args: argparse.Namespace) -> int:
+    from hushnet.commands import make_testset_command
+
+    return make_testset_command(args.data, args.output, args.count, args.seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hushnet", description="Speech denoising with deep feature losses.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +113,51 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_runtime_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
+
+    trainer = commands.add_parser("train", help="train a denoiser (deep feature loss and/or waveform losses)")
+    trainer.add_argument("-o", "--output", default="runs/hushnet", help="run folder: checkpoints, logs, best/ (default runs/hushnet)")
+    trainer.add_argument("--config", help="a train_config.json to start from (flags override it)")
+    trainer.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    data = trainer.add_argument_group("data (one source)")
+    data.add_argument("--data", help="folder with speech/, noise/ [, rir/] to mix on the fly (default ../shared/data)")
+    data.add_argument("--valentini", help="Valentini noisy-VCTK folder (clean_trainset_28spk_wav/, noisy_trainset_28spk_wav/, ...)")
+    data.add_argument("--clean", help="folder of clean files (with --noisy: pairs matched by name)")
+    data.add_argument("--noisy", help="folder of noisy files")
+    data.add_argument("--segment-seconds", type=float, help="training crop length (default 3)")
+    model = trainer.add_argument_group("model")
+    model.add_argument("--init", help="identity (default), default, or a model directory/name to fine-tune")
+    model.add_argument("--norm", choices=["per-input", "batch"], help="normalisation mode (default per-input)")
+    model.add_argument("--channels", type=int, help="feature maps (default 64)")
+    model.add_argument("--input-rms-db", type=float, help="level the input is normalised to (default -23 dBFS)")
+    model.add_argument("--freeze-norm-statistics", action="store_true", default=None, help="batch mode: keep running statistics fixed")
+    losses = trainer.add_argument_group("loss")
+    losses.add_argument("--feature-weight", type=float, help="weight of the deep feature loss (default 1; 0 turns it off)")
+    losses.add_argument("--l1-weight", type=float, help="weight of the waveform L1 loss (default 0)")
+    losses.add_argument("--l2-weight", type=float, help="weight of the waveform L2 loss (default 0)")
+    losses.add_argument("--lossnet", help="loss network: model directory or shipped name (default authors-lossnet)")
+    losses.add_argument("--calibration-steps", type=int, help="steps whose mean layer distances set the layer weights (default 100)")
+    optimisation = trainer.add_argument_group("optimisation")
+    optimisation.add_argument("--batch-size", type=int, help="crops per step and process (default 8)")
+    optimisation.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default 3e-4)")
+    optimisation.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 100)")
+    optimisation.add_argument("--max-steps", type=int, help="total steps (default 10000)")
+    optimisation.add_argument("--autocast", action="store_true", default=None, help="bf16 autocast")
+    optimisation.add_argument("--seed", type=int, help="seed of initialisation and data (default 0)")
+    bookkeeping = trainer.add_argument_group("bookkeeping")
+    bookkeeping.add_argument("--validate-every", type=int, help="steps between validations (default 500)")
+    bookkeeping.add_argument("--validation-items", type=int, help="validation mixtures (default 16)")
+    bookkeeping.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
+    bookkeeping.add_argument("--workers", type=int, help="data-loading processes (default 0)")
+    trainer.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_runtime_options(trainer)
+    trainer.set_defaults(run=_train, device=None)
+
+    testset = commands.add_parser("make-testset", help="build the reproducible synthetic test set from held-out speakers and noise")
+    testset.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/ (default ../shared/data)")
+    testset.add_argument("-o", "--output", default="testsets/synthetic", help="folder to write clean/, noisy/, manifest.csv")
+    testset.add_argument("--count", type=int, default=96, help="number of files (default 96)")
+    testset.add_argument("--seed", type=int, default=2026, help="seed (default 2026: the published set)")
+    testset.set_defaults(run=_make_testset)
 
     importer = commands.add_parser("import-reference", help="import the authors' released model (TF checkpoint or .npz)")
     importer.add_argument("source", help="folder with se_model.ckpt.* / loss_model.ckpt.* (or .npz), or one checkpoint")

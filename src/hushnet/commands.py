@@ -102,3 +102,39 @@ def evaluate_command(clean: str | None, noisy: str | None, enhanced: str | None,
     for row in failed:
         print(f"error: {row['name']}: {row['error']}", file=sys.stderr)
     return 1 if failed or matching.missing else 0
+
+
+def train_command(config_file: str | None, output: str, overrides: dict, resume: bool = False, progress: bool = True) -> int:
+    """``hushnet train``: build the job's configuration (run folder, file, flags) and run it."""
+    import json
+    from pathlib import Path
+
+    from hushnet.checkpoint import ModelError
+    from hushnet.train import TrainConfig, config_with, load_run_config, train
+
+    try:
+        base = load_run_config(output) if resume else None
+        if base is None:
+            base = TrainConfig.from_dict(json.loads(Path(config_file).read_text())) if config_file else TrainConfig()
+        config = config_with(base, {**overrides, "output": output})
+        run = train(config, resume=resume, progress=progress)
+    except (FileNotFoundError, FileExistsError, ValueError, ModelError, AudioError, json.JSONDecodeError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"run folder: {run} (best model: {run / 'best'})")
+    return 0
+
+
+def make_testset_command(data: str, output: str, count: int, seed: int) -> int:
+    """``hushnet make-testset``: write the synthetic test set and say what it holds."""
+    from hushnet.data.testset import build_test_set, reserved_summary
+
+    try:
+        folder = build_test_set(data, output, count, seed)
+        summary = reserved_summary(data)
+    except (FileNotFoundError, ValueError, AudioError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"{count} noisy/clean pairs in {folder} from {len(summary['speakers'])} held-out speakers "
+          f"({summary['speech_minutes']} min) and {len(summary['noise_recordings'])} held-out noise sources ({summary['noise_minutes']} min)")
+    return 0

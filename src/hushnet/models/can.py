@@ -184,3 +184,21 @@ class CAN(nn.Module):
                 weight.zero_()
                 channels = min(weight.shape[0], weight.shape[1])
                 weight[torch.arange(channels), torch.arange(channels), 1] = 1.0
+
+
+def to_batch_mode(per_input: CAN, calibration: torch.Tensor) -> CAN:
+    """The same weights in ``batch`` mode, running statistics = the per-input statistics averaged over
+    the examples of ``calibration`` ([batch, samples]): a chunkable model that starts where the
+    per-input one was.
+    """
+    model = CAN(CANConfig(**{**per_input.config.to_dict(), "norm": "batch"}))
+    model.load_state_dict(per_input.state_dict(), strict=False)
+    h = calibration.unsqueeze(1) if calibration.dim() == 2 else calibration
+    with torch.no_grad():
+        for frozen, layer in zip(model.layers, per_input.layers):
+            tail = layer.tail_length(h.shape[-1])
+            mean, var = layer.norm.statistics(layer.conv(F.pad(h, (0, tail))))
+            frozen.norm.running_mean.copy_(mean.mean(dim=0).flatten())
+            frozen.norm.running_var.copy_(var.mean(dim=0).flatten())
+            h = layer(h)
+    return model.eval()

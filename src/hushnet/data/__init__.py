@@ -1,0 +1,1 @@
+"""Training and evaluation data: sources and splits, on-the-fly mixtures, file pairs, scene/tag sets."""

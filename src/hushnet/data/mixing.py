@@ -1,0 +1,158 @@
+"""On-the-fly noisy mixtures: clean speech + noise (or babble) at a drawn SNR, optional room reverb.
+
+Item ``i`` of a :class:`MixtureDataset` depends only on (seed, i): the same on every worker, process
+and run, which is what makes a resumed training run see exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.signal import fftconvolve
+
+from hushnet.data.sources import AudioCache, ImpulseResponse, NoiseClip, Utterance
+
+_TINY = 1e-10
+
+
+@dataclass
+class MixingConfig:
+    """How mixtures are drawn. Ranges are uniform [low, high]."""
+
+    segment_seconds: float = 3.0
+    snr_db: tuple[float, float] = (-5.0, 20.0)
+    level_db: tuple[float, float] = (-35.0, -15.0)  # RMS of the mixture, dBFS
+    reverb_probability: float = 0.2
+    babble_probability: float = 0.1
+    babble_talkers: tuple[int, int] = (3, 7)
+    sample_rate: int = 16000
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.sample_rate))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def scale_noise_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``noise`` scaled so that 10*log10(P_speech / P_noise) == snr_db over the segment."""
+    speech_power = np.mean(np.square(speech, dtype=np.float64))
+    noise_power = np.mean(np.square(noise, dtype=np.float64))
+    if speech_power <= _TINY or noise_power <= _TINY:
+        return noise
+    return (noise * np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))).astype(np.float32)
+
+
+def random_crop(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``length``-sample window; signals that are too short are looped from a random phase."""
+    if signal.size == 0:
+        return np.zeros(length, np.float32)
+    if signal.size < length:
+        repeats = -(-length // signal.size) + 1
+        signal = np.tile(signal, repeats)
+    start = int(rng.integers(0, signal.size - length + 1))
+    return signal[start : start + length]
+
+
+def direct_path_aligned(response: np.ndarray) -> np.ndarray:
+    """An impulse response cut at its peak and scaled so the peak is +1: the dry signal is then the
+    aligned target, in the same polarity as the direct sound."""
+    peak = int(np.argmax(np.abs(response)))
+    aligned = response[peak:]
+    return (aligned / aligned[0]).astype(np.float32) if aligned[0] != 0 else aligned.astype(np.float32)
+
+
+class MixtureDataset(torch.utils.data.Dataset):
+    """Noisy/clean pairs of ``segment_seconds`` drawn from speech, noise and room responses.
+
+    Returns dicts of float32 arrays: ``noisy``, ``clean`` (the dry speech), ``noise`` (the noise as
+    mixed in) and the drawn ``snr_db``. ``length`` is the size of one virtual epoch.
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        noises: Sequence[NoiseClip],
+        responses: Sequence[ImpulseResponse] = (),
+        config: MixingConfig | None = None,
+        seed: int = 0,
+        length: int = 10_000,
+        cache: AudioCache | None = None,
+    ) -> None:
+        if not utterances:
+            raise ValueError("no speech to mix")
+        if not noises and (config or MixingConfig()).babble_probability < 1:
+            raise ValueError("no noise to mix")
+        self.utterances = list(utterances)
+        self.noises = list(noises)
+        self.responses = list(responses)
+        self.config = config or MixingConfig()
+        self.seed = seed
+        self.length = length
+        self.cache = cache or AudioCache(self.config.sample_rate)
+        self.by_speaker: dict[str, list[int]] = {}
+        for index, utterance in enumerate(self.utterances):
+            self.by_speaker.setdefault(utterance.speaker, []).append(index)
+        self.speakers = sorted(self.by_speaker)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _speech(self, rng: np.random.Generator, length: int, speaker: str | None = None) -> tuple[np.ndarray, str]:
+        """``length`` samples of one speaker: utterances of theirs joined until long enough, then cropped."""
+        if speaker is None:
+            speaker = self.utterances[int(rng.integers(len(self.utterances)))].speaker
+        own = self.by_speaker[speaker]
+        pieces, total = [], 0
+        while total < length:
+            piece = self.cache(self.utterances[own[int(rng.integers(len(own)))]].path)
+            pieces.append(piece)
+            total += piece.size
+            if len(pieces) > 50:  # a speaker whose files are all (near) empty
+                break
+        return random_crop(np.concatenate(pieces), length, rng), speaker
+
+    def _babble(self, rng: np.random.Generator, length: int, target_speaker: str) -> np.ndarray:
+        others = [s for s in self.speakers if s != target_speaker] or self.speakers
+        low, high = self.config.babble_talkers
+        talkers = rng.choice(len(others), size=min(int(rng.integers(low, high + 1)), len(others)), replace=False)
+        babble = np.zeros(length, np.float32)
+        for talker in sorted(talkers):
+            voice, _ = self._speech(rng, length, others[talker])
+            babble += voice / max(rms(voice), 1e-4)
+        return babble
+
+    def __getitem__(self, index: int) -> dict:
+        config = self.config
+        rng = np.random.default_rng([self.seed, index])
+        length = config.segment_samples
+        clean, speaker = self._speech(rng, length)
+        speech = clean
+        if self.responses and rng.random() < config.reverb_probability:
+            response = direct_path_aligned(self.cache(self.responses[int(rng.integers(len(self.responses)))].path))
+            speech = fftconvolve(clean, response)[:length].astype(np.float32)
+        if not self.noises or rng.random() < config.babble_probability:
+            noise = self._babble(rng, length, speaker)
+        else:
+            noise = random_crop(self.cache(self.noises[int(rng.integers(len(self.noises)))].path), length, rng)
+        snr_db = float(rng.uniform(*config.snr_db))
+        noise = scale_noise_to_snr(speech, noise, snr_db)
+        noisy = speech + noise
+        gain = 10 ** (rng.uniform(*config.level_db) / 20) / max(rms(noisy), _TINY)
+        peak = float(np.max(np.abs(noisy))) * gain
+        if peak > 0.99:  # keep the mixture below full scale; the SNR is unchanged
+            gain *= 0.99 / peak
+        return {
+            "noisy": (noisy * gain).astype(np.float32),
+            "clean": (clean * gain).astype(np.float32),
+            "noise": (noise * gain).astype(np.float32),
+            "snr_db": snr_db,
+        }

@@ -1,0 +1,135 @@
+"""Where audio comes from: manifests of ``../shared/data`` style, plain folders, and a decoded-audio cache.
+
+Knows nothing of models. Every dataset reads audio through :class:`AudioCache`, which decodes a file
+once (resampled to 16 kHz, channels averaged) and keeps it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hushnet.audio import AUDIO_EXTENSIONS, MODEL_RATE, read_audio
+
+_SEGMENT_SUFFIX = re.compile(r"_s\d+$")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One clean speech file."""
+
+    path: Path
+    speaker: str
+    sex: str = ""
+    corpus: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class NoiseClip:
+    """One noise file; ``recording`` names the original recording its segment was cut from."""
+
+    path: Path
+    label: str
+    recording: str
+    corpus: str = ""
+    fold: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImpulseResponse:
+    path: Path
+    room: str
+    corpus: str = ""
+
+
+def _rows(manifest: Path) -> list[dict]:
+    with open(manifest, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _manifest_of(source: Path) -> Path | None:
+    if source.is_file() and source.suffix == ".csv":
+        return source
+    if (source / "manifest.csv").is_file():
+        return source / "manifest.csv"
+    return None
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder``, recursively, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+
+
+def speech_utterances(source: str | os.PathLike) -> list[Utterance]:
+    """Utterances from a manifest (path, speaker[, sex, set, seconds]) or a folder.
+
+    In a folder without a manifest the speaker is the file's parent folder name (LibriSpeech, VCTK
+    and most corpora are laid out that way), or the file name prefix before ``_`` for flat folders.
+    """
+    source = Path(source)
+    manifest = _manifest_of(source)
+    if manifest is not None:
+        root = manifest.parent
+        return [
+            Utterance(root / r["path"], r.get("speaker") or Path(r["path"]).parent.name, r.get("sex", ""), r.get("set", ""), float(r.get("seconds") or 0))
+            for r in _rows(manifest)
+        ]
+    if not source.is_dir():
+        raise FileNotFoundError(f"no speech folder or manifest at '{source}'")
+    utterances = []
+    for path in audio_files(source):
+        speaker = path.parent.name if path.parent != source else path.stem.split("_")[0]
+        utterances.append(Utterance(path, speaker, corpus=source.name))
+    return utterances
+
+
+def noise_clips(source: str | os.PathLike) -> list[NoiseClip]:
+    """Noise clips from a manifest (path, label[, fold, set]) or a folder (label = parent folder)."""
+    source = Path(source)
+    manifest = _manifest_of(source)
+    if manifest is not None:
+        root = manifest.parent
+        clips = []
+        for r in _rows(manifest):
+            recording = _SEGMENT_SUFFIX.sub("", Path(r["path"]).with_suffix("").as_posix())
+            clips.append(NoiseClip(root / r["path"], r.get("label", ""), recording, r.get("set", ""), r.get("fold", ""), float(r.get("seconds") or 0)))
+        return clips
+    if not source.is_dir():
+        raise FileNotFoundError(f"no noise folder or manifest at '{source}'")
+    return [
+        NoiseClip(p, p.parent.name, _SEGMENT_SUFFIX.sub("", p.relative_to(source).with_suffix("").as_posix()), source.name)
+        for p in audio_files(source)
+    ]
+
+
+def impulse_responses(source: str | os.PathLike) -> list[ImpulseResponse]:
+    source = Path(source)
+    manifest = _manifest_of(source)
+    if manifest is not None:
+        return [ImpulseResponse(manifest.parent / r["path"], r.get("room", ""), r.get("set", "")) for r in _rows(manifest)]
+    if not source.is_dir():
+        raise FileNotFoundError(f"no impulse-response folder or manifest at '{source}'")
+    return [ImpulseResponse(p, p.stem, source.name) for p in audio_files(source)]
+
+
+class AudioCache:
+    """Decodes each file once to float32 mono at 16 kHz and keeps it (our sets are ~1 GB decoded at most)."""
+
+    def __init__(self, rate: int = MODEL_RATE) -> None:
+        self.rate = rate
+        self._store: dict[Path, np.ndarray] = {}
+
+    def __call__(self, path: Path) -> np.ndarray:
+        samples = self._store.get(path)
+        if samples is None:
+            audio, _ = read_audio(path, self.rate)
+            samples = np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32)
+            self._store[path] = samples
+        return samples
