@@ -82,6 +82,16 @@ def _train(args: argparse.Namespace) -> int:
     return train_command(args.config, args.output, overrides, resume=args.resume, progress=not args.quiet)
 
 
+def _train_lossnet(args: argparse.Namespace) -> int:
+    from hushnet.commands import train_lossnet_command
+
+    _configure_runtime(args)
+    overrides = {key: getattr(args, key) for key in ("data", "dcase_scenes", "dcase_fold", "chime_home", "chime_fold", "tasks", "batch_size",
+                                                     "learning_rate", "max_steps", "evaluate_every", "checkpoint_every", "seed", "device", "threads")
+                 if getattr(args, key) is not None}
+    return train_lossnet_command(args.output, overrides, resume=args.resume, progress=not args.quiet)
+
+
 def _make_testset(args: argparse.Namespace) -> int:
     from hushnet.commands import make_testset_command
 
@@ -151,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_runtime_options(trainer)
     trainer.set_defaults(run=_train, device=None)
+
+    lossnet = commands.add_parser("train-lossnet", help="train a loss network on scene classification and sound tagging")
+    lossnet.add_argument("-o", "--output", default="runs/lossnet", help="run folder; the result goes to OUTPUT/lossnet")
+    lossnet.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    lossnet.add_argument("--data", help="folder with speech/ and noise/ for our own scene and tag tasks (default ../shared/data)")
+    lossnet.add_argument("--dcase-scenes", help="TUT Acoustic Scenes 2016 development folder (meta.txt, audio/, evaluation_setup/)")
+    lossnet.add_argument("--dcase-fold", type=int, help="its cross-validation fold (default 1)")
+    lossnet.add_argument("--chime-home", help="CHiME-Home folder (chunks/, development_chunks_refined_crossval_dcase2016.csv)")
+    lossnet.add_argument("--chime-fold", type=int, help="its cross-validation fold (default 0)")
+    lossnet.add_argument("--tasks", choices=["sum", "alternate"], help="sum both task losses each step, or alternate (default sum)")
+    lossnet.add_argument("--batch-size", type=int, help="clips per task and step (default 16)")
+    lossnet.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default 1e-3)")
+    lossnet.add_argument("--max-steps", type=int, help="total steps (default 3000)")
+    lossnet.add_argument("--evaluate-every", type=int, help="steps between held-out evaluations (default 500)")
+    lossnet.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
+    lossnet.add_argument("--seed", type=int, help="seed (default 0)")
+    lossnet.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_runtime_options(lossnet)
+    lossnet.set_defaults(run=_train_lossnet, device=None)
 
     testset = commands.add_parser("make-testset", help="build the reproducible synthetic test set from held-out speakers and noise")
     testset.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/ (default ../shared/data)")

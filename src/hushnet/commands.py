@@ -138,3 +138,22 @@ def make_testset_command(data: str, output: str, count: int, seed: int) -> int:
     print(f"{count} noisy/clean pairs in {folder} from {len(summary['speakers'])} held-out speakers "
           f"({summary['speech_minutes']} min) and {len(summary['noise_recordings'])} held-out noise sources ({summary['noise_minutes']} min)")
     return 0
+
+
+def train_lossnet_command(output: str, overrides: dict, resume: bool = False, progress: bool = True) -> int:
+    """``hushnet train-lossnet``: configuration from the run folder (on resume) or defaults, plus flags."""
+    import json
+    from pathlib import Path
+
+    from hushnet.train_lossnet import LossNetTrainConfig, train_lossnet
+
+    try:
+        saved = Path(output) / "train_config.json"
+        values = json.loads(saved.read_text()) if resume and saved.is_file() else LossNetTrainConfig().to_dict()
+        config = LossNetTrainConfig.from_dict({**values, **overrides, "output": output})
+        run = train_lossnet(config, resume=resume, progress=progress)
+    except (FileNotFoundError, FileExistsError, ValueError, AudioError, json.JSONDecodeError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"loss network: {run / 'lossnet'}")
+    return 0

@@ -14,7 +14,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -24,11 +23,13 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
-from hushnet.audio import default_file_mode, make_temporary
-from hushnet.checkpoint import load_model, read_config, resolve_model_dir, save_model
+from hushnet.checkpoint import (
+    CHECKPOINTS_DIR, latest_checkpoint, load_model, publish_checkpoint, read_config, read_training_state, resolve_model_dir, save_model,
+    write_atomic_text, write_training_state,
+)
 from hushnet.data.mixing import MixingConfig, MixtureDataset
 from hushnet.data.pairs import VALENTINI_VALIDATION_SPEAKERS, PairDataset, folder_pairs, split_pairs, valentini_pairs
 from hushnet.data.sources import AudioCache, impulse_responses, noise_clips, speech_utterances
@@ -38,10 +39,7 @@ from hushnet.metrics import pesq_score, si_sdr
 from hushnet.models.can import CAN, CANConfig, to_batch_mode
 
 DEFAULT_DATA = "../shared/data"
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-TRAINING_STATE = "training_state.safetensors"
-TRAINING_INFO = "training_state.json"
+
 
 
 @dataclass
@@ -226,64 +224,22 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
 # --- checkpoints --------------------------------------------------------------------------------
 
 
-def _write_atomic_text(path: Path, text: str) -> None:
-    temporary = make_temporary(path)
-    temporary.write_text(text)
-    os.chmod(temporary, default_file_mode())
-    os.replace(temporary, path)
-
-
-def latest_checkpoint(output: str | os.PathLike) -> Path | None:
-    """The last complete checkpoint of a run folder, if any."""
-    pointer = Path(output) / CHECKPOINTS / LATEST
-    if not pointer.is_file():
-        return None
-    directory = pointer.parent / pointer.read_text().strip()
-    return directory if (directory / TRAINING_INFO).is_file() else None
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    state = optimizer.state_dict()
-    tensors = {f"optimizer.{index}.{key}": value.detach().cpu().contiguous()
-               for index, values in state["state"].items() for key, value in values.items()}
-    return tensors, {"param_groups": state["param_groups"], "state_keys": {str(i): sorted(v) for i, v in state["state"].items()}}
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict) -> None:
-    state = {int(index): {key: tensors[f"optimizer.{index}.{key}"] for key in keys} for index, keys in info["state_keys"].items()}
-    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-
-
 def save_checkpoint(output: Path, step: int, model: CAN, optimizer: torch.optim.Optimizer, loss: TrainingLoss, config: TrainConfig, extra: dict) -> Path:
-    """Write a complete checkpoint folder, then publish it by rewriting ``latest``; prune old ones."""
-    folder = output / CHECKPOINTS
-    directory = folder / f"step_{step:07d}"
-    staging = folder / f".step_{step:07d}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_model(model, staging, model_card(config, step, extra), {"training": {"step": step, "config": config.to_dict()}})
-    tensors, optimizer_info = _optimizer_tensors(optimizer)
-    tensors.update({f"loss.{k}": v.detach().cpu().contiguous() for k, v in loss.state_dict().items() if not k.startswith("feature.lossnet.")})
-    tensors["rng.torch"] = torch.get_rng_state()
-    save_file(tensors, str(staging / TRAINING_STATE))
-    info = {"step": step, "optimizer": optimizer_info, "config": config.to_dict(), **extra}
-    (staging / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(staging, directory)
-    _write_atomic_text(folder / LATEST, directory.name + "\n")
-    for old in sorted(folder.glob("step_*"))[: -config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    return directory
+    """A complete checkpoint folder (model directory + training state), published atomically."""
+
+    def write(staging: Path) -> None:
+        save_model(model, staging, model_card(config, step, extra), {"training": {"step": step, "config": config.to_dict()}})
+        loss_state = {f"loss.{k}": v for k, v in loss.state_dict().items() if not k.startswith("feature.lossnet.")}
+        write_training_state(staging, step, optimizer, loss_state, {"config": config.to_dict(), **extra})
+
+    return publish_checkpoint(output, step, write, config.keep_checkpoints)
 
 
 def load_checkpoint(directory: Path, model: CAN, optimizer: torch.optim.Optimizer, loss: TrainingLoss) -> dict:
     """Restore model, optimizer, loss calibration and RNG from a checkpoint; returns its info."""
-    info = json.loads((directory / TRAINING_INFO).read_text())
-    tensors = load_file(str(directory / TRAINING_STATE))
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
-    _load_optimizer(optimizer, tensors, info["optimizer"])
-    loss_state = {k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}
-    loss.load_state_dict(loss_state, strict=False)
-    torch.set_rng_state(tensors["rng.torch"])
+    tensors, info = read_training_state(directory, optimizer)
+    loss.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
     return info
 
 
@@ -372,7 +328,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     latest = latest_checkpoint(output) if resume else None
     if resume and latest is None and rank == 0:
         print(f"no checkpoint in {output}: starting from step 0", file=sys.stderr)
-    if latest is None and not resume and (output / CHECKPOINTS).exists() and rank == 0:
+    if latest is None and not resume and (output / CHECKPOINTS_DIR).exists() and rank == 0:
         raise FileExistsError(f"{output} already holds a run: pass --resume to continue it, or choose another --output")
 
     training_data, validation_data = build_datasets(config)
@@ -391,7 +347,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
             _truncate_log(output / "log.csv", step)
             _truncate_log(output / "validation.csv", step)
     if rank == 0:
-        _write_atomic_text(output / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        write_atomic_text(output / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     log = _CSVLog(output / "log.csv", ["step", "learning_rate", "loss", "feature", "l1", "l2", "grad_norm", "seconds", "audio_seconds_per_second"]) if rank == 0 else None
     validation_log = _CSVLog(output / "validation.csv", ["step", "loss", "pesq", "stoi", "si_sdr"]) if rank == 0 else None
 

@@ -69,10 +69,12 @@ class LossLayer(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, 3, stride=stride, bias=False)
         self.beta = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_statistics: bool = False) -> torch.Tensor:
         z = self.conv(F.pad(x, same_padding(x.shape[-1], self.stride)))
-        # Statistics of this input alone, at training and inference (the authors' batch norm).
-        var, mean = torch.var_mean(z, dim=2, keepdim=True, correction=0)
+        # Statistics of this input alone (the authors' batch norm as used in the feature loss, one file
+        # at a time), or of the whole batch (as when they trained the classifier on batches of clips:
+        # per-example statistics would erase the level differences between clips that tell classes apart).
+        var, mean = torch.var_mean(z, dim=(0, 2) if batch_statistics else 2, keepdim=True, correction=0)
         normed = (z - mean) * torch.rsqrt(var + self.eps) + self.beta.view(1, -1, 1)
         return F.leaky_relu(normed, self.negative_slope)
 
@@ -92,18 +94,21 @@ class LossNet(nn.Module):
         self.scene_head = nn.Linear(width, cfg.scene_classes) if cfg.scene_classes else None
         self.tag_head = nn.Linear(width, cfg.tags) if cfg.tags else None
 
-    def forward(self, x: torch.Tensor, num_layers: int | None = None) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, num_layers: int | None = None, batch_statistics: bool = False) -> list[torch.Tensor]:
         """Activations of the first ``num_layers`` layers (all by default) for x: [batch, samples]."""
         h = x.unsqueeze(1) if x.dim() == 2 else x
         features = []
         for layer in self.layers[: num_layers or len(self.layers)]:
-            h = layer(h)
+            h = layer(h, batch_statistics)
             features.append(h)
         return features
 
-    def classify(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Scene logits [batch, classes] and tag logits [batch, tags] (None where a head is absent)."""
-        pooled = self.forward(x)[-1].mean(dim=2)
+    def classify(self, x: torch.Tensor, batch_statistics: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Scene logits [batch, classes] and tag logits [batch, tags] (None where a head is absent).
+
+        Normalised with the statistics of the whole batch by default, as the classifier is trained.
+        """
+        pooled = self.forward(x, batch_statistics=batch_statistics)[-1].mean(dim=2)
         scene = self.scene_head(pooled) if self.scene_head is not None else None
         tags = self.tag_head(pooled) if self.tag_head is not None else None
         return scene, tags

@@ -1,0 +1,72 @@
+"""Loss-network training: a few steps lower the task losses; resume is exact; metrics on known cases."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hushnet.checkpoint import latest_checkpoint, load_model
+from hushnet.train_lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
+from test_scenes import make_chime_home, make_dcase2016
+
+
+def test_average_precision_and_equal_error_rate_on_known_cases():
+    truth = np.array([1, 0, 1, 0])
+    assert average_precision(np.array([0.9, 0.1, 0.8, 0.2]), truth) == 1.0
+    assert average_precision(np.array([0.1, 0.9, 0.2, 0.8]), truth) == pytest.approx((1 / 3 + 2 / 4) / 2)
+    assert equal_error_rate(np.array([0.9, 0.1, 0.8, 0.2]), truth) == 0.0
+    assert equal_error_rate(np.array([0.1, 0.9, 0.2, 0.8]), truth) == 1.0
+    assert np.isnan(average_precision(np.array([0.3]), np.array([0])))
+
+
+@pytest.fixture
+def config_for(tmp_path):
+    dcase, chime = make_dcase2016(tmp_path / "dcase"), make_chime_home(tmp_path / "chime")
+
+    def make(name: str, **overrides) -> LossNetTrainConfig:
+        values = dict(output=str(tmp_path / name), data=None, dcase_scenes=str(dcase), chime_home=str(chime), layers=6, base_channels=4,
+                      crop_seconds=(0.25, 0.5), evaluation_seconds=0.5, evaluation_tag_items=6, batch_size=6, learning_rate=3e-3,
+                      warmup_steps=2, max_steps=30, evaluate_every=30, checkpoint_every=3, threads=1)
+        return LossNetTrainConfig(**{**values, **overrides})
+
+    return make
+
+
+def test_a_few_steps_lower_both_task_losses(config_for):
+    run = train_lossnet(config_for("run", max_steps=60, learning_rate=1e-2), progress=False)
+    with open(run / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    scene = [float(r["scene_loss"]) for r in rows]
+    tags = [float(r["tag_loss"]) for r in rows]
+    print(np.mean(scene[:5]), np.mean(scene[-5:]), np.mean(tags[:5]), np.mean(tags[-5:]))
+    assert np.mean(scene[-5:]) < 0.7 * np.mean(scene[:5])
+    assert np.mean(tags[-5:]) < 0.9 * np.mean(tags[:5])
+    network = load_model(run / "lossnet", kind="lossnet")
+    assert network.config.scene_names == ["beach", "bus", "office"] and network.config.tags == 7
+    assert "Held-out scene accuracy" in (run / "lossnet" / "README.md").read_text()
+    assert (run / "confusion.png").stat().st_size > 1000
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_continues_exactly(config_for):
+    whole = train_lossnet(config_for("whole", max_steps=8, tasks="alternate"), progress=False)
+
+    def crash(step: int) -> None:
+        if step == 7:
+            raise Crash
+
+    config = config_for("halves", max_steps=8, tasks="alternate")
+    with pytest.raises(Crash):
+        train_lossnet(config, progress=False, on_step=crash)
+    assert latest_checkpoint(config.output).name == "step_0000006"
+    train_lossnet(config, resume=True, progress=False)
+    a = load_file(str(whole / "lossnet" / "model.safetensors"))
+    b = load_file(str(config.output + "/lossnet/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
