@@ -73,11 +73,12 @@ def resolve_model_dir(path_or_name: str | os.PathLike | None) -> Path:
     raise ModelError(f"no model directory at '{path_or_name}' (needs {CONFIG_FILE}); shipped models: {names}")
 
 
-def available_models() -> list[str]:
-    """Names of the models shipped inside the package."""
+def available_models(kind: str | None = None) -> list[str]:
+    """Names of the models shipped inside the package (of one kind, "can" or "lossnet", if given)."""
     if not PRETRAINED_DIR.is_dir():
         return []
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    names = sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    return [n for n in names if kind is None or json.loads((PRETRAINED_DIR / n / CONFIG_FILE).read_text()).get("kind") == kind]
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
