@@ -231,3 +231,31 @@ def test_float_output_keeps_the_model_output_exactly(tmp_path, capsys):
     assert info.subtype == "FLOAT"
     y, _ = sf.read(tmp_path / "p226_001.wav", dtype="float32")
     assert np.abs(y - np.load(REFERENCE / "expected" / "p226_001.npy")).max() < 1e-5
+
+
+def test_train_and_resume_from_the_command_line(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    from hushnet.cli import main
+
+    run = tmp_path / "run"
+    common = ["train", "-o", str(run), "--data", str(tiny_corpus), "--lossnet", str(tiny_lossnet_dir), "--channels", "4",
+              "--segment-seconds", "0.25", "--batch-size", "1", "--validation-items", "1", "--checkpoint-every", "1", "-q"]
+    assert main([*common, "--max-steps", "2"]) == 0
+    assert (run / "best" / "model.safetensors").is_file() and (run / "checkpoints" / "latest").read_text().strip() == "step_0000002"
+    assert main([*common, "--max-steps", "2"]) == 2  # the folder holds a run: refuse rather than overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "-o", str(run), "--resume", "--max-steps", "3", "-q"]) == 0
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000003"
+    assert main(["train", "-o", str(tmp_path / "other"), "--data", str(tmp_path / "nowhere"), "-q"]) == 2
+    assert "needs speech/ and noise/" in capsys.readouterr().err
+
+
+def test_make_testset_command(tmp_path, capsys):
+    from conftest import SHARED
+    from hushnet.cli import main
+
+    if not (SHARED / "data" / "speech" / "manifest.csv").is_file():
+        pytest.skip("shared data not present")
+    assert main(["make-testset", "--data", str(SHARED / "data"), "-o", str(tmp_path / "set"), "--count", "3"]) == 0
+    assert "3 noisy/clean pairs" in capsys.readouterr().out
+    assert len(list((tmp_path / "set" / "noisy").iterdir())) == 3
+    assert main(["make-testset", "--data", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
