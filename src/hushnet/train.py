@@ -362,6 +362,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress or rank != 0, unit="step", dynamic_ncols=True)
     segment_seconds = config.mixing.segment_seconds
+    if rank == 0 and step == 0:
+        # The starting point as a model directory, so that a run can be compared with where it began.
+        save_model(model, output / "initial", model_card(config, 0, {}), {"training": {"step": 0, "config": config.to_dict()}})
     if rank == 0 and step == 0 and config.validate_every <= config.max_steps:
         scores = validate(model, validation_data, loss, config, device)  # the starting point, for the curve
         validation_log.write({"step": 0, **scores})
