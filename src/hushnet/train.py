@@ -322,6 +322,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
+    if world > 1 and device.type == "cuda":  # one GPU per process under torchrun
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
     output = Path(config.output)
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
@@ -352,7 +355,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     validation_log = _CSVLog(output / "validation.csv", ["step", "loss", "pesq", "stoi", "si_sdr"]) if rank == 0 else None
 
     set_training_mode(model, config)
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     length = len(training_data) if isinstance(training_data, PairDataset) else None
     loader = torch.utils.data.DataLoader(
         training_data, batch_sampler=StepBatches(step, config.max_steps, config.batch_size, rank, world, length),
@@ -407,9 +410,42 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         if on_step is not None:
             on_step(step)
     bar.close()
+    if rank == 0:
+        write_run_summary(output)
     if world > 1:
         dist.barrier()
     return output
+
+
+def write_run_summary(output: Path) -> Path:
+    """``summary.md`` of a run folder: configuration, machine, steps, time, validation curve."""
+    import platform
+
+    def rows(name: str) -> list[dict]:
+        path = output / name
+        if not path.is_file():
+            return []
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    log, validation = rows("log.csv"), rows("validation.csv")
+    config = json.loads((output / "train_config.json").read_text())
+    seconds = sum(float(r["seconds"]) for r in log)
+    speed = [float(r["audio_seconds_per_second"]) for r in log]
+    lines = [
+        f"# Run `{output.name}`", "",
+        f"- Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, torch {torch.__version__}, device `{config['device']}`, threads {config['threads']}.",
+        f"- Steps: {log[-1]['step'] if log else 0} of {config['max_steps']}; training time {seconds / 60:.1f} min "
+        f"(sum of step times, validation excluded); median {np.median(speed) if speed else 0:.2f} s of audio per second.",
+        f"- Start: `{config['init']}`; loss {config['loss']}; normalisation `{config['model']['norm']}`"
+        f"{' (statistics frozen)' if config.get('freeze_norm_statistics') else ''}; batch {config['batch_size']} x {config['mixing']['segment_seconds']} s.",
+        "- Configuration: `train_config.json`; per-step log: `log.csv`.", "",
+        "| step | validation loss | PESQ-WB | STOI | SI-SDR (dB) |", "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['step']} | {r['loss']} | {r['pesq']} | {r['stoi']} | {r['si_sdr']} |" for r in validation]
+    path = output / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def config_with(base: TrainConfig, overrides: dict) -> TrainConfig:
