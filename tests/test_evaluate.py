@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import numpy as np
@@ -80,3 +81,21 @@ def test_cli_enhanced_folder_mode(small_dev, capsys):
 def test_cli_needs_a_reference(capsys):
     assert main(["evaluate", "--noisy", "x"]) == 2
     assert "give --clean" in capsys.readouterr().err
+
+
+def test_no_reference_needs_dnsmos(tmp_path, capsys):
+    from hushnet.cli import main
+
+    assert main(["evaluate", "--enhanced", str(DEV / "noisy"), "-o", str(tmp_path / "r")]) == 2
+    assert "--dnsmos" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.environ.get("HUSHNET_TEST_DNSMOS") != "1", reason="DNSMOS is slow: set HUSHNET_TEST_DNSMOS=1 (needs hushnet[dnsmos])")
+def test_dnsmos_without_reference_scores_every_file(tmp_path, capsys):
+    from hushnet.cli import main
+
+    assert main(["evaluate", "--enhanced", str(DEV / "noisy"), "--dnsmos", "-o", str(tmp_path / "r"), "--jobs", "1", "-q"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["files"] == 7
+    assert 1.0 <= summary["metrics"]["dnsmos_ovrl"]["mean"] <= 5.0
+    assert "pesq_wb" not in summary["metrics"]

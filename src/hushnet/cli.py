@@ -58,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _configure_runtime(args)
     return evaluate_command(args.clean, args.noisy, args.enhanced, args.manifest, args.model, args.output, args.jobs,
-                            progress=not args.quiet, device=args.device)
+                            progress=not args.quiet, device=args.device, with_dnsmos=args.dnsmos)
 
 
 # Training flags and the TrainConfig field each one sets (dotted: nested dataclasses).
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--manifest", help="CSV with columns clean and noisy and/or enhanced (paths relative to it)")
     evaluate.add_argument("--model", default=None, help="denoise --noisy with this model first (" + MODEL_HELP + ")")
     evaluate.add_argument("-o", "--output", default="evaluation", help="folder for per_file.csv, summary.json, the plot (and enhanced/)")
+    evaluate.add_argument("--dnsmos", action="store_true", help="also DNSMOS SIG/BAK/OVRL (no reference needed; extra hushnet[dnsmos]; slow)")
     evaluate.add_argument("--jobs", type=int, default=None, help="parallel scoring processes (default: up to 4)")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_runtime_options(evaluate)

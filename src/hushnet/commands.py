@@ -56,20 +56,20 @@ def denoise_files(denoiser: Denoiser, arguments: list[str], output: str | None, 
 
 
 def evaluate_command(clean: str | None, noisy: str | None, enhanced: str | None, manifest: str | None, model: str | None,
-                     output: str, jobs: int, progress: bool = True, device: str = "cpu") -> int:
+                     output: str, jobs: int, progress: bool = True, device: str = "cpu", with_dnsmos: bool = False) -> int:
     """``hushnet evaluate``: optionally denoise, then score, print a table and write the reports."""
     from pathlib import Path
 
     from hushnet.checkpoint import ModelError
-    from hushnet.evaluate import format_table, match_folders, read_manifest, score_pairs, summarize, write_reports
+    from hushnet.evaluate import format_table, match_folders, read_manifest, score_pairs, summarize, unreferenced, write_reports
 
     out = Path(output)
     try:
         if manifest:
             matching = read_manifest(Path(manifest))
         else:
-            if not clean or not (noisy or enhanced):
-                print("error: give --clean with --noisy and/or --enhanced, or --manifest", file=sys.stderr)
+            if not (noisy or enhanced) or (not clean and not with_dnsmos):
+                print("error: give --clean with --noisy and/or --enhanced, or --manifest (without --clean: --dnsmos)", file=sys.stderr)
                 return 2
             if model:
                 if not noisy:
@@ -81,7 +81,10 @@ def evaluate_command(clean: str | None, noisy: str | None, enhanced: str | None,
                 # Float output: 16-bit quantization alone moves LLR-based scores (CSIG +0.2 measured on p226_001).
                 if denoise_files(denoiser, [noisy], enhanced, progress=progress, float_output=True) != 0:
                     print("warning: some files could not be denoised; they are listed as missing", file=sys.stderr)
-            matching = match_folders(Path(clean), Path(noisy) if noisy else None, Path(enhanced) if enhanced else None)
+            if clean:
+                matching = match_folders(Path(clean), Path(noisy) if noisy else None, Path(enhanced) if enhanced else None)
+            else:
+                matching = unreferenced(Path(enhanced), "enhanced") if enhanced else unreferenced(Path(noisy), "noisy")
     except (FileNotFoundError, ValueError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -91,7 +94,7 @@ def evaluate_command(clean: str | None, noisy: str | None, enhanced: str | None,
         print("error: no file pairs to score", file=sys.stderr)
         return 1
     bar = tqdm(total=len(matching.pairs), unit="file", desc="scoring", disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
-    rows = score_pairs(matching.pairs, jobs=jobs, progress=lambda: bar.update(1))
+    rows = score_pairs(matching.pairs, jobs=jobs, progress=lambda: bar.update(1), with_dnsmos=with_dnsmos)
     bar.close()
     summary = summarize(rows)
     print(format_table(rows, summary))

@@ -8,15 +8,16 @@ import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
-from hushnet.metrics import COMPOSITE_NOTE, score
+from hushnet.metrics import COMPOSITE_NOTE, dnsmos, score
 
-METRICS = ["pesq_wb", "csig", "cbak", "covl", "ssnr_db", "stoi", "estoi", "si_sdr_db", "snr_db"]
+METRICS = ["pesq_wb", "csig", "cbak", "covl", "ssnr_db", "stoi", "estoi", "si_sdr_db", "snr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Pair:
     """One file to score: its clean reference, and the noisy input and/or enhanced result."""
 
     name: str
-    clean: Path
+    clean: Path | None  # None: no reference (only DNSMOS can be scored)
     noisy: Path | None = None
     enhanced: Path | None = None
 
@@ -90,38 +91,53 @@ def _load_same_rate(clean_path: Path, other_path: Path) -> tuple[np.ndarray, np.
     return clean, other, clean_rate
 
 
-def score_pair(pair: Pair) -> dict:
-    """One row: metrics of the noisy input (``noisy_*``) and of the enhanced result, where present."""
+def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
+    """One row: metrics of the noisy input (``noisy_*``) and of the enhanced result, where present.
+
+    Without a clean reference only DNSMOS is scored (``with_dnsmos`` must then be set).
+    """
     row: dict = {"name": pair.name}
     try:
         for role, path in (("noisy", pair.noisy), ("enhanced", pair.enhanced)):
             if path is None:
                 continue
-            clean, other, rate = _load_same_rate(pair.clean, path)
-            values = score(clean, other, rate)
             prefix = "" if role == "enhanced" or pair.enhanced is None else "noisy_"
+            values: dict = {}
+            if pair.clean is not None:
+                clean, other, rate = _load_same_rate(pair.clean, path)
+                values = score(clean, other, rate)
+            if with_dnsmos:
+                signal, rate = _mono(path)
+                values.update(dnsmos(signal, rate))
             row.update({f"{prefix}{k}": v for k, v in values.items()})
     except Exception as error:  # one bad file must not sink a whole evaluation: report it in its row
         row["error"] = one_line(error)
     return row
 
 
-def score_pairs(pairs: list[Pair], jobs: int = 1, progress: Callable[[], None] | None = None) -> list[dict]:
+def score_pairs(pairs: list[Pair], jobs: int = 1, progress: Callable[[], None] | None = None, with_dnsmos: bool = False) -> list[dict]:
     """Score every pair, in ``jobs`` processes; rows come back in the order of ``pairs``."""
+    work = partial(score_pair, with_dnsmos=with_dnsmos)
     if jobs <= 1:
         rows = []
         for pair in pairs:
-            rows.append(score_pair(pair))
+            rows.append(work(pair))
             if progress:
                 progress()
         return rows
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         rows = []
-        for row in pool.map(score_pair, pairs):
+        for row in pool.map(work, pairs):
             rows.append(row)
             if progress:
                 progress()
         return rows
+
+
+def unreferenced(folder: Path, role: str = "enhanced") -> Matching:
+    """Every audio file of ``folder`` as a pair without a reference (for DNSMOS alone)."""
+    files = _audio_files(folder)
+    return Matching([Pair(name, None, **{role: path}) for name, path in files.items()])
 
 
 def summarize(rows: Iterable[dict]) -> dict:

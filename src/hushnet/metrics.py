@@ -244,3 +244,24 @@ def score(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, alig
     out["delay_samples"] = aligned.delay
     out["length_difference"] = aligned.length_difference
     return out
+
+
+def dnsmos(signal: np.ndarray, rate: int = METRIC_RATE) -> dict[str, float]:
+    """DNSMOS P.835 SIG/BAK/OVRL (Reddy et al. 2022) of one recording, no reference needed.
+
+    Uses the ONNX models inside the ``speechmos`` wheel (extra ``hushnet[dnsmos]``); slow on CPU.
+    """
+    try:
+        from speechmos import dnsmos as speechmos_dnsmos
+    except ImportError:
+        raise ImportError("DNSMOS needs the optional extra: pip install 'hushnet[dnsmos]'") from None
+    from hushnet.audio import resample
+
+    signal = np.asarray(signal, dtype=np.float32)
+    if rate != METRIC_RATE:
+        signal = resample(signal[None], rate, METRIC_RATE)[0]
+    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    if peak > 1.0:  # speechmos rejects samples outside [-1, 1]
+        signal = signal / peak
+    result = speechmos_dnsmos.run(signal, METRIC_RATE)
+    return {f"dnsmos_{key}": float(result[f"{key}_mos"]) for key in ("sig", "bak", "ovrl")}
