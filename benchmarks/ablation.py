@@ -42,12 +42,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ablation"))
     parser.add_argument("--arms", nargs="*", default=list(ARMS))
+    parser.add_argument("--score-only", action="store_true", help="score the arms already trained (for arms run in parallel)")
     args = parser.parse_args()
     if not (SYNTHETIC / "manifest.csv").is_file():
         subprocess.run([sys.executable, "-m", "hushnet.cli", "make-testset", "-o", str(SYNTHETIC)], check=True)
     results = {}
     models = {}
-    for arm in args.arms:
+    for arm in args.arms if not args.score_only else []:
         run = Path(args.runs) / slug(arm)
         command = [sys.executable, "-m", "hushnet.cli", "train", "-o", str(run), *COMMON, *ARMS[arm], "--max-steps", str(args.steps),
                    "--validate-every", str(args.steps), "--threads", str(args.threads)]
@@ -57,10 +58,18 @@ def main() -> None:
             subprocess.run(command, check=True)
         models[arm] = latest_checkpoint(run)
         models.setdefault("starting point (no training)", run / "initial")
+    if args.score_only:
+        for arm in ARMS:
+            run = Path(args.runs) / slug(arm)
+            if latest_checkpoint(run) is not None:
+                models[arm] = latest_checkpoint(run)
+                models.setdefault("starting point (no training)", run / "initial")
     for arm, model in models.items():
         report = Path(args.runs) / "scores" / slug(arm)
-        evaluate_command(str(SYNTHETIC / "clean"), str(SYNTHETIC / "noisy"), None, None, str(model), str(report), jobs=2, progress=False)
-        summary = json.loads((report / "summary.json").read_text())
+        done = report / "summary.json"
+        if not (done.is_file() and done.stat().st_mtime > (Path(model) / "model.safetensors").stat().st_mtime):
+            evaluate_command(str(SYNTHETIC / "clean"), str(SYNTHETIC / "noisy"), None, None, str(model), str(report), jobs=2, progress=False)
+        summary = json.loads(done.read_text())
         results[arm] = {m: round(summary["metrics"][m]["mean"], 4) for m in METRICS if m in summary["metrics"]}
     output = ROOT / "benchmarks" / "results" / "ablation"
     output.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "arms": results}, indent=2) + "\n")
