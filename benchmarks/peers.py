@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--dnsmos", action="store_true", help="also DNSMOS SIG/BAK/OVRL (speechmos; slow)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for hushnet models")
     parser.add_argument("--output", default=str(RESULTS / "peers"), help="results stem (.md and .json are written)")
+    parser.add_argument("--fresh", action="store_true", help="drop the rows of systems not run this time (default: keep them)")
     args = parser.parse_args()
     import torch
 
@@ -180,12 +181,15 @@ def main() -> None:
     chosen = args.systems or list(systems)
     if "synthetic" in args.sets and not (TEST_SETS["synthetic"] / "manifest.csv").is_file():
         build_test_set(SHARED / "data", TEST_SETS["synthetic"])
+    stem = Path(args.output)
+    # Systems are often added one at a time (a newly trained model): keep the rows measured before.
+    previous = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() and not args.fresh else {"sets": {}}
     record = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "python": sys.version.split()[0], "sets": {}}
+              "python": sys.version.split()[0], "sets": previous["sets"]}
     for set_name in args.sets:
         root = TEST_SETS[set_name]
         matching = match_folders(root / "clean", root / "noisy")
-        rows = {}
+        rows = dict(record["sets"].get(set_name, {}).get("systems", {}))
         for system in chosen:
             try:
                 enhance = systems[system]()
@@ -197,13 +201,13 @@ def main() -> None:
             summary = summarize(scores)
             row = {metric: round(summary[metric]["mean"], 4) for metric in METRICS if metric in summary}
             row["rtf"] = round(spent / audio, 4)
+            row["load"] = round(os.getloadavg()[0], 2)  # other work on the CPU inflates RTF: say how much there was
             row["delay_ms"] = round(float(np.median([s.get("delay_samples", 0) for s in scores])) / RATE * 1000, 1)
             if args.dnsmos:
                 row.update(dnsmos_scores([p.enhanced for p in pairs]))
             rows[system] = row
             print(f"{set_name:14s} {system:26s} " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         record["sets"][set_name] = {"files": len(matching.pairs), "seconds": round(sum(sf.info(p.noisy).duration for p in matching.pairs), 1), "systems": rows}
-    stem = Path(args.output)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(record))
@@ -211,10 +215,11 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    columns = ["pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl", "ssnr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "rtf", "delay_ms"]
+    columns = ["pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl", "ssnr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "rtf", "load", "delay_ms"]
     lines = ["# Peer benchmark", "", f"Machine: {record['machine']}, {record['cpu_count']} cores, torch threads {record['torch_threads']}. "
              "RTF = processing time / audio time (lower is faster). CSIG/CBAK/COVL use wide-band PESQ. Outputs scored as float32, "
-             "delay-aligned by cross-correlation.", ""]
+             "delay-aligned by cross-correlation. load = the CPU's 1-minute load average when the system finished "
+             "(above 1, other processes shared the cores and the RTF is pessimistic).", ""]
     for set_name, data in record["sets"].items():
         present = [c for c in columns if any(c in row for row in data["systems"].values())]
         lines += [f"## {set_name} ({data['files']} files, {data['seconds']} s)", "", "| system | " + " | ".join(present) + " |",

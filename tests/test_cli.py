@@ -204,10 +204,10 @@ def test_missing_model_is_a_one_line_error(tmp_path, write_wav, capsys):
     assert status == 2 and err.startswith("error: no model directory")
 
 
-def test_shipped_model_on_a_real_dev_file_matches_the_authors(tmp_path, capsys):
-    """The default command on a real recording reproduces the authors' output (16-bit FLAC)."""
+def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, capsys):
+    """The shipped import of the authors' model reproduces their output on a real recording (16-bit FLAC)."""
     source = DEV / "noisy" / "p226_001.flac"
-    status, out, err = run(["denoise", str(source), "-o", str(tmp_path / "out"), "--threads", "2", "-q"], capsys)
+    status, out, err = run(["denoise", str(source), "-o", str(tmp_path / "out"), "--model", "authors-dfl", "--threads", "2", "-q"], capsys)
     assert status == 0, err
     y, rate = sf.read(tmp_path / "out" / "p226_001.flac", dtype="float32")
     assert rate == 16000
@@ -225,7 +225,7 @@ def test_import_then_denoise_folder_as_in_the_issue(tmp_path, capsys):
 
 def test_float_output_keeps_the_model_output_exactly(tmp_path, capsys):
     source = DEV / "noisy" / "p226_001.flac"
-    status, _, err = run(["denoise", str(source), "-o", str(tmp_path), "--float", "-q"], capsys)
+    status, _, err = run(["denoise", str(source), "-o", str(tmp_path), "--float", "--model", "authors-dfl", "-q"], capsys)
     assert status == 0, err
     info = sf.info(str(tmp_path / "p226_001.wav"))
     assert info.subtype == "FLOAT"

@@ -1,0 +1,111 @@
+"""Copy trained models into the package (``src/hushnet/pretrained/``) with their model cards.
+
+    python tools/ship_models.py denoiser runs/finetune-batch/best hushnet-dfl
+    python tools/ship_models.py lossnet runs/lossnet/lossnet hushnet-lossnet
+
+The cards are built from what the runs and benchmarks recorded: the run's summary, the peer
+benchmark table (``benchmarks/results/peers.md``) and the data licences of ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hushnet.checkpoint import AUTHORS_LICENSE, PRETRAINED_DIR, load_model, read_config, save_model
+from hushnet.data.attribution import licence_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def _section(path: Path) -> str:
+    return path.read_text().strip() + "\n" if path.is_file() else f"(not measured: {path.name} missing)\n"
+
+
+def denoiser_card(source: Path, run: Path) -> str:
+    config = read_config(source)
+    step = config.get("training", {}).get("step")
+    summary = (run / "summary.md").read_text() if (run / "summary.md").is_file() else ""
+    peers = ROOT / "benchmarks" / "results" / "peers.md"
+    return f"""# hushnet-dfl: the default hushnet denoiser
+
+**Architecture.** Context aggregation network (CAN) of Germain, Chen & Koltun (2018): 16 kHz waveform
+in and out, 64 channels, a 3-tap conv, 12 dilated 3-tap convs (dilation 2..4096), one more 3-tap conv,
+each with adaptive normalisation `w0*x + w1*BN(x)` and LeakyReLU(0.2), then a 1x1 conv; receptive
+field 16,385 samples (about 1 s). 160,925 parameters.
+
+**Normalisation.** Fixed statistics (`norm: batch`, frozen during training): the network is a fixed
+filter, so any length is processed in one streaming pass in bounded memory, and a chunk's output
+equals the whole file's. The input is scaled to -23 dBFS RMS and the output scaled back, so the
+result does not depend on the recording level.
+
+**Route.** Fine-tuned on a 2-core CPU from the authors' released weights (MIT licence below),
+converted to fixed statistics measured on training mixtures, with the deep feature loss through the
+authors' loss network (6 layers, weights calibrated over the first 25 steps), AdamW, {step} steps of
+4 crops x 3 s on on-the-fly mixtures of `../shared/data` (train split). Selected by validation PESQ
+on the validation split (held-out speakers and noise). No GPU was used. Training record:
+`runs/finetune-batch/` in the repository.
+
+{summary}
+## Evaluation
+
+Synthetic test set: 96 mixtures of 27 held-out speakers with held-out noise at 2.5-17.5 dB SNR
+(`hushnet make-testset`), never used for training or model selection. `valentini_dev`: 7 real
+noisy-VCTK pairs from Valentini *training* speakers, which the authors' model was trained on.
+Reproduce: `python benchmarks/peers.py`.
+
+{_section(peers)}
+## Known limits
+
+- Trained on about an hour of mixtures (CPU budget): far less than the authors' model saw; speech
+  other than read English, music, and very low SNRs are the least covered.
+- Reverberation: trained with 20 % reverberant mixtures from 7 real rooms (mostly halls and churches);
+  it does not dereverberate much.
+- 16 kHz model: higher-rate input is resampled down and back, so content above 8 kHz is removed.
+
+## Data and licences
+
+Trained on mixtures of the following sets (train split only; credits as the sets ask):
+
+{licence_table(DATA)}
+The starting weights are the authors' release:
+
+```
+{AUTHORS_LICENSE}```
+Cite: F. G. Germain, Q. Chen, V. Koltun, *Speech Denoising with Deep Feature Losses*, Interspeech 2019 (arXiv:1806.10522).
+"""
+
+
+def lossnet_card(source: Path, run: Path) -> str:
+    base = (source / "README.md").read_text()
+    lossnet_table = ROOT / "benchmarks" / "results" / "lossnet.md"
+    return f"""{base}
+Training record: `runs/lossnet/` in the repository (`evaluation.jsonl`, `confusion.png`, `log.csv`).
+Chance levels: scene = share of the most frequent held-out class; tagging mAP = mean tag prior.
+
+## Feature distances against SNR (`python benchmarks/lossnet.py`)
+
+{_section(lossnet_table)}
+## Data and licences
+
+{licence_table(DATA, ("speech", "noise"))}"""
+
+
+def main() -> None:
+    kind, source, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    model = load_model(source)
+    if kind == "denoiser":
+        card = denoiser_card(source, source.parent)
+    elif kind == "lossnet":
+        card = lossnet_card(source, source.parent)
+    else:
+        raise SystemExit("kind must be denoiser or lossnet")
+    extra = {k: v for k, v in read_config(source).items() if k not in ("kind", "config")}
+    target = save_model(model, PRETRAINED_DIR / name, card, extra)
+    print(f"shipped {source} as {target}")
+
+
+if __name__ == "__main__":
+    main()
