@@ -102,6 +102,16 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, tiny_corpus, tin
         assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(1, 9))
 
 
+def test_spent_time_budget_checkpoints_and_resume_finishes_identically(tmp_path, tiny_corpus, tiny_lossnet_dir):
+    whole = train(tiny_config(tmp_path / "whole", tiny_corpus, tiny_lossnet_dir), progress=False)
+    # A zero budget is spent after the first step, off the checkpoint_every grid: the checkpoint is written anyway.
+    config = tiny_config(tmp_path / "budget", tiny_corpus, tiny_lossnet_dir, time_budget_minutes=0.0)
+    train(config, progress=False)
+    assert latest_checkpoint(config.output).name == "step_0000001"
+    train(config_with(config, {"time_budget_minutes": None}), resume=True, progress=False)
+    assert_identical(final_weights(whole), final_weights(Path(config.output)))
+
+
 def _cli(*arguments: str, env: dict | None = None) -> list[str]:
     return [sys.executable, "-m", "hushnet.cli", *arguments]
 

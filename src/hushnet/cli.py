@@ -68,7 +68,7 @@ TRAIN_OPTIONS = {
     "freeze_norm_statistics": "freeze_norm_statistics", "segment_seconds": "mixing.segment_seconds",
     "feature_weight": "loss.feature", "l1_weight": "loss.l1", "l2_weight": "loss.l2", "lossnet": "loss.lossnet",
     "calibration_steps": "loss.calibration_steps", "batch_size": "batch_size", "learning_rate": "learning_rate",
-    "warmup_steps": "warmup_steps", "max_steps": "max_steps", "validate_every": "validate_every",
+    "warmup_steps": "warmup_steps", "max_steps": "max_steps", "time_budget_minutes": "time_budget_minutes", "validate_every": "validate_every",
     "validation_items": "validation_items", "checkpoint_every": "checkpoint_every", "seed": "seed",
     "device": "device", "threads": "threads", "autocast": "autocast", "workers": "workers",
 }
@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     optimisation.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default 3e-4)")
     optimisation.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 100)")
     optimisation.add_argument("--max-steps", type=int, help="total steps (default 10000)")
+    optimisation.add_argument("--time-budget-minutes", type=float,
+                              help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
     optimisation.add_argument("--autocast", action="store_true", default=None, help="bf16 autocast")
     optimisation.add_argument("--seed", type=int, help="seed of initialisation and data (default 0)")
     bookkeeping = trainer.add_argument_group("bookkeeping")

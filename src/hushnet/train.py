@@ -69,6 +69,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     max_steps: int = 10_000
+    # Wall-clock budget of this process (a lent GPU, a CI slot): checkpoint and stop once it is spent;
+    # --resume continues from there, exactly as after an interruption.
+    time_budget_minutes: float | None = None
     autocast: bool = False  # bf16 autocast (GPU, or CPUs with bf16 support)
     # Bookkeeping
     seed: int = 0
@@ -271,6 +274,16 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
 
 
+def _out_of_time(run_started: float, budget_minutes: float | None, device: torch.device, world: int) -> bool:
+    """Whether the wall-clock budget is spent; under DDP every process follows rank 0's clock."""
+    if budget_minutes is None:
+        return False
+    spent = torch.tensor([float(time.monotonic() - run_started > budget_minutes * 60)], device=device)
+    if world > 1:
+        dist.broadcast(spent, src=0)
+    return bool(spent.item())
+
+
 def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, device: torch.device) -> dict:
     """Validation loss, PESQ-WB, STOI and SI-SDR over the validation items (each processed whole)."""
     from pystoi import stoi
@@ -372,6 +385,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         scores = validate(model, validation_data, loss, config, device)  # the starting point, for the curve
         validation_log.write({"step": 0, **scores})
         bar.write(f"step 0: validation {scores}")
+    run_started = time.monotonic()
     for batch in loader:
         started = time.perf_counter()
         learning_rate = learning_rate_at(step, config)
@@ -405,10 +419,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
                 best = {"step": step, **scores}
                 save_model(model, output / "best", model_card(config, step, {"best": best}), {"training": {"step": step, "config": config.to_dict(), "validation": scores}})
             bar.write(f"step {step}: validation {scores}")
-        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.max_steps):
+        out_of_time = _out_of_time(run_started, config.time_budget_minutes, device, world)
+        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time):
             save_checkpoint(output, step, model, optimizer, loss, config, {"best": best})
         if on_step is not None:
             on_step(step)
+        if out_of_time:
+            bar.write(f"time budget of {config.time_budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+            break
     bar.close()
     if rank == 0:
         write_run_summary(output)
