@@ -3,7 +3,7 @@ only the loss changes. Each arm fine-tunes the authors' released CAN (normalisat
 fixed statistics, input level normalised: the shipped recipe) for ``--steps`` steps, then its last
 checkpoint is scored with ``hushnet evaluate`` on the synthetic test set.
 
-    python benchmarks/ablation.py --steps 50            # runs/ablation/<arm>/, results/ablation.{md,json}
+    python benchmarks/ablation.py --steps 60            # runs/ablation/<arm>/, results/ablation.{md,json}
 
 Arms: waveform L1; deep feature loss through the authors' loss network; through ours
 (``hushnet-lossnet``); and the starting point itself (no training). Runs resume if interrupted.
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hushnet.checkpoint import latest_checkpoint
+from hushnet.checkpoint import latest_checkpoint, resolve_model_dir
 from hushnet.commands import evaluate_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,9 @@ ARMS = {
     "feature loss, authors' loss network": ["--lossnet", "authors-lossnet"],
     "feature loss, our loss network": ["--lossnet", "hushnet-lossnet"],
 }
-COMMON = ["--init", "authors-dfl", "--norm", "batch", "--freeze-norm-statistics", "--batch-size", "4", "--learning-rate", "5e-5",
-          "--warmup-steps", "10", "--calibration-steps", "10", "--checkpoint-every", "10", "-q"]
+# The shipped model's recipe (runs/hushnet-dfl), shortened: only the loss differs between arms.
+COMMON = ["--init", "authors-dfl", "--norm", "batch", "--freeze-norm-statistics", "--batch-size", "4", "--segment-seconds", "3",
+          "--learning-rate", "1e-4", "--warmup-steps", "10", "--calibration-steps", "10", "--checkpoint-every", "10", "-q"]
 METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl"]
 
 
@@ -38,7 +39,7 @@ def slug(name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ablation"))
     parser.add_argument("--arms", nargs="*", default=list(ARMS))
@@ -64,10 +65,12 @@ def main() -> None:
             if latest_checkpoint(run) is not None:
                 models[arm] = latest_checkpoint(run)
                 models.setdefault("starting point (no training)", run / "initial")
+    models["authors' released model (per-input statistics)"] = "authors-dfl"
     for arm, model in models.items():
         report = Path(args.runs) / "scores" / slug(arm)
         done = report / "summary.json"
-        if not (done.is_file() and done.stat().st_mtime > (Path(model) / "model.safetensors").stat().st_mtime):
+        weights = resolve_model_dir(str(model)) / "model.safetensors"
+        if not (done.is_file() and done.stat().st_mtime > weights.stat().st_mtime):
             evaluate_command(str(SYNTHETIC / "clean"), str(SYNTHETIC / "noisy"), None, None, str(model), str(report), jobs=2, progress=False)
         summary = json.loads(done.read_text())
         results[arm] = {m: round(summary["metrics"][m]["mean"], 4) for m in METRICS if m in summary["metrics"]}

@@ -1,10 +1,10 @@
 """Copy trained models into the package (``src/hushnet/pretrained/``) with their model cards.
 
-    python tools/ship_models.py denoiser runs/finetune-batch/best hushnet-dfl
+    python tools/ship_models.py denoiser runs/hushnet-dfl/best hushnet-dfl
     python tools/ship_models.py lossnet runs/lossnet/lossnet hushnet-lossnet
 
-The cards are built from what the runs and benchmarks recorded: the run's summary, the peer
-benchmark table (``benchmarks/results/peers.md``) and the data licences of ``../shared/data``.
+The cards are built from what the runs and benchmarks recorded: the run's summary, the peer,
+ablation and long-file tables (``benchmarks/results/``) and the data licences of ``../shared/data``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def denoiser_card(source: Path, run: Path) -> str:
     config = read_config(source)
     step = config.get("training", {}).get("step")
     summary = (run / "summary.md").read_text() if (run / "summary.md").is_file() else ""
-    peers = ROOT / "benchmarks" / "results" / "peers.md"
+    results = ROOT / "benchmarks" / "results"
+    peers, ablation, long_file = results / "peers.md", results / "ablation.md", results / "long_file.md"
     return f"""# hushnet-dfl: the default hushnet denoiser
 
 **Architecture.** Context aggregation network (CAN) of Germain, Chen & Koltun (2018): 16 kHz waveform
@@ -42,11 +43,12 @@ equals the whole file's. The input is scaled to -23 dBFS RMS and the output scal
 result does not depend on the recording level.
 
 **Route.** Fine-tuned on a 2-core CPU from the authors' released weights (MIT licence below),
-converted to fixed statistics measured on training mixtures, with the deep feature loss through the
-authors' loss network (6 layers, weights calibrated over the first 25 steps), AdamW, {step} steps of
-4 crops x 3 s on on-the-fly mixtures of `../shared/data` (train split). Selected by validation PESQ
-on the validation split (held-out speakers and noise). No GPU was used. Training record:
-`runs/finetune-batch/` in the repository.
+converted to fixed statistics measured on 16 training mixtures, with the deep feature loss through the
+authors' loss network (6 layers, weights calibrated over the first 25 steps), AdamW (peak learning
+rate 1e-4, cosine decay), batches of 4 crops x 3 s of on-the-fly mixtures of `../shared/data` (train
+split: SNR -5..20 dB, 10 % babble, 20 % reverberant with the dry target). This is step {step},
+selected by PESQ on the validation split (held-out speakers and noise). No GPU was used. Training
+record: `runs/hushnet-dfl/` in the repository.
 
 {summary}
 ## Evaluation
@@ -57,6 +59,12 @@ noisy-VCTK pairs from Valentini *training* speakers, which the authors' model wa
 Reproduce: `python benchmarks/peers.py`.
 
 {_section(peers)}
+### Ablation (`python benchmarks/ablation.py`)
+
+{_section(ablation)}
+### Long files (`python benchmarks/long_file.py`)
+
+{_section(long_file)}
 ## Known limits
 
 - Trained on about an hour of mixtures (CPU budget): far less than the authors' model saw; speech
