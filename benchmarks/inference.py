@@ -9,8 +9,9 @@ Then the peak resident memory of a separate process that denoises a synthetic 1-
 (``Denoiser.denoise_file``, 16 kHz FLAC in and out) with the ``batch`` model.
 
     python benchmarks/inference.py [--skip-hour]
+    python benchmarks/inference.py --long-only --hours 3 --model hushnet-dfl   # a 3-hour file, shipped model
 
-Results: benchmarks/results/inference.json and inference.md.
+Results: benchmarks/results/inference.json and inference.md (``--long-only``: inference_long_NNh.json/.md).
 """
 
 from __future__ import annotations
@@ -76,12 +77,12 @@ print(f"{elapsed:.2f} {peak:.1f} {result.seconds:.1f}")
 """
 
 
-def hour_memory(model_dir: Path, threads: int) -> dict:
+def hour_memory(model_dir: Path | str, threads: int, hours: float = 1.0) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "hour.flac"
+        path = Path(folder) / "long.flac"
         piece = signal(60.0)
         with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as handle:
-            for minute in range(60):
+            for minute in range(round(60 * hours)):
                 handle.write(piece * (0.5 + 0.5 * (minute % 2)))
         output = subprocess.run([sys.executable, "-c", HOUR_SCRIPT, str(model_dir), str(path), str(threads)],
                                 capture_output=True, text=True, check=True)
@@ -93,8 +94,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-hour", action="store_true", help="skip the 1-hour memory run (about 5 minutes)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-only", action="store_true", help="only the long-file run, with --model and --hours")
+    parser.add_argument("--hours", type=float, default=3.0, help="length of the --long-only file (default 3)")
+    parser.add_argument("--model", default="hushnet-dfl", help="model of the --long-only run (default hushnet-dfl)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.long_only:
+        long = {"model": args.model, "hours": args.hours, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                "load_before": round(os.getloadavg()[0], 2), **hour_memory(args.model, threads=2, hours=args.hours)}
+        stem = RESULTS / f"inference_long_{args.hours:g}h".replace(".", "_")
+        Path(f"{stem}.json").write_text(json.dumps(long, indent=2) + "\n")
+        Path(f"{stem}.md").write_text(
+            f"{args.hours:g}-hour file, `{args.model}`, 2 threads, file to file (16-bit FLAC in and out): {long['wall_s']:.0f} s "
+            f"(RTF {long['rtf']:.3f}), peak RSS {long['peak_rss_mb']:.0f} MB; CPU load before the run {long['load_before']}.\n")
+        print(long)
+        return
 
     authors = load_model("authors-dfl")
     calibration, _ = sf.read(DEV_FILE, dtype="float32")
