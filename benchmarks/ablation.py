@@ -12,10 +12,13 @@ Arms: waveform L1; deep feature loss through the authors' loss network; through 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from hushnet.checkpoint import latest_checkpoint, resolve_model_dir
 from hushnet.commands import evaluate_command
@@ -35,6 +38,20 @@ METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl"]
 
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def paired_difference(scores: Path, arm: str, baseline: str, metric: str) -> tuple[float, float]:
+    """Mean per-file difference arm - baseline and its 95 % confidence half-width (Student t)."""
+    from scipy.stats import t
+
+    def per_file(name: str) -> dict[str, float]:
+        with open(scores / slug(name) / "per_file.csv", newline="") as handle:
+            return {row["name"]: float(row[metric]) for row in csv.DictReader(handle) if row.get(metric)}
+
+    a, b = per_file(arm), per_file(baseline)
+    differences = np.array([a[name] - b[name] for name in sorted(a.keys() & b.keys())])
+    half_width = t.ppf(0.975, differences.size - 1) * differences.std(ddof=1) / np.sqrt(differences.size)
+    return round(float(differences.mean()), 4), round(float(half_width), 4)
 
 
 def main() -> None:
@@ -74,11 +91,20 @@ def main() -> None:
             evaluate_command(str(SYNTHETIC / "clean"), str(SYNTHETIC / "noisy"), None, None, str(model), str(report), jobs=2, progress=False)
         summary = json.loads(done.read_text())
         results[arm] = {m: round(summary["metrics"][m]["mean"], 4) for m in METRICS if m in summary["metrics"]}
+    order = ["starting point (no training)", *ARMS, "authors' released model (per-input statistics)"]
+    results = {arm: results[arm] for arm in order if arm in results}
+    baseline = "waveform L1"
+    paired = {arm: {m: paired_difference(Path(args.runs) / "scores", arm, baseline, m) for m in ("pesq_wb", "stoi")}
+              for arm in results if arm != baseline and baseline in results}
     output = ROOT / "benchmarks" / "results" / "ablation"
-    output.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "arms": results}, indent=2) + "\n")
+    output.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "arms": results, "paired_vs_waveform_l1": paired}, indent=2) + "\n")
     lines = [f"# Ablation: loss function ({args.steps} fine-tuning steps each, synthetic test set, 96 files)", "",
              "| arm | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     lines += [f"| {arm} | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |" for arm, row in results.items()]
+    if paired:
+        lines += ["", f"Paired difference against {baseline} (same 96 files; mean and 95 % confidence interval):", "",
+                  "| arm | PESQ-WB | STOI |", "|---|---|---|"]
+        lines += [f"| {arm} | {d['pesq_wb'][0]:+.3f} ± {d['pesq_wb'][1]:.3f} | {d['stoi'][0]:+.3f} ± {d['stoi'][1]:.3f} |" for arm, d in paired.items()]
     output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
