@@ -24,7 +24,7 @@ from hushnet.models.lossnet import LossNet, LossNetConfig
 from hushnet.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-DEFAULT_MODEL = "authors-dfl"
+DEFAULT_MODEL = "hushnet-dfl"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
