@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ablation"))
     parser.add_argument("--arms", nargs="*", default=list(ARMS))
     parser.add_argument("--score-only", action="store_true", help="score the arms already trained (for arms run in parallel)")
+    parser.add_argument("--shipped", default="hushnet-dfl", help="also score this model (the longer run the arms stand in for)")
     args = parser.parse_args()
     if not (SYNTHETIC / "manifest.csv").is_file():
         subprocess.run([sys.executable, "-m", "hushnet.cli", "make-testset", "-o", str(SYNTHETIC)], check=True)
@@ -83,6 +84,8 @@ def main() -> None:
                 models[arm] = latest_checkpoint(run)
                 models.setdefault("starting point (no training)", run / "initial")
     models["authors' released model (per-input statistics)"] = "authors-dfl"
+    if args.shipped:
+        models[f"shipped model ({args.shipped})"] = args.shipped
     for arm, model in models.items():
         report = Path(args.runs) / "scores" / slug(arm)
         done = report / "summary.json"
@@ -91,7 +94,7 @@ def main() -> None:
             evaluate_command(str(SYNTHETIC / "clean"), str(SYNTHETIC / "noisy"), None, None, str(model), str(report), jobs=2, progress=False)
         summary = json.loads(done.read_text())
         results[arm] = {m: round(summary["metrics"][m]["mean"], 4) for m in METRICS if m in summary["metrics"]}
-    order = ["starting point (no training)", *ARMS, "authors' released model (per-input statistics)"]
+    order = ["starting point (no training)", *ARMS, f"shipped model ({args.shipped})", "authors' released model (per-input statistics)"]
     results = {arm: results[arm] for arm in order if arm in results}
     baseline = "waveform L1"
     paired = {arm: {m: paired_difference(Path(args.runs) / "scores", arm, baseline, m) for m in ("pesq_wb", "stoi")}
@@ -101,6 +104,11 @@ def main() -> None:
     lines = [f"# Ablation: loss function ({args.steps} fine-tuning steps each, synthetic test set, 96 files)", "",
              "| arm | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     lines += [f"| {arm} | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |" for arm, row in results.items()]
+    peers = ROOT / "benchmarks" / "results" / "peers.json"
+    if peers.is_file():  # the other systems on the same files, from benchmarks/peers.py
+        rows = json.loads(peers.read_text())["sets"].get("synthetic", {}).get("systems", {})
+        lines += [f"| {name} (peer benchmark) | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |"
+                  for name, row in rows.items() if name not in ("authors-dfl", args.shipped)]
     if paired:
         lines += ["", f"Paired difference against {baseline} (same 96 files; mean and 95 % confidence interval):", "",
                   "| arm | PESQ-WB | STOI |", "|---|---|---|"]
