@@ -69,6 +69,9 @@ Reproduce: `python benchmarks/peers.py`.
 
 - Trained on about an hour of mixtures (CPU budget): far less than the authors' model saw; speech
   other than read English, music, and very low SNRs are the least covered.
+- On the held-out synthetic test set it is ahead of the authors' release, but behind RNNoise and well
+  behind DeepFilterNet3 (tables above), both trained on far larger corpora. On `valentini_dev` the
+  authors' model is ahead: those are its own training speakers and noise conditions.
 - Reverberation: trained with 20 % reverberant mixtures from 7 real rooms (mostly halls and churches);
   it does not dereverberate much.
 - 16 kHz model: higher-rate input is resampled down and back, so content above 8 kHz is removed.
