@@ -129,16 +129,23 @@ class Denoiser:
         rms = math.sqrt(sum_of_squares / count)
         return 10 ** (self.config.input_rms_db / 20) / rms
 
-    def _enhance_staged(self, signal: np.ndarray, out: np.ndarray, silent: np.ndarray, gain: float, progress: Callable[[int], None] | None) -> None:
-        """Enhance a staged 16 kHz signal in place of ``out``; silent channels stay silent."""
+    def _enhance_staged(self, signal: np.ndarray, out: np.ndarray, silent: np.ndarray, gain: float, progress: Callable[[int], None] | None,
+                        touched: Callable[[int], None] = lambda samples: None) -> None:
+        """Enhance a staged 16 kHz signal in place of ``out``; silent channels stay silent.
+
+        ``touched`` hears of every stretch of the staged arrays swept outside the network (level
+        scaling), so that staged memmaps can hand their pages back (see ``_Staging``)."""
+        step = 1 << 20
         if gain != 1.0:
-            for start in range(0, signal.shape[1], 1 << 20):
-                signal[:, start : start + (1 << 20)] *= gain
+            for start in range(0, signal.shape[1], step):
+                signal[:, start : start + step] *= gain
+                touched(step)
         enhance(self.model, signal, out, self.memory_budget_mb, self.block, progress)
-        for start in range(0, out.shape[1], 1 << 20):
+        for start in range(0, out.shape[1], step):
             if gain != 1.0:
-                out[:, start : start + (1 << 20)] /= gain
-            out[silent, start : start + (1 << 20)] = 0.0
+                out[:, start : start + step] /= gain
+            out[silent, start : start + step] = 0.0
+            touched(step)
 
     def denoise(self, audio: np.ndarray, sample_rate: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Denoise ``audio`` ([samples] or [channels, samples], any rate); returns the same shape and rate."""
@@ -203,7 +210,7 @@ class Denoiser:
                     if progress is not None:
                         progress(samples)
 
-                self._enhance_staged(signal, out, ~nonzero, self._level_gain(sum_of_squares, signal.size), advanced)
+                self._enhance_staged(signal, out, ~nonzero, self._level_gain(sum_of_squares, signal.size), advanced, staging.advanced)
                 result = FileResult(input_path, output_path, info.seconds, info.sample_rate, info.channels, passes)
                 if peak >= 0.999:
                     result.notes.append("input is clipped (peaks at full scale); clipped speech stays distorted")
