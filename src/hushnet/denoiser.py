@@ -7,14 +7,13 @@ file on disk rather than in RAM), any level (for models trained with level norma
 
 from __future__ import annotations
 
-import contextlib
 import math
 import mmap
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import soxr
@@ -79,19 +78,13 @@ class _Staging:
             if hasattr(array._mmap, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
                 array._mmap.madvise(mmap.MADV_DONTNEED)
 
-    def close(self) -> None:
+    def __enter__(self) -> "_Staging":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
         self.maps.clear()
         if self.folder is not None:
             self.folder.cleanup()
-
-
-@contextlib.contextmanager
-def _staging(channels: int, samples: int) -> Iterator[_Staging]:
-    staging = _Staging(channels, samples)
-    try:
-        yield staging
-    finally:
-        staging.close()
 
 
 class Denoiser:
@@ -183,7 +176,7 @@ class Denoiser:
             major, own_subtype = output_format(info, output_path.suffix)
             subtype = subtype or own_subtype
             capacity = math.ceil(info.frames * MODEL_RATE / info.sample_rate) + 64
-            with _staging(info.channels, capacity) as staging:
+            with _Staging(info.channels, capacity) as staging:
                 staged = staging.allocate("input")
                 filled = 0
                 sum_of_squares = 0.0
