@@ -161,3 +161,39 @@ def _with_test_split(corpus, tmp_path):
     (root / "noise" / "ms_snsd").mkdir()
     shutil.move(root / "noise" / "hum" / "hum_0.wav", root / "noise" / "ms_snsd" / "AirConditioner_6.wav")
     return root
+
+
+def _band_energy_above(signal: np.ndarray, hz: float, rate: int = 16000) -> float:
+    spectrum = np.abs(np.fft.rfft(signal)) ** 2
+    return float(spectrum[int(hz / (rate / 2) * spectrum.size):].sum() / max(spectrum.sum(), 1e-20))
+
+
+def test_easy_items_are_valentini_like_and_the_rest_degraded(tiny_corpus):
+    speech = speech_utterances(tiny_corpus / "speech")
+    noise = noise_clips(tiny_corpus / "noise")
+    rooms = impulse_responses(tiny_corpus / "rir")
+    config = MixingConfig(segment_seconds=0.5, reverb_probability=1.0, babble_probability=0.0, easy_every=4, easy_snr_db=(5.0, 10.0),
+                          bandlimit_probability=1.0, bandlimit_hz=(3400.0, 3400.0), hiss_probability=1.0, hiss_snr_db=(20.0, 20.0))
+    dataset = MixtureDataset(speech, noise, rooms, config, seed=3, length=100)
+    plain = MixtureDataset(speech, noise, rooms, MixingConfig(segment_seconds=0.5, reverb_probability=1.0, babble_probability=0.0), seed=3, length=100)
+    for index in range(12):
+        item = dataset[index]
+        if index % 4 == 0:  # Valentini-like: dry target, SNR in the easy range, full band
+            assert 5.0 <= item["snr_db"] <= 10.0
+            speech_part = item["noisy"] - item["noise"]
+            np.testing.assert_allclose(speech_part, item["clean"], atol=1e-6)  # no reverb
+        else:  # band-limited at 3.4 kHz on target and input alike; hiss keeps the input full band
+            assert _band_energy_above(item["clean"], 5000) < 1e-4
+            assert _band_energy_above(item["noisy"], 4000) > 1e-3
+            assert _band_energy_above(plain[index]["clean"], 4000) > 1e-3
+
+
+def test_hiss_goes_into_the_noise_not_the_target(mixtures):
+    dataset = mixtures()
+    config = MixingConfig(**{**dataset.config.to_dict(), "hiss_probability": 1.0, "hiss_snr_db": (10.0, 10.0)})
+    hissy = MixtureDataset(dataset.utterances, dataset.noises, dataset.responses, config, seed=0, length=100)
+    for index in (0, 5, 9):
+        item, plain = hissy[index], dataset[index]
+        scale = np.sqrt(np.mean(item["clean"] ** 2) / np.mean(plain["clean"] ** 2))  # the level draw rescales
+        np.testing.assert_allclose(item["clean"], plain["clean"] * scale, atol=1e-5)
+        assert np.mean((item["noise"] - plain["noise"] * scale) ** 2) > 1e-8

@@ -82,3 +82,12 @@ def test_training_loss_combines_terms_with_weights():
         TrainingLoss(LossConfig(feature=1.0))
     with pytest.raises(ValueError, match="at least one"):
         TrainingLoss(LossConfig(feature=0.0))
+
+
+def test_stft_term_is_zero_for_identical_signals_and_weighted_in():
+    clean, noisy = signals()
+    loss = TrainingLoss(LossConfig(feature=0.0, l1=1.0, stft=0.5))
+    total, terms = loss(noisy, clean)
+    assert float(total) == pytest.approx(float(terms["l1"]) + 0.5 * float(terms["stft"]), rel=1e-6)
+    assert float(terms["stft"]) > 0.1
+    assert float(loss(clean, clean)[1]["stft"]) < 1e-3

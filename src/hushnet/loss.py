@@ -80,6 +80,11 @@ class LossConfig:
     feature: float = 1.0
     l1: float = 0.0
     l2: float = 0.0
+    # Multi-resolution STFT magnitude loss (spectral convergence + log magnitude, auraloss).
+    stft: float = 0.0
+    # L2-SP (Li et al. 2018): ``anchor * sum((w - w_start)^2)``, a pull toward the starting weights
+    # that guards what a fine-tuned model already knew. Applied by the training loop, which holds them.
+    anchor: float = 0.0
     lossnet: str = "authors-lossnet"
     feature_layers: int = 6
     calibration_steps: int = 100
@@ -96,9 +101,15 @@ class TrainingLoss(nn.Module):
         self.config = config
         if config.feature and lossnet is None:
             raise ValueError("the feature loss needs a loss network")
-        if not (config.feature or config.l1 or config.l2):
+        if not (config.feature or config.l1 or config.l2 or config.stft):
             raise ValueError("at least one loss weight must be non-zero")
         self.feature = FeatureLoss(lossnet, config.feature_layers, config.calibration_steps) if config.feature else None
+        self.stft = None
+        if config.stft:
+            from auraloss.freq import MultiResolutionSTFTLoss
+
+            # Resolutions of 16/32/64 ms windows at 16 kHz: phonemes to pitch harmonics.
+            self.stft = MultiResolutionSTFTLoss(fft_sizes=[512, 1024, 256], hop_sizes=[128, 256, 64], win_lengths=[512, 1024, 256])
 
     def forward(self, denoised: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total loss, the terms by name; ``feature_layers`` holds the per-layer distances)."""
@@ -114,4 +125,7 @@ class TrainingLoss(nn.Module):
         if self.config.l2:
             terms["l2"] = F.mse_loss(denoised.float(), clean.float())
             total = total + self.config.l2 * terms["l2"]
+        if self.stft is not None:
+            terms["stft"] = self.stft(denoised.float().unsqueeze(1), clean.float().unsqueeze(1))
+            total = total + self.config.stft * terms["stft"]
         return total, terms

@@ -187,7 +187,8 @@ def build_model(config: TrainConfig, calibration: torch.Tensor | None = None) ->
             model.init_identity()
         return model
     source = load_model(config.init, kind="can")
-    wanted = CANConfig(**{**source.config.to_dict(), "norm": config.model.norm, "input_rms_db": config.model.input_rms_db})
+    inherited = ("norm", "input_rms_db", "segment_seconds", "dry")  # what the job decides, not the source
+    wanted = CANConfig(**{**source.config.to_dict(), **{key: getattr(config.model, key) for key in inherited}})
     if wanted.norm == source.config.norm:
         model = CAN(wanted)
         model.load_state_dict(source.state_dict())
@@ -352,6 +353,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     if config.init not in ("identity", "default") and config.model.norm == "batch" and read_config(resolve_model_dir(config.init))["config"]["norm"] != "batch":
         calibration = level_normalise(*_collate([training_data[len(training_data) - 1 - i] for i in range(16)]).values(), config.model.input_rms_db)[0]
     model = build_model(config, calibration).to(device)
+    # The starting weights, for the L2-SP pull (taken before a checkpoint replaces them on resume).
+    anchor = [p.detach().clone() for p in model.parameters()] if config.loss.anchor else None
     lossnet = load_model(config.loss.lossnet, kind="lossnet") if config.loss.feature else None
     loss = TrainingLoss(config.loss, lossnet).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99))
@@ -364,7 +367,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
             _truncate_log(output / "validation.csv", step)
     if rank == 0:
         write_atomic_text(output / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    log = _CSVLog(output / "log.csv", ["step", "learning_rate", "loss", "feature", "l1", "l2", "grad_norm", "seconds", "audio_seconds_per_second"]) if rank == 0 else None
+    log = _CSVLog(output / "log.csv", ["step", "learning_rate", "loss", "feature", "l1", "l2", "stft", "anchor", "grad_norm", "seconds", "audio_seconds_per_second"]) if rank == 0 else None
     validation_log = _CSVLog(output / "validation.csv", ["step", "loss", "pesq", "stoi", "si_sdr"]) if rank == 0 else None
 
     set_training_mode(model, config)
@@ -395,6 +398,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         with autocast:
             denoised = trained(noisy)
             total, terms = loss(denoised.float(), clean)
+        if anchor is not None:
+            terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
+            total = total + config.loss.anchor * terms["anchor"]
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else torch.tensor(0.0)
@@ -408,7 +414,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         if log is not None:
             log.write({
                 "step": step, "learning_rate": f"{learning_rate:.3e}", "loss": f"{total.item():.6g}",
-                **{k: f"{terms[k].item():.6g}" for k in ("feature", "l1", "l2") if k in terms},
+                **{k: f"{terms[k].item():.6g}" for k in ("feature", "l1", "l2", "stft", "anchor") if k in terms},
                 "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{elapsed:.3f}",
                 "audio_seconds_per_second": f"{config.batch_size * world * segment_seconds / elapsed:.3f}",
             })

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.signal import fftconvolve
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from hushnet.data.sources import AudioCache, ImpulseResponse, NoiseClip, Utterance
 
@@ -29,6 +29,19 @@ class MixingConfig:
     babble_probability: float = 0.1
     babble_talkers: tuple[int, int] = (3, 7)
     sample_rate: int = 16000
+    # Every n-th item (0: none) is a Valentini-like mixture: SNR in ``easy_snr_db``, no reverb, no
+    # babble, no degradation. With a batch size that n divides, every batch holds the same share of
+    # the conditions the starting model was trained on, which guards what it already knows.
+    easy_every: int = 0
+    easy_snr_db: tuple[float, float] = (0.0, 15.0)
+    # Recording-chain degradations of the hard items, applied to speech and noise alike, so that the
+    # target keeps the device's character and the model learns to remove noise, not to re-equalise:
+    bandlimit_probability: float = 0.0  # low-pass at a cutoff drawn from ``bandlimit_hz`` (old/phone audio)
+    bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)
+    colouration_probability: float = 0.0  # a random microphone response: tilt and one resonance, ±``colouration_db``
+    colouration_db: float = 6.0
+    hiss_probability: float = 0.0  # white hiss added on top, ``hiss_snr_db`` below the speech (tape, cheap preamps)
+    hiss_snr_db: tuple[float, float] = (15.0, 35.0)
 
     @property
     def segment_samples(self) -> int:
@@ -60,6 +73,25 @@ def random_crop(signal: np.ndarray, length: int, rng: np.random.Generator) -> np
         signal = np.tile(signal, repeats)
     start = int(rng.integers(0, signal.size - length + 1))
     return signal[start : start + length]
+
+
+def lowpass(signal: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
+    """8th-order Butterworth low-pass: the band limit of telephone and old recordings."""
+    sos = butter(8, cutoff_hz, btype="low", fs=sample_rate, output="sos")
+    return sosfilt(sos, signal).astype(np.float32)
+
+
+def microphone_response(rng: np.random.Generator, sample_rate: int, max_db: float, taps: int = 257) -> np.ndarray:
+    """A random linear-phase FIR: a spectral tilt plus one resonance, within ±``max_db`` dB."""
+    frequencies = np.linspace(0, sample_rate / 2, taps // 2 + 1)
+    octaves = np.log2(np.maximum(frequencies, 50.0) / 1000.0)
+    tilt = rng.uniform(-max_db, max_db) / 4 * octaves
+    centre, width = rng.uniform(np.log2(0.3), np.log2(6.0)), rng.uniform(0.3, 1.5)
+    resonance = rng.uniform(-max_db, max_db) * np.exp(-0.5 * ((octaves - centre) / width) ** 2)
+    gain_db = np.clip(tilt + resonance, -max_db * 1.5, max_db * 1.5)
+    response = np.fft.irfft(10 ** (gain_db / 20), n=taps - 1)
+    response = np.roll(response, taps // 2)[: taps - 1] * np.hanning(taps - 1)
+    return response.astype(np.float32)
 
 
 def direct_path_aligned(response: np.ndarray) -> np.ndarray:
@@ -130,21 +162,42 @@ class MixtureDataset(torch.utils.data.Dataset):
             babble += voice / max(rms(voice), 1e-4)
         return babble
 
+    def _degrade(self, rng: np.random.Generator, clean: np.ndarray, speech: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The recording chain: colouration and band limit on everything, then hiss (noise only)."""
+        config, rate = self.config, self.config.sample_rate
+        # Draw every random number whatever the probabilities, so that turning one degradation on
+        # does not reshuffle the others.
+        colour, colour_response = rng.random() < config.colouration_probability, microphone_response(rng, rate, config.colouration_db)
+        band, cutoff = rng.random() < config.bandlimit_probability, float(rng.uniform(*config.bandlimit_hz))
+        hiss, hiss_snr = rng.random() < config.hiss_probability, float(rng.uniform(*config.hiss_snr_db))
+        length = clean.size
+        if colour:
+            clean, speech, noise = (np.convolve(x, colour_response, mode="same").astype(np.float32) for x in (clean, speech, noise))
+        if band:
+            clean, speech, noise = (lowpass(x, cutoff, rate) for x in (clean, speech, noise))
+        if hiss:
+            white = rng.standard_normal(length).astype(np.float32)
+            noise = noise + scale_noise_to_snr(speech, white, hiss_snr)
+        return clean, speech, noise
+
     def __getitem__(self, index: int) -> dict:
         config = self.config
         rng = np.random.default_rng([self.seed, index])
         length = config.segment_samples
+        easy = config.easy_every > 0 and index % config.easy_every == 0
         clean, speaker = self._speech(rng, length)
         speech = clean
-        if self.responses and rng.random() < config.reverb_probability:
+        if not easy and self.responses and rng.random() < config.reverb_probability:
             response = direct_path_aligned(self.cache(self.responses[int(rng.integers(len(self.responses)))].path))
             speech = fftconvolve(clean, response)[:length].astype(np.float32)
-        if not self.noises or rng.random() < config.babble_probability:
-            noise = self._babble(rng, length, speaker)
-        else:
+        if self.noises and (easy or rng.random() >= config.babble_probability):
             noise = random_crop(self.cache(self.noises[int(rng.integers(len(self.noises)))].path), length, rng)
-        snr_db = float(rng.uniform(*config.snr_db))
+        else:
+            noise = self._babble(rng, length, speaker)
+        snr_db = float(rng.uniform(*(config.easy_snr_db if easy else config.snr_db)))
         noise = scale_noise_to_snr(speech, noise, snr_db)
+        if not easy and (config.colouration_probability or config.bandlimit_probability or config.hiss_probability):
+            clean, speech, noise = self._degrade(rng, clean, speech, noise)
         noisy = speech + noise
         gain = 10 ** (rng.uniform(*config.level_db) / 20) / max(rms(noisy), _TINY)
         peak = float(np.max(np.abs(noisy))) * gain

@@ -45,6 +45,11 @@ class CANConfig:
     # so that their output does not depend on how loud the recording is. None: feed the input as is
     # (the authors' model, which was trained on audio at its natural level).
     input_rms_db: float | None = None
+    # Per-input models: inputs longer than this are processed as overlapping segments of this length,
+    # each with its own statistics (the length the model was trained on). None: the whole input.
+    segment_seconds: float | None = None
+    # Default dry/wet: the fraction of the input mixed back into the output (0 = fully denoised).
+    dry: float = 0.0
 
     def __post_init__(self) -> None:
         if self.norm not in NORM_MODES:
