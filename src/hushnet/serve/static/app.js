@@ -159,7 +159,7 @@ class Card {
     const playing = !from.paused || !to.paused;
     to.currentTime = from.currentTime;
     from.pause();
-    if (playing || from.currentTime > 0) to.play().catch(() => {});
+    if (playing) to.play().catch(() => {});
     button.setAttribute("aria-pressed", String(toOriginal));
     button.textContent = toOriginal ? "A/B: hear the denoised" : "A/B: hear the original";
   }
