@@ -10,16 +10,16 @@ import time
 import warnings
 import zipfile
 from concurrent.futures import wait
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[dev]')")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 with warnings.catch_warnings():  # starlette's notice that its test client will move to httpx2
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
 from hushnet.cli import main  # noqa: E402
@@ -300,3 +300,40 @@ def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
     assert main(["serve", "--workers", "0"]) == 2 and "--workers must be at least 1" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path / "nope"), "--port", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: no model directory")
+
+
+def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
+    """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "-m", "hushnet.cli", "serve", "--host", "0.0.0.0", "--port", str(port), "--model", str(tiny_model_dir),
+                               "--token", "t0k", "--threads", "1"], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer t0k"}) as http:
+            for _ in range(600):  # until it listens (a ceiling, not a speed check)
+                try:
+                    health = http.get("/api/health")
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.stderr.read()
+                    time.sleep(0.1)
+            assert health.status_code == 200 and health.json()["model"] == "tiny"
+            assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 401
+            job = http.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+            assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated, AsyncIterator
 
@@ -110,6 +111,7 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
     try:
         async for chunk in request.stream():
             received += len(chunk)
+            job.touched = time.time()  # a slow upload is in use, not abandoned (see JobStore.expire)
             if received > limit_bytes:
                 raise UploadError(413, f"upload too large: over the server's limit of {limit_bytes / 2**20:g} MB (--max-upload-mb)")
             parser.write(chunk)

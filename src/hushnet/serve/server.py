@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,5 +41,8 @@ def serve(config: ServeConfig) -> int:
     shown = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
     query = "/?token=" + config.token if config.token else "/"
     print(f"hushnet serve: open http://{shown}:{config.port}{query}  (API docs at /docs; Ctrl-C stops and deletes all uploads)", file=sys.stderr)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    # Uploads are deleted on a clean stop (the app's lifespan); this covers an interrupted one too.
+    atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
+    # No access log: it would print ?token= values. A bounded graceful stop: requests get 10 s to finish.
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
     return 0
