@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 import struct
 import time
@@ -143,6 +144,11 @@ def test_a_job_of_several_files_with_every_endpoint(client):
     assert np.array_equal(fully_dry, sf.read(io.BytesIO(uploads[2][1][1]), dtype="float32")[0])  # dry 1 is the input
     assert client.get(f"/api/jobs/{job_id}/zip", params={"dry": "0,0.5"}).status_code == 422
     assert client.get(f"/api/jobs/{job_id}/zip", params={"dry": "2"}).status_code == 422
+
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as events:  # finished: one event, then the stream ends
+        lines = [line for line in events.iter_lines() if line.startswith("data: ")]
+    assert events.headers["content-type"].startswith("text/event-stream") and len(lines) == 1
+    assert json.loads(lines[0][6:])["state"] == "finished"
 
     assert client.get(f"/api/jobs/{job_id}/files/3/output").status_code == 404
     assert client.get(f"/api/jobs/{job_id}/files/0/output", params={"dry": 1.5}).status_code == 422

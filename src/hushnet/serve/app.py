@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.background import BackgroundTask
@@ -263,6 +264,25 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
     @app.get("/api/jobs/{job_id}", summary="state and per-file progress")
     def job_status(job_id: str) -> dict:
         return job_or_404(job_id).status()
+
+    @app.get("/api/jobs/{job_id}/events", summary="server-sent events: the job's state each time it changes, until it is finished",
+             response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+    async def job_events(job_id: str) -> StreamingResponse:
+        job = job_or_404(job_id)
+
+        async def events() -> AsyncIterator[str]:
+            last = None
+            while True:
+                status = json.dumps(job.status())
+                if status != last:
+                    yield f"data: {status}\n\n"
+                    last = status
+                if job.finished or job.deleted:
+                    return
+                job.touched = time.time()
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     @app.delete("/api/jobs/{job_id}", summary="stop the job and delete its files")
     def delete_job(job_id: str) -> dict:

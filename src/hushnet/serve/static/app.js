@@ -75,7 +75,8 @@ class Card {
     this.setProgress(0, "uploading…");
     this.q(".ab").addEventListener("click", () => this.toggle());
     this.slider.addEventListener("input", () => this.showDry());
-    this.slider.addEventListener("change", () => this.render());
+    // Arrow keys fire one change per step: render once the slider rests.
+    this.slider.addEventListener("change", () => { clearTimeout(this.pending); this.pending = setTimeout(() => this.render(), 250); });
   }
 
   get dry() { return Number(this.slider.value) / 100; }
