@@ -147,8 +147,7 @@ def test_upload_listen_compare_mix_and_download(server, browser):
     browser.set_window_size(1200, 1000)
 
     browser.find_element(By.CSS_SELECTOR, ".batch .delete").click()
-    WebDriverWait(browser, 30).until(lambda d: job_id not in store.jobs)
-    assert not (store.root / job_id).exists()
+    WebDriverWait(browser, 30).until(lambda d: job_id not in store.jobs and not (store.root / job_id).exists())
 
 
 def test_a_bad_file_shows_its_error_on_the_page(server, browser, tmp_path):

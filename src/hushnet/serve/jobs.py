@@ -7,6 +7,7 @@ their position (``0.in.wav``); the client's file name is kept only as a display 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import math
 import re
@@ -225,12 +226,29 @@ class JobStore:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- work -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def using(self, job: Job) -> Iterator[None]:
+        """Work that writes into the job's folder: a deletion meanwhile removes the folder when it ends."""
+        with self.lock:
+            job.active += 1
+        try:
+            yield
+        finally:
+            job.touched = time.time()
+            with self.lock:
+                job.active -= 1
+                remove = job.deleted and job.active == 0
+            if remove:
+                shutil.rmtree(job.folder, ignore_errors=True)
+
     def _process(self, job: Job, entry: FileEntry) -> None:
         """Denoise one file; every failure becomes the file's one-line error, never an exception."""
-        with self.lock:
-            if job.cancelled.is_set():
-                return
-            job.active += 1
+        if job.cancelled.is_set():
+            return
+        with self.using(job):
+            self._denoise(job, entry)
+
+    def _denoise(self, job: Job, entry: FileEntry) -> None:
         entry.state = "running"
 
         def progress(samples: int) -> None:
@@ -254,13 +272,6 @@ class JobStore:
         except Exception as error:  # a bug must not take the server down; the log has the traceback
             log.exception("denoising %s failed", entry.name)
             entry.state, entry.error = "failed", f"internal error ({one_line(error)})"
-        finally:
-            job.touched = time.time()
-            with self.lock:
-                job.active -= 1
-                remove = job.deleted and job.active == 0
-            if remove:
-                shutil.rmtree(job.folder, ignore_errors=True)
 
     # --- renders ----------------------------------------------------------------------------------
     def mixed(self, job: Job, entry: FileEntry, dry: float) -> Path:
@@ -270,7 +281,7 @@ class JobStore:
         key = int(round(dry * 100))
         if key == 0:
             return entry.output
-        with entry.lock:
+        with self.using(job), entry.lock:
             if key in entry.mixes and entry.mixes[key].exists():
                 entry.mixes.move_to_end(key)
                 return entry.mixes[key]
@@ -315,7 +326,7 @@ class JobStore:
         """One ZIP of every denoised file (with its dry value), named as the CLI names outputs."""
         path = job.folder / f"outputs-{secrets.token_hex(4)}.zip"
         names: set[str] = set()
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with self.using(job), zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for entry in job.files:
                 if entry.state != "done":
                     continue
