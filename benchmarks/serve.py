@@ -245,7 +245,7 @@ def main() -> int:
         f"# `hushnet serve` load check (`python benchmarks/serve.py`)", "",
         f"{args.uploads} short real recordings (valentini_dev, 2-7 s) through `POST /api/denoise` from {args.clients} concurrent clients, "
         f"while one {args.long_minutes:g}-minute file goes through `POST /api/jobs`; server `--workers {args.workers} --threads {args.threads}`, "
-        f"model `{health['model']}`, loopback, {os.cpu_count()} cores, load average {load_before:.2f} before the run (a training job holds one core).", "",
+        f"model `{health['model']}`, loopback, {os.cpu_count()} cores, load average {load_before:.2f} before the run (a training run and other jobs shared the 2 cores).", "",
         "| what | value |", "|---|---|",
         f"| short uploads answered | {len(latencies)} of {args.uploads} ({len(refused)} refused, {lost} lost) |",
         f"| latency p50 / p90 / p99 / max | {lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} / {lat['max']:.2f} s |",
