@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
+    from hushnet.serve import add_parser as add_serve_parser  # flags from hushnet.serve.ServeConfig
+
+    add_serve_parser(commands)
+
     trainer = commands.add_parser("train", help="train a denoiser (deep feature loss and/or waveform losses)")
     trainer.add_argument("-o", "--output", default="runs/hushnet", help="run folder: checkpoints, logs, best/ (default runs/hushnet)")
     trainer.add_argument("--config", help="a train_config.json to start from (flags override it)")

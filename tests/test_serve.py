@@ -1,0 +1,345 @@
+"""`hushnet serve` through FastAPI's test client: every endpoint, the CLI's bad inputs, limits, token, cleanup."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import struct
+import time
+import warnings
+import zipfile
+from concurrent.futures import wait
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[dev]')")
+
+with warnings.catch_warnings():  # starlette's notice that its test client will move to httpx2
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient  # noqa: E402
+
+from hushnet.cli import main  # noqa: E402
+from hushnet.denoiser import Denoiser  # noqa: E402
+from hushnet.serve.app import create_app  # noqa: E402
+from hushnet.serve.config import ServeConfig  # noqa: E402
+
+from conftest import DEV, speechlike, tiny_can  # noqa: E402
+from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
+
+BASE = "http://127.0.0.1:8000"
+
+
+def make_client(**settings) -> TestClient:
+    return TestClient(create_app(Denoiser(tiny_can()), ServeConfig(**settings)), base_url=BASE)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with make_client() as test_client:
+        yield test_client
+
+
+def encoded(samples: np.ndarray, rate: int = 16000, format: str = "WAV", subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples.T, rate, format=format, subtype=subtype)
+    return buffer.getvalue()
+
+
+def finished(client: TestClient, job_id: str) -> dict:
+    """Wait for the workers (their futures, not a clock) and return the job's state."""
+    wait(client.app.state.store.jobs[job_id].futures)
+    status = client.get(f"/api/jobs/{job_id}").json()
+    assert status["state"] == "finished"
+    return status
+
+
+def job_folder_files(client: TestClient) -> list:
+    return sorted(p.relative_to(client.app.state.store.root) for p in client.app.state.store.root.rglob("*"))
+
+
+def test_health(client):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["sample_rate"] == 16000 and health["engine"] == "torch"
+    assert health["version"] and health["model"]
+
+
+def test_page_and_static_files_and_docs(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "static/app.js" in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/denoise", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/zip", "/api/health"} <= set(paths)
+    assert "multipart/form-data" in paths["/api/denoise"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize("rate,channels,format,subtype", [(22050, 2, "FLAC", None), (48000, 1, "WAV", "FLOAT"), (8000, 1, "OGG", None)])
+def test_denoise_keeps_format_rate_channels_length_and_equals_the_denoiser(client, tmp_path, rate, channels, format, subtype):
+    x = speechlike(0.7, rate, channels)
+    suffix = {"FLAC": ".flac", "WAV": ".wav", "OGG": ".ogg"}[format]
+    data = encoded(x, rate, format, subtype)
+    response = client.post("/api/denoise", files={"file": (f"talk{suffix}", data)})
+    assert response.status_code == 200, response.text
+    assert f'filename="talk_denoised{suffix}"' in response.headers["content-disposition"]
+    served = sf.info(io.BytesIO(response.content))
+    source = sf.info(io.BytesIO(data))
+    assert (served.samplerate, served.channels, served.frames, served.format, served.subtype) == (source.samplerate, source.channels, source.frames, source.format, source.subtype)
+    (tmp_path / f"in{suffix}").write_bytes(data)
+    Denoiser(tiny_can()).denoise_file(tmp_path / f"in{suffix}", tmp_path / f"out{suffix}")
+    expected, _ = sf.read(tmp_path / f"out{suffix}", dtype="float32")
+    got, _ = sf.read(io.BytesIO(response.content), dtype="float32")
+    assert np.array_equal(got, expected)
+    assert job_folder_files(client) == []  # the answer is sent, the job's files are gone
+
+
+def test_dry_mixes_the_input_back_linearly(client):
+    x = speechlike(0.5, 16000, 2)
+    data = encoded(x, subtype="FLOAT")
+    wet = sf.read(io.BytesIO(client.post("/api/denoise", files={"file": ("a.wav", data)}).content), dtype="float32", always_2d=True)[0]
+    mixed = sf.read(io.BytesIO(client.post("/api/denoise", files={"file": ("a.wav", data)}, data={"dry": "0.25"}).content), dtype="float32", always_2d=True)[0]
+    assert np.abs(mixed - (wet + 0.25 * (x.T - wet))).max() < 1e-6
+    assert not np.allclose(mixed, wet, atol=1e-4)
+
+
+def test_a_job_of_several_files_with_every_endpoint(client):
+    x, y = speechlike(0.6, 44100, 2, seed=1), speechlike(0.4, 16000, 1, seed=2)
+    uploads = [("file", ("first.flac", encoded(x, 44100, "FLAC"))), ("file", ("second.wav", encoded(y))), ("file", ("second.wav", encoded(y)))]
+    created = client.post("/api/jobs", files=uploads, data={"dry": "0.1"})
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert len(job_id) >= 22 and created.json()["dry"] == 0.1
+    status = finished(client, job_id)
+    assert [f["state"] for f in status["files"]] == ["done"] * 3 and all(f["progress"] == 1.0 for f in status["files"])
+    assert status["files"][0]["sample_rate"] == 44100 and status["files"][0]["channels"] == 2 and status["files"][0]["frames"] == x.shape[1]
+
+    assert client.get(f"/api/jobs/{job_id}/files/0/input").content == uploads[0][1][1]
+    default = client.get(f"/api/jobs/{job_id}/files/1/output")  # the job's dry (0.1)
+    plain = client.get(f"/api/jobs/{job_id}/files/1/output", params={"dry": 0})
+    assert default.status_code == plain.status_code == 200 and default.headers["content-type"] == "audio/wav"
+    a, b = (sf.read(io.BytesIO(r.content), dtype="float32")[0] for r in (default, plain))
+    assert np.abs(a - (b + 0.1 * (sf.read(io.BytesIO(uploads[1][1][1]), dtype="float32")[0] - b))).max() < 2 / 32768  # 16-bit both
+    download = client.get(f"/api/jobs/{job_id}/files/1/output", params={"download": 1})
+    assert download.headers["content-disposition"].startswith("attachment") and "second_denoised.wav" in download.headers["content-disposition"]
+    ranged = client.get(f"/api/jobs/{job_id}/files/1/output", headers={"Range": "bytes=0-99"})  # what a player's seek asks
+    assert ranged.status_code == 206 and len(ranged.content) == 100
+
+    spectra = {which: client.get(f"/api/jobs/{job_id}/files/0/spectrogram", params={"which": which}).json() for which in ("input", "output")}
+    for spec in spectra.values():
+        values = np.frombuffer(base64.b64decode(spec["data"]), np.uint8).reshape(spec["rows"], spec["columns"])
+        assert spec["rows"] == 128 and 0 < spec["columns"] <= 800 and values.std() > 5
+    assert spectra["input"]["top_db"] == spectra["output"]["top_db"]  # one scale: what was removed shows darker
+    assert spectra["input"]["data"] != spectra["output"]["data"]
+    assert client.get(f"/api/jobs/{job_id}/files/0/spectrogram", params={"which": "secret"}).status_code == 422
+
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/{job_id}/zip", params={"dry": "0,0.5,1"}).content))
+    names = archive.namelist()
+    assert names == ["first_denoised.flac", "second_denoised.wav", "3_second_denoised.wav"]
+    fully_dry = sf.read(io.BytesIO(archive.read(names[2])), dtype="float32")[0]
+    assert np.array_equal(fully_dry, sf.read(io.BytesIO(uploads[2][1][1]), dtype="float32")[0])  # dry 1 is the input
+    assert client.get(f"/api/jobs/{job_id}/zip", params={"dry": "0,0.5"}).status_code == 422
+    assert client.get(f"/api/jobs/{job_id}/zip", params={"dry": "2"}).status_code == 422
+
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as events:  # finished: one event, then the stream ends
+        lines = [line for line in events.iter_lines() if line.startswith("data: ")]
+    assert events.headers["content-type"].startswith("text/event-stream") and len(lines) == 1
+    assert json.loads(lines[0][6:])["state"] == "finished"
+
+    assert client.get(f"/api/jobs/{job_id}/files/3/output").status_code == 404
+    assert client.get(f"/api/jobs/{job_id}/files/0/output", params={"dry": 1.5}).status_code == 422
+    assert client.delete(f"/api/jobs/{job_id}").json() == {"deleted": job_id}
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404 and client.delete(f"/api/jobs/{job_id}").status_code == 404
+    assert job_folder_files(client) == []
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_the_cli_bad_inputs_get_its_one_line_message(case, client, tmp_path, write_wav):
+    if case == "garbage .mp4" and shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    make, message = ERROR_CASES[case]
+    path = make(tmp_path, write_wav)
+    data = path.read_bytes()
+    direct = client.post("/api/denoise", files={"file": (path.name, data)})
+    assert direct.status_code == 422 and message in direct.json()["detail"], direct.text
+    assert "Traceback" not in direct.text and "\n" not in direct.json()["detail"]
+    # In a job, the bad file fails alone and the good one is denoised.
+    job = client.post("/api/jobs", files=[("file", (path.name, data)), ("file", ("good.wav", encoded(speechlike(0.3))))]).json()
+    files = finished(client, job["id"])["files"]
+    assert files[0]["state"] == "failed" and message in files[0]["error"] and files[1]["state"] == "done"
+    assert client.get(f"/api/jobs/{job['id']}/files/0/output").status_code == 422
+    client.delete(f"/api/jobs/{job['id']}")
+    assert client.get("/api/health").status_code == 200  # still serving
+
+
+def wav_header(channels: int, frames: int = 10) -> bytes:
+    data = b"\0\0" * channels * frames
+    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
+    return b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+
+
+def test_huge_channel_counts(client):
+    refused = client.post("/api/denoise", files={"file": ("many.wav", wav_header(4096))})
+    assert refused.status_code == 422 and "not a readable audio file" in refused.json()["detail"]
+    many = client.post("/api/denoise", files={"file": ("many.wav", wav_header(1024, 160))})  # libsndfile's most: still works
+    assert many.status_code == 200 and sf.info(io.BytesIO(many.content)).channels == 1024
+
+
+def test_client_names_never_become_paths(client):
+    job = client.post("/api/jobs", files=[("file", ("../../../etc/passwd.wav", encoded(speechlike(0.2)))),
+                                          ("file", ("C:\\Windows\\evil.flac", encoded(speechlike(0.2), format="FLAC")))]).json()
+    assert [f["name"] for f in job["files"]] == ["passwd.wav", "evil.flac"]
+    finished(client, job["id"])
+    assert [p.name for p in sorted((client.app.state.store.root / job["id"]).iterdir())] == ["0.in.wav", "0.out.wav", "1.in.flac", "1.out.flac"]
+    client.delete(f"/api/jobs/{job['id']}")
+    for bad in ("..", "../etc", "a" * 22, "%2e%2e%2f"):
+        assert client.get(f"/api/jobs/{bad}").status_code == 404
+
+
+def test_malformed_requests_are_4xx(client):
+    assert client.post("/api/denoise", content=b"raw bytes", headers={"content-type": "audio/wav"}).status_code == 400
+    assert client.post("/api/jobs", data={"dry": "0.5"}, files={"other": ("x", b"1")}).status_code == 400
+    assert client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}, data={"dry": "loud"}).status_code == 400
+    assert client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}, data={"dry": "1.5"}).status_code == 400
+    assert client.post("/api/denoise", files=[("file", ("a.wav", b"1")), ("file", ("b.wav", b"2"))]).status_code == 400
+    assert job_folder_files(client) == []
+
+
+def test_not_ready_is_409(client):
+    store = client.app.state.store
+    job = store.create()
+    job.add_file("pending.wav")
+    assert client.get(f"/api/jobs/{job.id}").json()["state"] == "uploading"
+    assert client.get(f"/api/jobs/{job.id}/files/0/output").status_code == 409
+    assert client.get(f"/api/jobs/{job.id}/zip").status_code == 409
+    store.delete(job.id)
+
+
+def test_size_limit_is_413_declared_or_streamed():
+    with make_client(max_upload_mb=0.05) as small:  # 52 kB
+        big = encoded(speechlike(2.0))  # 64 kB
+        declared = small.post("/api/denoise", files={"file": ("big.wav", big)})
+        assert declared.status_code == 413 and "--max-upload-mb" in declared.json()["detail"]
+
+        def chunks():  # no Content-Length: the limit must hold while the body streams in
+            boundary = b"xyz"
+            yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
+            for start in range(0, len(big), 4096):
+                yield big[start : start + 4096]
+            yield b"\r\n--" + boundary + b"--\r\n"
+
+        streamed = small.post("/api/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"})
+        assert streamed.status_code == 413
+        assert small.post("/api/denoise", files={"file": ("ok.wav", encoded(speechlike(0.5)))}).status_code == 200
+        assert job_folder_files(small) == []
+
+
+def test_job_limit_is_429_and_frees_up_on_delete():
+    with make_client(max_jobs=2) as limited:
+        ids = [limited.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}).json()["id"] for _ in range(2)]
+        refused = limited.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))})
+        assert refused.status_code == 429 and "Retry-After" in refused.headers and "2 jobs" in refused.json()["detail"]
+        assert limited.post("/api/denoise", files={"file": ("a.wav", encoded(speechlike(0.2)))}).status_code == 429
+        limited.delete(f"/api/jobs/{ids[0]}")
+        assert limited.post("/api/denoise", files={"file": ("a.wav", encoded(speechlike(0.2)))}).status_code == 200
+
+
+def test_token_by_header_or_query():
+    with make_client(token="s3cret") as guarded:
+        assert guarded.get("/api/health").status_code == 401
+        assert guarded.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert guarded.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert guarded.get("/api/health", params={"token": "s3cret"}).status_code == 200
+        assert guarded.post("/api/jobs", files={"file": ("a.wav", b"x")}).status_code == 401
+        assert guarded.get("/").status_code == 200  # the page holds no data; it passes ?token= on
+
+
+def test_other_hosts_and_origins_are_refused_on_loopback(client):
+    assert client.get("/api/health", headers={"host": "evil.example:8000"}).status_code == 400  # DNS rebinding
+    assert client.get("/api/health", headers={"host": "localhost:8000"}).status_code == 200
+    cross = client.post("/api/jobs", files={"file": ("a.wav", b"x")}, headers={"origin": "http://evil.example"})
+    assert cross.status_code == 403
+    assert "access-control-allow-origin" not in {k.lower() for k in client.get("/api/health", headers={"origin": "http://evil.example"}).headers}
+    with TestClient(create_app(Denoiser(tiny_can()), ServeConfig(host="0.0.0.0")), base_url="http://192.0.2.7:8000") as public:
+        assert public.get("/api/health").status_code == 200
+
+
+def test_expiry_deleting_a_running_job_and_shutdown_remove_every_file():
+    test_client = make_client(keep_minutes=1)
+    with test_client:
+        store = test_client.app.state.store
+        old = test_client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+        finished(test_client, old)
+        assert store.expire(now=time.time() + 30) == []
+        assert store.expire(now=time.time() + 61) == [old] and test_client.get(f"/api/jobs/{old}").status_code == 404
+        running = test_client.post("/api/jobs", files={"file": ("long.wav", encoded(speechlike(20.0)))}).json()["id"]
+        futures = store.jobs[running].futures
+        assert test_client.delete(f"/api/jobs/{running}").status_code == 200
+        wait(futures)
+        assert job_folder_files(test_client) == []
+        kept = test_client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+        finished(test_client, kept)
+        assert (store.root / kept).is_dir()
+    assert not store.root.exists()  # shutdown deleted everything
+
+
+def test_shipped_model_on_a_real_recording_equals_the_cli(tmp_path, capsys):
+    source = DEV / "noisy" / "p287_002.flac"
+    assert main(["denoise", str(source), "-o", str(tmp_path / "cli.flac"), "-q"]) == 0
+    with TestClient(create_app(Denoiser.from_pretrained(), ServeConfig()), base_url=BASE) as shipped:
+        response = shipped.post("/api/denoise", files={"file": (source.name, source.read_bytes())})
+    assert response.status_code == 200
+    served, rate = sf.read(io.BytesIO(response.content), dtype="int16")
+    cli, cli_rate = sf.read(tmp_path / "cli.flac", dtype="int16")
+    assert rate == cli_rate == 16000 and np.array_equal(served, cli)
+
+
+def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
+    from hushnet.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--port", "9001", "--max-upload-mb", "10", "--token", "t", "--keep-minutes", "5"])
+    assert (args.port, args.max_upload_mb, args.token, args.keep_minutes, args.host, args.workers) == (9001, 10.0, "t", 5.0, "127.0.0.1", 1)
+    assert main(["serve", "--workers", "0"]) == 2 and "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path / "nope"), "--port", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: no model directory")
+
+
+def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
+    """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "-m", "hushnet.cli", "serve", "--host", "0.0.0.0", "--port", str(port), "--model", str(tiny_model_dir),
+                               "--token", "t0k", "--threads", "1"], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer t0k"}) as http:
+            for _ in range(600):  # until it listens (a ceiling, not a speed check)
+                try:
+                    health = http.get("/api/health")
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.stderr.read()
+                    time.sleep(0.1)
+            assert health.status_code == 200 and health.json()["model"] == "tiny"
+            assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 401
+            job = http.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+            assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
