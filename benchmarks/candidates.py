@@ -81,7 +81,8 @@ def enhance_set(enhance, pairs: list[Pair], folder: Path) -> tuple[float, float]
     for pair in pairs:
         noisy, rate = sf.read(pair.noisy, dtype="float32")
         started = time.perf_counter()
-        enhanced = np.asarray(enhance(noisy), np.float32)
+        enhanced = np.asarray(enhance(noisy), np.float32)[: noisy.size]
+        enhanced = np.pad(enhanced, (0, noisy.size - enhanced.size))  # resampling peers can come back a few samples short
         spent += time.perf_counter() - started
         audio += noisy.size / rate
         sf.write(folder / f"{pair.name}.wav", enhanced, rate, subtype="FLOAT")
