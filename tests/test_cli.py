@@ -216,7 +216,7 @@ def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, 
 
 def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     """`hushnet denoise FILE` with no --model: the shipped hushnet-dfl, which must improve the recording."""
-    from hushnet.checkpoint import DEFAULT_MODEL
+    from hushnet.model_dir import DEFAULT_MODEL
     from hushnet.metrics import pesq_score, si_sdr
 
     assert DEFAULT_MODEL == "hushnet-dfl"

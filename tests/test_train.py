@@ -18,7 +18,9 @@ from safetensors.torch import load_file
 from hushnet.data.mixing import MixingConfig
 from hushnet.loss import LossConfig
 from hushnet.models.can import CANConfig
-from hushnet.train import TrainConfig, config_with, latest_checkpoint, learning_rate_at, train
+from hushnet.options import with_overrides as config_with
+from hushnet.training.denoiser import TrainConfig, learning_rate_at, train
+from hushnet.training.state import latest_checkpoint
 
 
 def tiny_config(output: Path, corpus: Path, lossnet: Path, **overrides) -> TrainConfig:

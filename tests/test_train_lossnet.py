@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hushnet.checkpoint import latest_checkpoint, load_model
-from hushnet.train_lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
+from hushnet.training.state import latest_checkpoint
+from hushnet.model_dir import load_model
+from hushnet.training.lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
 from test_scenes import make_chime_home, make_dcase2016
 
 
@@ -30,7 +31,7 @@ def config_for(tmp_path):
     def make(name: str, **overrides) -> LossNetTrainConfig:
         values = dict(output=str(tmp_path / name), data=None, dcase_scenes=str(dcase), chime_home=str(chime), layers=6, base_channels=4,
                       crop_seconds=(0.25, 0.5), evaluation_seconds=0.5, evaluation_tag_items=6, batch_size=6, learning_rate=3e-3,
-                      warmup_steps=2, max_steps=30, evaluate_every=30, checkpoint_every=3, threads=1)
+                      warmup_steps=2, max_steps=30, validate_every=30, checkpoint_every=3, threads=1)
         return LossNetTrainConfig(**{**values, **overrides})
 
     return make
