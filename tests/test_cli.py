@@ -264,6 +264,33 @@ def test_train_and_resume_from_the_command_line(tmp_path, tiny_corpus, tiny_loss
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000003"
     assert main(["train", "-o", str(tmp_path / "other"), "--data", str(tmp_path / "nowhere"), "-q"]) == 2
     assert "needs speech/ and noise/" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()  # a failed job leaves no empty run folder
+
+
+@pytest.mark.parametrize("command", ["train", "train-lossnet"])
+def test_default_data_outside_a_checkout_names_the_flag_and_leaves_nothing(command, tmp_path, monkeypatch, capsys):
+    """Defects 7 and 8: `cd $(mktemp -d) && hushnet train -o x` says which flag to give, whole, and makes no folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "-o", "x", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --data '../shared/data' (from ") and "give --data FOLDER" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_generated_flags_are_named_alike_across_commands(capsys):
+    from hushnet.cli import COMMANDS, build_parser
+
+    def flags(name):
+        parser = build_parser([name])
+        sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict)).choices[name]
+        return {s for action in sub._actions for s in action.option_strings}
+
+    train, lossnet = flags("train"), flags("train-lossnet")
+    assert {"--validate-every", "--checkpoint-every", "--batch-size", "--data", "--resume", "--config", "--device", "--threads", "-o"} <= train & lossnet
+    assert "--evaluate-every" not in lossnet
+    for name in ("denoise", "evaluate"):
+        assert {"--model", "--device", "--threads", "-o", "-q"} <= flags(name)
+    assert set(COMMANDS) == {"denoise", "evaluate", "train", "train-lossnet", "make-testset", "import-reference"}
 
 
 def test_make_testset_command(tmp_path, capsys):

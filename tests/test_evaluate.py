@@ -99,3 +99,28 @@ def test_dnsmos_without_reference_scores_every_file(tmp_path, capsys):
     assert summary["files"] == 7
     assert 1.0 <= summary["metrics"]["dnsmos_ovrl"]["mean"] <= 5.0
     assert "pesq_wb" not in summary["metrics"]
+
+
+def test_evaluate_without_model_denoises_with_the_default_model(small_dev, tmp_path, capsys):
+    """Defect 3: --clean/--noisy alone scores the package default's output (and the noisy baseline), and says so."""
+    from hushnet.model_dir import DEFAULT_MODEL
+
+    (small_dev / "noisy" / "p287_002.flac").unlink()  # two files keep it short
+    (small_dev / "clean" / "p287_002.flac").unlink()
+    out = tmp_path / "report"
+    status = main(["evaluate", "--clean", str(small_dev / "clean"), "--noisy", str(small_dev / "noisy"), "-o", str(out), "--jobs", "1", "-q"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert sorted(p.name for p in (out / "enhanced").iterdir()) == ["p226_001.wav", "p287_001.wav"]
+    assert f"scoring 2 files: {DEFAULT_MODEL}'s output for {small_dev / 'noisy'}, with {small_dev / 'noisy'} as the noisy baseline" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert "pesq_wb" in summary["metrics"] and "noisy_pesq_wb" in summary["metrics"]
+    assert summary["metrics"]["pesq_wb"]["mean"] > summary["metrics"]["noisy_pesq_wb"]["mean"]
+    assert (out / "pesq_vs_snr.png").is_file()
+
+
+def test_evaluate_help_states_the_default_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "denoise --noisy with this model" in help_text and "default: the package default model" in help_text

@@ -154,7 +154,13 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path,
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("run folder:") == 1, done.stdout  # printed by rank 0 only
     single = train(config_with(config, {"output": str(tmp_path / "single"), "batch_size": 2}), progress=False)
+    # The logged loss is the mean over both processes' halves of the batch, i.e. the whole batch's loss.
+    with open(Path(config.output) / "log.csv") as a, open(single / "log.csv") as b:
+        ddp_rows, one_rows = list(csv.DictReader(a)), list(csv.DictReader(b))
+    assert len(ddp_rows) == 4
+    assert float(ddp_rows[0]["loss"]) == pytest.approx(float(one_rows[0]["loss"]), rel=1e-4)
     ddp, one = final_weights(Path(config.output)), final_weights(single)
     # Same samples, same averaged gradients: equal up to float summation order (which Adam's
     # normalisation of near-zero gradients amplifies); a wrong data split differs by ~1e-3.

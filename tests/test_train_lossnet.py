@@ -67,7 +67,12 @@ def test_resume_continues_exactly(config_for):
     with pytest.raises(Crash):
         train_lossnet(config, progress=False, on_step=crash)
     assert latest_checkpoint(config.output).name == "step_0000006"
+    with open(f"{config.output}/log.csv") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(1, 8))  # step 7 was logged, never saved
     train_lossnet(config, resume=True, progress=False)
     a = load_file(str(whole / "lossnet" / "model.safetensors"))
     b = load_file(str(config.output + "/lossnet/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # The log reads as if the run had never stopped: each step once, with the uninterrupted run's values.
+    with open(whole / "log.csv") as first, open(f"{config.output}/log.csv") as second:
+        assert list(csv.DictReader(second)) == list(csv.DictReader(first))
