@@ -167,4 +167,7 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path,
     largest = max(float((ddp[name] - one[name]).abs().max()) for name in one)
     print(f"largest difference DDP vs one process: {largest:.2e}")
     assert largest < 1e-4
-    assert not torch.equal(ddp["layers.1.conv.weight"], load_file(str(Path(config.output) / "checkpoints" / "step_0000002" / "model.safetensors"))["layers.1.conv.weight"])
+    # Training moved the weights by far more than the two runs differ: the comparison above is not of two idle copies.
+    start = load_file(str(Path(config.output) / "initial" / "model.safetensors"))
+    moved = max(float((ddp[name] - start[name]).abs().max()) for name in start)
+    assert moved > 100 * max(largest, 1e-7), (moved, largest)
