@@ -171,3 +171,22 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path,
     start = load_file(str(Path(config.output) / "initial" / "model.safetensors"))
     moved = max(float((ddp[name] - start[name]).abs().max()) for name in start)
     assert moved > 100 * max(largest, 1e-7), (moved, largest)
+
+
+def test_every_run_folder_config_in_the_repository_still_loads():
+    """`hushnet train --config runs/X/train_config.json` keeps working for the runs committed so far."""
+    from hushnet.training.lossnet import LossNetTrainConfig
+    from hushnet.training.skeleton import JobOptions, job_config
+
+    root = Path(__file__).resolve().parents[1] / "runs"
+    files = sorted(root.glob("**/train_config.json"))
+    assert files, "no run folders committed"
+    for path in files:
+        saved = {**json.loads(path.read_text()), "output": "elsewhere"}
+        kind = LossNetTrainConfig if "tasks" in saved else TrainConfig
+        if "evaluate_every" in saved:  # the loss-network trainer's old name for validate_every
+            saved["validate_every"] = saved.pop("evaluate_every")
+        loaded = json.loads(json.dumps(job_config(kind, JobOptions(config=str(path)), {"output": "elsewhere"}).to_dict()))
+        # Every saved value is kept; fields added since (new mixing/loss/model options) take their defaults.
+        for key, value in saved.items():
+            assert (loaded[key] if not isinstance(value, dict) else {k: loaded[key][k] for k in value}) == value, (path, key)
