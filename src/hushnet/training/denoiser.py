@@ -349,6 +349,28 @@ def _validate(job: _Job, config: TrainConfig, run: Run, log, step: int, bar: tqd
     bar.write(f"step {step}: validation {scores}")
 
 
+def _averaged(total: torch.Tensor, terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The logged loss terms, averaged over every process (not rank 0's share alone; all ranks call this)."""
+    logged = {"loss": total, **{k: v for k, v in terms.items() if k in LOGGED_TERMS}}
+    return {k: distrib.average(v.detach(), world).item() for k, v in logged.items()}
+
+
+def _log_row(step: int, learning_rate: float, logged: dict[str, float], grad_norm: torch.Tensor, seconds: float, config: TrainConfig,
+             world: int) -> dict[str, str]:
+    return {
+        "step": step, "learning_rate": f"{learning_rate:.3e}", **{k: f"{v:.6g}" for k, v in logged.items()},
+        "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{seconds:.3f}",
+        "audio_seconds_per_second": f"{config.batch_size * world * config.mixing.segment_seconds / seconds:.3f}",
+    }
+
+
+def _checkpoint(job: _Job, config: TrainConfig, run: Run, step: int) -> None:
+    """Model directory plus optimizer, loss calibration and RNG (the frozen loss network is not saved)."""
+    loss_state = {f"loss.{k}": v for k, v in job.loss.state_dict().items() if not k.startswith("feature.lossnet.")}
+    run.checkpoint(step, job.optimizer, lambda staging: _save(job.model, staging, config, step, job.best), loss_state,
+                   {"config": config.to_dict(), "best": job.best})
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
     """Run (or resume) a training job; returns the run folder. ``best/`` holds the best validated model."""
     if config.threads:
@@ -379,24 +401,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         set_learning_rate(job.optimizer, learning_rate)
         total, terms, grad_norm = _train_step(job, batch, config, run.world)
         step += 1
-        elapsed = time.perf_counter() - started
-        # What every process contributed, not rank 0's share alone (all ranks take part in the average).
-        logged = {k: distrib.average(v.detach(), run.world).item() for k, v in {"loss": total, **terms}.items() if k == "loss" or k in LOGGED_TERMS}
+        logged = _averaged(total, terms, run.world)
         bar.update(1)
         bar.set_postfix(loss=f"{logged['loss']:.4g}")
         if log is not None:
-            log.write({
-                "step": step, "learning_rate": f"{learning_rate:.3e}", **{k: f"{v:.6g}" for k, v in logged.items()},
-                "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{elapsed:.3f}",
-                "audio_seconds_per_second": f"{config.batch_size * run.world * config.mixing.segment_seconds / elapsed:.3f}",
-            })
+            log.write(_log_row(step, learning_rate, logged, grad_norm, time.perf_counter() - started, config, run.world))
         if run.main and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(job, config, run, validation_log, step, bar)
         out_of_time = run.out_of_time(job.device)
         if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
-            loss_state = {f"loss.{k}": v for k, v in job.loss.state_dict().items() if not k.startswith("feature.lossnet.")}
-            run.checkpoint(step, job.optimizer, lambda staging: _save(job.model, staging, config, step, job.best), loss_state,
-                           {"config": config.to_dict(), "best": job.best})
+            _checkpoint(job, config, run, step)
         if on_step is not None:
             on_step(step)
         if out_of_time:
