@@ -176,7 +176,8 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path,
 def test_every_run_folder_config_in_the_repository_still_loads():
     """`hushnet train --config runs/X/train_config.json` keeps working for the runs committed so far."""
     from hushnet.training.lossnet import LossNetTrainConfig
-    from hushnet.training.skeleton import JobOptions, job_config
+    from hushnet.options import JobOptions
+    from hushnet.training.skeleton import job_config
 
     root = Path(__file__).resolve().parents[1] / "runs"
     files = sorted(root.glob("**/train_config.json"))

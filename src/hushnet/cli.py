@@ -1,8 +1,9 @@
 """The ``hushnet`` command: parsing and dispatch only.
 
 Each command is a config dataclass whose fields are its flags (:mod:`hushnet.options`) and a
-``run`` in the module that does the work. Only the chosen command's module is imported, so that
-``hushnet --help`` and one command do not load every other command's dependencies.
+``run`` in the module that does the work: a new flag is one field, a new command one entry in
+``COMMANDS``. Only the chosen command's module is imported, so that ``hushnet --help`` and one
+command do not load every other command's dependencies.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _chosen(argv: list[str]) -> str | None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; flags are generated for the command named in ``argv`` (all commands when None)."""
     from hushnet.options import add_options
-    from hushnet.training.skeleton import JobOptions
+    from hushnet.options import JobOptions
 
     parser = argparse.ArgumentParser(prog="hushnet", description="Speech denoising with deep feature losses.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -61,7 +62,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from hushnet.options import config_from_args, overrides_from_args
-    from hushnet.training.skeleton import JobOptions
+    from hushnet.options import JobOptions
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)

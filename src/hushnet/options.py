@@ -51,6 +51,15 @@ class RuntimeOptions:
     threads: int | None = option(None, help=THREADS_HELP, show_default=False)
 
 
+@dataclass
+class JobOptions:
+    """What ``hushnet train`` and ``train-lossnet`` take besides the fields of the job's config (not saved with it)."""
+
+    config: str | None = option(None, help="a train_config.json to start from (flags override it)", show_default=False)
+    resume: bool = option(False, help="continue the run in --output from its last checkpoint (its own train_config.json, plus flags)")
+    quiet: bool = option(False, short="-q", help="no progress bar")
+
+
 def _value_type(annotation: Any) -> Any:
     """``int`` for ``int | None`` and the like; the element type for ``list[str]``."""
     origin = typing.get_origin(annotation)

@@ -33,9 +33,9 @@ from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.metrics import pesq_score, si_sdr
 from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
 from hushnet.models.can import CAN, CANConfig, NORM_MODES, to_batch_mode
-from hushnet.options import DEVICE_HELP, THREADS_HELP, Sub, nested, option
+from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, Sub, nested, option
 from hushnet.training import distrib
-from hushnet.training.skeleton import JobOptions, run_job, RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
+from hushnet.training.skeleton import run_job, RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
 
 
 

@@ -25,8 +25,8 @@ from hushnet.data.scenes import SceneDataset, TagDataset, chime_home, dcase2016_
 from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
-from hushnet.options import DEVICE_HELP, THREADS_HELP, option
-from hushnet.training.skeleton import JobOptions, run_job, Run, get_lr, set_learning_rate
+from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, option
+from hushnet.training.skeleton import run_job, Run, get_lr, set_learning_rate
 
 ESC10_CLASSES = ("baby_cry", "chainsaw", "clock_tick", "dog_bark", "fire_crackling", "helicopter", "person_sneeze", "rain", "rooster", "sea_waves")
 

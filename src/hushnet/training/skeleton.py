@@ -14,7 +14,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +22,7 @@ import torch
 from hushnet.audio import AudioError, one_line
 from hushnet.files import CreatedFolders
 from hushnet.model_dir import write_atomic_text
-from hushnet.options import configure_runtime, option, with_overrides
+from hushnet.options import JobOptions, configure_runtime, with_overrides
 from hushnet.training import distrib
 from hushnet.training.state import CHECKPOINTS_DIR, latest_checkpoint, publish_checkpoint, read_training_state, write_training_state
 
@@ -142,15 +141,6 @@ class Run:
 
 
 # --- the command around a trainer ------------------------------------------------------------------
-
-
-@dataclass
-class JobOptions:
-    """What ``hushnet train`` and ``train-lossnet`` take besides the fields of the job's config."""
-
-    config: str | None = option(None, help="a train_config.json to start from (flags override it)", show_default=False)
-    resume: bool = option(False, help="continue the run in --output from its last checkpoint (its own train_config.json, plus flags)")
-    quiet: bool = option(False, short="-q", help="no progress bar")
 
 
 def job_config(config_class: type, options: JobOptions, overrides: dict[str, Any]) -> Any:
