@@ -76,3 +76,14 @@ def test_resume_continues_exactly(config_for):
     # The log reads as if the run had never stopped: each step once, with the uninterrupted run's values.
     with open(whole / "log.csv") as first, open(f"{config.output}/log.csv") as second:
         assert list(csv.DictReader(second)) == list(csv.DictReader(first))
+
+
+def test_spent_time_budget_checkpoints_and_resume_finishes_identically(config_for):
+    whole = train_lossnet(config_for("whole", max_steps=4), progress=False)
+    config = config_for("budget", max_steps=4, time_budget_minutes=0.0)
+    train_lossnet(config, progress=False)
+    assert latest_checkpoint(config.output).name == "step_0000001"
+    train_lossnet(config_for("budget", max_steps=4), resume=True, progress=False)
+    a = load_file(str(whole / "lossnet" / "model.safetensors"))
+    b = load_file(str(config.output + "/lossnet/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

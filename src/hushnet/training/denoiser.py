@@ -395,6 +395,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         _save(job.model, run.output / "initial", config, 0, {})
         if config.validate_every <= config.max_steps:
             _validate(job, config, run, validation_log, 0, bar, keep_best=False)  # the starting point, for the curve
+    run.start_clock()
     for batch in loader:
         started = time.perf_counter()
         learning_rate = learning_rate_at(step, config)

@@ -53,6 +53,7 @@ class LossNetTrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     max_steps: int = option(3000, help="total steps")
+    time_budget_minutes: float | None = option(None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
     # The same name as the denoiser's: steps between held-out evaluations (was ``evaluate_every``).
     validate_every: int = option(500, help="steps between held-out evaluations")
     checkpoint_every: int = option(100, help="steps between checkpoints")
@@ -97,8 +98,8 @@ def build_tasks(config: LossNetTrainConfig) -> Tasks:
         tag_train_clips, tag_eval_clips, _ = chime_home(config.chime_home, config.chime_fold)
         tag_train, tag_eval = TagDataset(tag_train_clips, seed=config.seed, cache=cache), TagDataset(tag_eval_clips, seed=config.seed + 1, cache=cache)
     elif config.data:
-        tag_train = speech_and_noise_tags(config.data, config.tag_noise_classes, "train", config.seed, cache)
-        tag_eval = speech_and_noise_tags(config.data, config.tag_noise_classes, "held-out", config.seed + 1, cache)
+        tag_train = speech_and_noise_tags(check_data_root(config.data), config.tag_noise_classes, "train", config.seed, cache)
+        tag_eval = speech_and_noise_tags(check_data_root(config.data), config.tag_noise_classes, "held-out", config.seed + 1, cache)
     else:
         raise ValueError("no tagging data: give --data or --chime-home")
     return Tasks(SceneDataset(scene_train, config.seed, cache=cache), SceneDataset(scene_eval, config.seed + 1, gain_db=0.0, cache=cache),
@@ -250,7 +251,7 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
-    run = Run(config.output, resume, keep_checkpoints=config.keep_checkpoints)
+    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints)
     try:
         tasks = build_tasks(config)
     except BaseException:
@@ -268,6 +269,7 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
     log = run.log("log.csv", LOG_COLUMNS, step)
     network.train()
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    run.start_clock()
     while step < config.max_steps:
         # As the denoiser's schedule, decaying to 5% of the peak.
         learning_rate = get_lr(step, config.learning_rate, 0.05 * config.learning_rate, config.warmup_steps, config.max_steps)
@@ -279,12 +281,16 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
         if step % config.validate_every == 0 or step == config.max_steps:
             scores = _evaluate_and_report(network, tasks, config, run.output, step, device, bar)
-        if step % config.checkpoint_every == 0 or step == config.max_steps:
+        out_of_time = run.out_of_time(device)
+        if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
             card = model_card(config, step, scores, tasks)
             run.checkpoint(step, optimizer, lambda staging: save_model(network, staging, card, {"training": {"step": step}}), {},
                            {"config": config.to_dict(), "scores": dict(scores)})
         if on_step is not None:
             on_step(step)
+        if out_of_time:
+            bar.write(f"time budget of {config.time_budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+            break
     bar.close()
     card = model_card(config, step, scores, tasks)
     save_model(network.eval(), run.output / "lossnet", card, {"training": {"step": step, "config": config.to_dict(), "scores": {k: v for k, v in scores.items() if k != "confusion"}}})

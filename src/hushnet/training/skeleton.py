@@ -83,7 +83,7 @@ class Run:
         self.resume = resume
         self.keep_checkpoints = keep_checkpoints
         self.budget_minutes = time_budget_minutes
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # set again by start_clock(), once the steps begin
         self.latest = latest_checkpoint(self.output) if resume else None
         if not resume and (self.output / CHECKPOINTS_DIR).exists():
             raise FileExistsError(f"{self.output} already holds a run: pass --resume to continue it, or choose another --output")
@@ -117,6 +117,10 @@ class Run:
         if self.latest is None:
             return {}, {"step": 0}
         return read_training_state(self.latest, optimizer)
+
+    def start_clock(self) -> None:
+        """The time budget counts from here: the steps, not the setup or the starting validation."""
+        self.started = time.monotonic()
 
     def out_of_time(self, device: torch.device) -> bool:
         """Whether the wall-clock budget is spent; every process follows rank 0's clock."""
