@@ -409,13 +409,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
             log.write(_log_row(step, learning_rate, logged, grad_norm, time.perf_counter() - started, config, run.world))
         if run.main and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(job, config, run, validation_log, step, bar)
-        out_of_time = run.out_of_time(job.device)
-        if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
-            _checkpoint(job, config, run, step)
-        if on_step is not None:
-            on_step(step)
-        if out_of_time:
-            bar.write(f"time budget of {config.time_budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+        if run.end_step(step, config.checkpoint_every, config.max_steps, job.device, lambda: _checkpoint(job, config, run, step), on_step, bar.write):
             break
     bar.close()
     if run.main:

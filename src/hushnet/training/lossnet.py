@@ -281,15 +281,12 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
         if step % config.validate_every == 0 or step == config.max_steps:
             scores = _evaluate_and_report(network, tasks, config, run.output, step, device, bar)
-        out_of_time = run.out_of_time(device)
-        if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
+        def checkpoint() -> None:
             card = model_card(config, step, scores, tasks)
             run.checkpoint(step, optimizer, lambda staging: save_model(network, staging, card, {"training": {"step": step}}), {},
                            {"config": config.to_dict(), "scores": dict(scores)})
-        if on_step is not None:
-            on_step(step)
-        if out_of_time:
-            bar.write(f"time budget of {config.time_budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+
+        if run.end_step(step, config.checkpoint_every, config.max_steps, device, checkpoint, on_step, bar.write):
             break
     bar.close()
     card = model_card(config, step, scores, tasks)

@@ -140,6 +140,18 @@ class Run:
 
         return publish_checkpoint(self.output, step, write, self.keep_checkpoints)
 
+    def end_step(self, step: int, checkpoint_every: int, max_steps: int, device: torch.device, checkpoint: Callable[[], None],
+                 on_step: Callable[[int], None] | None, say: Callable[[str], None]) -> bool:
+        """After a step: checkpoint when due or when the budget is spent, tell ``on_step``; whether to stop now."""
+        out_of_time = self.out_of_time(device)
+        if step % checkpoint_every == 0 or step == max_steps or out_of_time:
+            checkpoint()
+        if on_step is not None:
+            on_step(step)
+        if out_of_time:
+            say(f"time budget of {self.budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+        return out_of_time
+
     def finish(self) -> None:
         distrib.barrier(self.world)
 
