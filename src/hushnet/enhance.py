@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import soundfile as sf
 from tqdm import tqdm
@@ -13,6 +14,9 @@ from tqdm import tqdm
 from hushnet.audio import AudioError, one_line, output_extension
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
 from hushnet.options import MODEL_HELP, RuntimeOptions, configure_runtime, option
+
+if TYPE_CHECKING:
+    from hushnet.denoiser import Denoiser
 
 
 @dataclass
@@ -28,9 +32,9 @@ class DenoiseConfig(RuntimeOptions):
     quiet: bool = option(False, short="-q", help="no progress bar")
 
 
-def run(config: DenoiseConfig, denoiser=None) -> int:
-    """Denoise every input (with ``denoiser``, or the one ``config.model`` names); the exit status:
-    0 when every file succeeded, 1 when any failed, 2 for a job that cannot start."""
+def run(config: DenoiseConfig) -> int:
+    """Denoise every input with the model ``config.model`` names; the exit status: 0 when every file
+    succeeded, 1 when any failed, 2 for a job that cannot start."""
     from hushnet.denoiser import Denoiser
     from hushnet.model_dir import ModelError
 
@@ -44,7 +48,8 @@ def run(config: DenoiseConfig, denoiser=None) -> int:
         jobs, failed = _plan(config, folders)
         if jobs is None:
             return 2
-        if denoiser is None and any(job.error is None for job in jobs):  # nothing to load for a job that cannot run
+        denoiser = None
+        if any(job.error is None for job in jobs):  # nothing to load when no job can run
             try:
                 denoiser = Denoiser.from_pretrained(config.model, device=config.device, memory_budget_mb=config.memory_budget_mb)
             except ModelError as error:
@@ -77,7 +82,7 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     return jobs, len(missing)
 
 
-def denoise_jobs(denoiser, jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False) -> int:
+def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False) -> int:
     """Run planned jobs; returns the exit status (0 when every file succeeded, 1 otherwise).
 
     ``float_output`` writes 32-bit float WAV (no quantization noise: what scoring should see).
