@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from hushnet.checkpoint import load_model, save_model
+from hushnet.model_dir import load_model, save_model
 from hushnet.denoiser import Denoiser
 from hushnet.models.can import CAN, to_batch_mode
 

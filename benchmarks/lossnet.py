@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hushnet.checkpoint import load_model
+from hushnet.model_dir import load_model
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
 from hushnet.data.sources import AudioCache, noise_clips, speech_utterances
 from hushnet.data.splits import select

@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from hushnet.checkpoint import available_models
+from hushnet.model_dir import available_models
 from hushnet.data.testset import build_test_set
 from hushnet.evaluate import METRICS, Pair, match_folders, score_pairs, summarize
 

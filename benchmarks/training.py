@@ -36,7 +36,7 @@ def measure(options: dict) -> dict:
     """Run warm-up + timed steps of one configuration in this process; returns throughput and memory."""
     import torch
 
-    from hushnet.checkpoint import load_model
+    from hushnet.model_dir import load_model
     from hushnet.loss import LossConfig, TrainingLoss
     from hushnet.models.can import CAN, CANConfig
 

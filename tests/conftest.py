@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from hushnet.checkpoint import save_model
+from hushnet.model_dir import save_model
 from hushnet.models.can import CAN, CANConfig
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from hushnet.checkpoint import (DEFAULT_MODEL, ModelError, available_models, import_reference, load_model,
-                                resolve_model_dir, save_model)
-from hushnet.tf_checkpoint import CheckpointError
+from hushnet.model_dir import DEFAULT_MODEL, ModelError, available_models, load_model, resolve_model_dir, save_model
+from hushnet.reference.authors import import_reference
+from hushnet.reference.tf_checkpoint import CheckpointError
 
 from conftest import DEV, REFERENCE, tiny_can
 

@@ -115,8 +115,15 @@ def test_any_rate_and_channel_count_round_trips(case, tmp_path, write_wav, tiny_
     assert status == 0, err
     info, source = sf.info(str(out)), sf.info(str(path))
     assert (info.samplerate, info.channels, info.frames, info.subtype) == (source.samplerate, source.channels, source.frames, source.subtype)
-    y, _ = sf.read(out, always_2d=True)
-    assert np.isfinite(y).all() and np.abs(y).max() > 0
+    # The file is what the Python API gives for the same samples (up to the output's 16-bit rounding).
+    from hushnet.denoiser import Denoiser
+
+    y, _ = sf.read(out, always_2d=True, dtype="float32")
+    source_samples, _ = sf.read(path, always_2d=True, dtype="float32")
+    expected = Denoiser.from_pretrained(str(tiny_model_dir)).denoise(np.ascontiguousarray(source_samples.T), rate)
+    step = 0.0 if info.subtype == "FLOAT" else 1 / 32768
+    assert np.abs(y.T - expected).max() <= step + 1e-5
+    assert np.abs(expected).max() > 0.01
     assert digest(path) == before
 
 
@@ -216,7 +223,7 @@ def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, 
 
 def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     """`hushnet denoise FILE` with no --model: the shipped hushnet-dfl, which must improve the recording."""
-    from hushnet.checkpoint import DEFAULT_MODEL
+    from hushnet.model_dir import DEFAULT_MODEL
     from hushnet.metrics import pesq_score, si_sdr
 
     assert DEFAULT_MODEL == "hushnet-dfl"
@@ -264,6 +271,34 @@ def test_train_and_resume_from_the_command_line(tmp_path, tiny_corpus, tiny_loss
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000003"
     assert main(["train", "-o", str(tmp_path / "other"), "--data", str(tmp_path / "nowhere"), "-q"]) == 2
     assert "needs speech/ and noise/" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()  # a failed job leaves no empty run folder
+
+
+@pytest.mark.parametrize("command", ["train", "train-lossnet"])
+def test_default_data_outside_a_checkout_names_the_flag_and_leaves_nothing(command, tmp_path, monkeypatch, capsys):
+    """Defects 7 and 8: `cd $(mktemp -d) && hushnet train -o x` says which flag to give, whole, and makes no folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "-o", "x", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --data '../shared/data' (from ") and "give --data FOLDER" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_generated_flags_are_named_alike_across_commands(capsys):
+    from hushnet.cli import COMMANDS, build_parser
+
+    def flags(name):
+        parser = build_parser([name])
+        sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict)).choices[name]
+        return {s for action in sub._actions for s in action.option_strings}
+
+    train, lossnet = flags("train"), flags("train-lossnet")
+    assert {"--validate-every", "--checkpoint-every", "--batch-size", "--data", "--resume", "--config", "--device", "--threads", "-o"} <= train & lossnet
+    assert "--evaluate-every" not in lossnet
+    for name in ("denoise", "evaluate"):
+        assert {"--model", "--device", "--threads", "-o", "-q"} <= flags(name)
+    assert {"--model", "--device", "--threads", "--memory-budget-mb"} <= flags("serve")
+    assert set(COMMANDS) == {"denoise", "evaluate", "serve", "train", "train-lossnet", "make-testset", "import-reference"}
 
 
 def test_make_testset_command(tmp_path, capsys):

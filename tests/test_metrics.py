@@ -90,4 +90,13 @@ def test_composite_parts_are_reported():
     noisy = clean + 0.01 * np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
     parts = composite(clean, noisy, rate)
     assert set(parts) >= {"csig", "cbak", "covl", "llr", "wss", "ssnr_db", "pesq_wb"}
-    assert parts["llr"] > 0 and parts["wss"] > 0 and 1 <= parts["csig"] <= 5
+    assert parts["llr"] > 0 and parts["wss"] > 0
+    # Hu & Loizou's regressions on the parts reported beside them (here inside (1, 5): not clipped).
+    csig = 3.093 - 1.029 * parts["llr"] + 0.603 * parts["pesq_wb"] - 0.009 * parts["wss"]
+    cbak = 1.634 + 0.478 * parts["pesq_wb"] - 0.007 * parts["wss"] + 0.063 * parts["ssnr_db"]
+    covl = 1.594 + 0.805 * parts["pesq_wb"] - 0.512 * parts["llr"] - 0.007 * parts["wss"]
+    assert 1 < csig < 5 and 1 < cbak < 5 and 1 < covl < 5
+    assert (parts["csig"], parts["cbak"], parts["covl"]) == pytest.approx((csig, cbak, covl), abs=1e-12)
+    # A tenth of the noise scores higher on every scale.
+    quieter = composite(clean, clean + 0.1 * (noisy - clean), rate)
+    assert all(quieter[key] > parts[key] + 0.5 for key in ("csig", "cbak", "covl", "pesq_wb", "ssnr_db"))

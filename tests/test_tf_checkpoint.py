@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hushnet.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
+from hushnet.reference.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
 
 from conftest import REFERENCE
 

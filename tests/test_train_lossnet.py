@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hushnet.checkpoint import latest_checkpoint, load_model
-from hushnet.train_lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
+from hushnet.training.state import latest_checkpoint
+from hushnet.model_dir import load_model
+from hushnet.training.lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
 from test_scenes import make_chime_home, make_dcase2016
 
 
@@ -30,7 +31,7 @@ def config_for(tmp_path):
     def make(name: str, **overrides) -> LossNetTrainConfig:
         values = dict(output=str(tmp_path / name), data=None, dcase_scenes=str(dcase), chime_home=str(chime), layers=6, base_channels=4,
                       crop_seconds=(0.25, 0.5), evaluation_seconds=0.5, evaluation_tag_items=6, batch_size=6, learning_rate=3e-3,
-                      warmup_steps=2, max_steps=30, evaluate_every=30, checkpoint_every=3, threads=1)
+                      warmup_steps=2, max_steps=30, validate_every=30, checkpoint_every=3, threads=1)
         return LossNetTrainConfig(**{**values, **overrides})
 
     return make
@@ -66,7 +67,23 @@ def test_resume_continues_exactly(config_for):
     with pytest.raises(Crash):
         train_lossnet(config, progress=False, on_step=crash)
     assert latest_checkpoint(config.output).name == "step_0000006"
+    with open(f"{config.output}/log.csv") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(1, 8))  # step 7 was logged, never saved
     train_lossnet(config, resume=True, progress=False)
+    a = load_file(str(whole / "lossnet" / "model.safetensors"))
+    b = load_file(str(config.output + "/lossnet/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The log reads as if the run had never stopped: each step once, with the uninterrupted run's values.
+    with open(whole / "log.csv") as first, open(f"{config.output}/log.csv") as second:
+        assert list(csv.DictReader(second)) == list(csv.DictReader(first))
+
+
+def test_spent_time_budget_checkpoints_and_resume_finishes_identically(config_for):
+    whole = train_lossnet(config_for("whole", max_steps=4), progress=False)
+    config = config_for("budget", max_steps=4, time_budget_minutes=0.0)
+    train_lossnet(config, progress=False)
+    assert latest_checkpoint(config.output).name == "step_0000001"
+    train_lossnet(config_for("budget", max_steps=4), resume=True, progress=False)
     a = load_file(str(whole / "lossnet" / "model.safetensors"))
     b = load_file(str(config.output + "/lossnet/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from hushnet.checkpoint import AUTHORS_LICENSE, PRETRAINED_DIR, load_model, read_config, save_model
+from hushnet.reference.authors import authors_license
+from hushnet.model_dir import PRETRAINED_DIR, load_model, read_config, save_model
 from hushnet.data.attribution import licence_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ Trained on mixtures of the following sets (train split only; credits as the sets
 The starting weights are the authors' release:
 
 ```
-{AUTHORS_LICENSE}```
+{authors_license()}```
 Cite: F. G. Germain, Q. Chen, V. Koltun, *Speech Denoising with Deep Feature Losses*, Interspeech 2019 (arXiv:1806.10522).
 """
 

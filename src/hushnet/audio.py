@@ -109,7 +109,8 @@ def one_line(error: BaseException) -> str:
     text = lines[-1] if lines else ""
     if "': " in text:  # libsndfile: "Error opening '<path>': <reason>"
         text = text.split("': ", 1)[1]
-    return text.strip(" .:'\"") or type(error).__name__
+    # Only the ends libsndfile pads with: a message may itself start with a quoted path ('../x' ...).
+    return text.strip().rstrip(".").strip() or type(error).__name__
 
 
 def read_resampled(handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE, block_seconds: float = READ_BLOCK_SECONDS) -> Iterator[np.ndarray]:
@@ -153,6 +154,9 @@ def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
     if major is None:
         raise AudioError(f"cannot write .{extension} files; use .wav or .flac")
     subtype = info.subtype if not info.decoded_by_ffmpeg else "PCM_16"
+    if major == "WAV" and info.format == "WAVEX":
+        # WAVE_FORMAT_EXTENSIBLE (ffmpeg's choice for 24-bit, float and multichannel WAV) is still .wav.
+        major = "WAVEX"
     if major == info.format and sf.check_format(major, subtype):
         return major, subtype
     return major, sf.default_subtype(major)

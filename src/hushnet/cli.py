@@ -1,216 +1,79 @@
-"""The ``hushnet`` command: argument parsing only; the work is done by the package's modules."""
+"""The ``hushnet`` command: parsing and dispatch only.
+
+Each command is a config dataclass whose fields are its flags (:mod:`hushnet.options`) and a
+``run`` in the module that does the work: a new flag is one field, a new command one entry in
+``COMMANDS``. Only the chosen command's module is imported, so that ``hushnet --help`` and one
+command do not load every other command's dependencies.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
-
-MODEL_HELP = "model directory, or the name of a shipped model (default: the package default)"
+from dataclasses import dataclass
 
 
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``module.run`` does the job described by ``module.<config>``.
+
+    ``trainer``: the config is a training job's (``--config``/``--resume`` give its base, flags override).
+    """
+
+    module: str
+    config: str
+    help: str
+    trainer: bool = False
 
 
-def _configure_runtime(args: argparse.Namespace) -> None:
-    import torch
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit("error: --threads must be at least 1")
-        torch.set_num_threads(args.threads)
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA GPU is available")
-
-
-def _denoise(args: argparse.Namespace) -> int:
-    from hushnet.checkpoint import ModelError
-    from hushnet.denoiser import Denoiser
-    from hushnet.commands import denoise_files
-
-    _configure_runtime(args)
-    try:
-        denoiser = Denoiser.from_pretrained(args.model, device=args.device, memory_budget_mb=args.memory_budget_mb)
-    except ModelError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return denoise_files(denoiser, args.inputs, args.output, progress=not args.quiet, float_output=args.float)
-
-
-def _import_reference(args: argparse.Namespace) -> int:
-    from hushnet.checkpoint import import_reference
-    from hushnet.tf_checkpoint import CheckpointError
-
-    try:
-        written = import_reference(args.source, args.output, args.lossnet_output)
-    except (CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for kind, path in written.items():
-        print(f"{'enhancement network' if kind == 'can' else 'loss network'}: {path}")
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from hushnet.commands import evaluate_command
-
-    _configure_runtime(args)
-    return evaluate_command(args.clean, args.noisy, args.enhanced, args.manifest, args.model, args.output, args.jobs,
-                            progress=not args.quiet, device=args.device, with_dnsmos=args.dnsmos)
-
-
-# Training flags and the TrainConfig field each one sets (dotted: nested dataclasses).
-TRAIN_OPTIONS = {
-    "data": "data", "valentini": "valentini", "clean": "clean", "noisy": "noisy", "init": "init",
-    "norm": "model.norm", "channels": "model.channels", "input_rms_db": "model.input_rms_db",
-    "freeze_norm_statistics": "freeze_norm_statistics", "segment_seconds": "mixing.segment_seconds",
-    "feature_weight": "loss.feature", "l1_weight": "loss.l1", "l2_weight": "loss.l2", "lossnet": "loss.lossnet",
-    "calibration_steps": "loss.calibration_steps", "batch_size": "batch_size", "learning_rate": "learning_rate",
-    "warmup_steps": "warmup_steps", "max_steps": "max_steps", "time_budget_minutes": "time_budget_minutes", "validate_every": "validate_every",
-    "validation_items": "validation_items", "checkpoint_every": "checkpoint_every", "seed": "seed",
-    "device": "device", "threads": "threads", "autocast": "autocast", "workers": "workers",
+COMMANDS = {
+    "denoise": Command("hushnet.enhance", "DenoiseConfig", "denoise audio files, folders or globs"),
+    "evaluate": Command("hushnet.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)"),
+    "serve": Command("hushnet.serve.config", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
+    "train": Command("hushnet.training.denoiser", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True),
+    "train-lossnet": Command("hushnet.training.lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
+                             trainer=True),
+    "make-testset": Command("hushnet.data.testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise"),
+    "import-reference": Command("hushnet.reference.authors", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)"),
 }
 
 
-def _train(args: argparse.Namespace) -> int:
-    from hushnet.commands import train_command
-
-    _configure_runtime(args)
-    overrides = {field: getattr(args, flag) for flag, field in TRAIN_OPTIONS.items() if getattr(args, flag) is not None}
-    return train_command(args.config, args.output, overrides, resume=args.resume, progress=not args.quiet)
+def _chosen(argv: list[str]) -> str | None:
+    return next((word for word in argv if word in COMMANDS), None)
 
 
-def _train_lossnet(args: argparse.Namespace) -> int:
-    from hushnet.commands import train_lossnet_command
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; flags are generated for the command named in ``argv`` (all commands when None)."""
+    from hushnet.options import add_options
+    from hushnet.options import JobOptions
 
-    _configure_runtime(args)
-    overrides = {key: getattr(args, key) for key in ("data", "dcase_scenes", "dcase_fold", "chime_home", "chime_fold", "tasks", "batch_size",
-                                                     "learning_rate", "max_steps", "evaluate_every", "checkpoint_every", "seed", "device", "threads")
-                 if getattr(args, key) is not None}
-    return train_lossnet_command(args.output, overrides, resume=args.resume, progress=not args.quiet)
-
-
-def _make_testset(args: argparse.Namespace) -> int:
-    from hushnet.commands import make_testset_command
-
-    return make_testset_command(args.data, args.output, args.count, args.seed)
-
-
-def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hushnet", description="Speech denoising with deep feature losses.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    denoise = commands.add_parser("denoise", help="denoise audio files, folders or globs")
-    denoise.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
-    denoise.add_argument("-o", "--output", help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)")
-    denoise.add_argument("--model", default=None, help=MODEL_HELP)
-    denoise.add_argument("--memory-budget-mb", type=float, default=512, help="activation memory for whole-file processing (default 512)")
-    denoise.add_argument("--float", action="store_true", help="write 32-bit float WAV instead of the input's format")
-    denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_runtime_options(denoise)
-    denoise.set_defaults(run=_denoise)
-
-    evaluate = commands.add_parser("evaluate", help="score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)")
-    evaluate.add_argument("--clean", help="folder of clean references")
-    evaluate.add_argument("--noisy", help="folder of noisy inputs (matched by file name); scored as the baseline")
-    evaluate.add_argument("--enhanced", help="folder of already enhanced files (matched by file name)")
-    evaluate.add_argument("--manifest", help="CSV with columns clean and noisy and/or enhanced (paths relative to it)")
-    evaluate.add_argument("--model", default=None, help="denoise --noisy with this model first (" + MODEL_HELP + ")")
-    evaluate.add_argument("-o", "--output", default="evaluation", help="folder for per_file.csv, summary.json, the plot (and enhanced/)")
-    evaluate.add_argument("--dnsmos", action="store_true", help="also DNSMOS SIG/BAK/OVRL (no reference needed; extra hushnet[dnsmos]; slow)")
-    evaluate.add_argument("--jobs", type=int, default=None, help="parallel scoring processes (default: up to 4)")
-    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_runtime_options(evaluate)
-    evaluate.set_defaults(run=_evaluate)
-
-    from hushnet.serve import add_parser as add_serve_parser  # flags from hushnet.serve.ServeConfig
-
-    add_serve_parser(commands)
-
-    trainer = commands.add_parser("train", help="train a denoiser (deep feature loss and/or waveform losses)")
-    trainer.add_argument("-o", "--output", default="runs/hushnet", help="run folder: checkpoints, logs, best/ (default runs/hushnet)")
-    trainer.add_argument("--config", help="a train_config.json to start from (flags override it)")
-    trainer.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-    data = trainer.add_argument_group("data (one source)")
-    data.add_argument("--data", help="folder with speech/, noise/ [, rir/] to mix on the fly (default ../shared/data)")
-    data.add_argument("--valentini", help="Valentini noisy-VCTK folder (clean_trainset_28spk_wav/, noisy_trainset_28spk_wav/, ...)")
-    data.add_argument("--clean", help="folder of clean files (with --noisy: pairs matched by name)")
-    data.add_argument("--noisy", help="folder of noisy files")
-    data.add_argument("--segment-seconds", type=float, help="training crop length (default 3)")
-    model = trainer.add_argument_group("model")
-    model.add_argument("--init", help="identity (default), default, or a model directory/name to fine-tune")
-    model.add_argument("--norm", choices=["per-input", "batch"], help="normalisation mode (default per-input)")
-    model.add_argument("--channels", type=int, help="feature maps (default 64)")
-    model.add_argument("--input-rms-db", type=float, help="level the input is normalised to (default -23 dBFS)")
-    model.add_argument("--freeze-norm-statistics", action="store_true", default=None, help="batch mode: keep running statistics fixed")
-    losses = trainer.add_argument_group("loss")
-    losses.add_argument("--feature-weight", type=float, help="weight of the deep feature loss (default 1; 0 turns it off)")
-    losses.add_argument("--l1-weight", type=float, help="weight of the waveform L1 loss (default 0)")
-    losses.add_argument("--l2-weight", type=float, help="weight of the waveform L2 loss (default 0)")
-    losses.add_argument("--lossnet", help="loss network: model directory or shipped name (default authors-lossnet)")
-    losses.add_argument("--calibration-steps", type=int, help="steps whose mean layer distances set the layer weights (default 100)")
-    optimisation = trainer.add_argument_group("optimisation")
-    optimisation.add_argument("--batch-size", type=int, help="crops per step and process (default 8)")
-    optimisation.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default 3e-4)")
-    optimisation.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 100)")
-    optimisation.add_argument("--max-steps", type=int, help="total steps (default 10000)")
-    optimisation.add_argument("--time-budget-minutes", type=float,
-                              help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
-    optimisation.add_argument("--autocast", action="store_true", default=None, help="bf16 autocast")
-    optimisation.add_argument("--seed", type=int, help="seed of initialisation and data (default 0)")
-    bookkeeping = trainer.add_argument_group("bookkeeping")
-    bookkeeping.add_argument("--validate-every", type=int, help="steps between validations (default 500)")
-    bookkeeping.add_argument("--validation-items", type=int, help="validation mixtures (default 16)")
-    bookkeeping.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
-    bookkeeping.add_argument("--workers", type=int, help="data-loading processes (default 0)")
-    trainer.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_runtime_options(trainer)
-    trainer.set_defaults(run=_train, device=None)
-
-    lossnet = commands.add_parser("train-lossnet", help="train a loss network on scene classification and sound tagging")
-    lossnet.add_argument("-o", "--output", default="runs/lossnet", help="run folder; the result goes to OUTPUT/lossnet")
-    lossnet.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-    lossnet.add_argument("--data", help="folder with speech/ and noise/ for our own scene and tag tasks (default ../shared/data)")
-    lossnet.add_argument("--dcase-scenes", help="TUT Acoustic Scenes 2016 development folder (meta.txt, audio/, evaluation_setup/)")
-    lossnet.add_argument("--dcase-fold", type=int, help="its cross-validation fold (default 1)")
-    lossnet.add_argument("--chime-home", help="CHiME-Home folder (chunks/, development_chunks_refined_crossval_dcase2016.csv)")
-    lossnet.add_argument("--chime-fold", type=int, help="its cross-validation fold (default 0)")
-    lossnet.add_argument("--tasks", choices=["sum", "alternate"], help="sum both task losses each step, or alternate (default sum)")
-    lossnet.add_argument("--batch-size", type=int, help="clips per task and step (default 16)")
-    lossnet.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default 1e-3)")
-    lossnet.add_argument("--max-steps", type=int, help="total steps (default 3000)")
-    lossnet.add_argument("--evaluate-every", type=int, help="steps between held-out evaluations (default 500)")
-    lossnet.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
-    lossnet.add_argument("--seed", type=int, help="seed (default 0)")
-    lossnet.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_runtime_options(lossnet)
-    lossnet.set_defaults(run=_train_lossnet, device=None)
-
-    testset = commands.add_parser("make-testset", help="build the reproducible synthetic test set from held-out speakers and noise")
-    testset.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/ (default ../shared/data)")
-    testset.add_argument("-o", "--output", default="testsets/synthetic", help="folder to write clean/, noisy/, manifest.csv")
-    testset.add_argument("--count", type=int, default=96, help="number of files (default 96)")
-    testset.add_argument("--seed", type=int, default=2026, help="seed (default 2026: the published set)")
-    testset.set_defaults(run=_make_testset)
-
-    importer = commands.add_parser("import-reference", help="import the authors' released model (TF checkpoint or .npz)")
-    importer.add_argument("source", help="folder with se_model.ckpt.* / loss_model.ckpt.* (or .npz), or one checkpoint")
-    importer.add_argument("-o", "--output", required=True, help="model directory to write")
-    importer.add_argument("--lossnet-output", default=None, help="where the loss network goes (default: OUTPUT/lossnet)")
-    importer.set_defaults(run=_import_reference)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    chosen = _chosen(argv) if argv is not None else None
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        if argv is None or name == chosen:
+            config_class = getattr(importlib.import_module(command.module), command.config)
+            add_options(sub, config_class, overrides=command.trainer)
+            if command.trainer:
+                add_options(sub, JobOptions)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "jobs", 0) is None:
-        from hushnet.evaluate import default_jobs
+    from hushnet.options import config_from_args, overrides_from_args
+    from hushnet.options import JobOptions
 
-        args.jobs = default_jobs()
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    command = COMMANDS[args.command]
+    module = importlib.import_module(command.module)
+    config_class = getattr(module, command.config)
     try:
-        return args.run(args)
+        if command.trainer:
+            return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
+        return module.run(config_from_args(config_class, args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,7 @@ import soxr
 import torch
 
 from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, output_format, read_resampled, resample
-from hushnet.checkpoint import load_model
+from hushnet.model_dir import load_model
 from hushnet.inference import DEFAULT_BLOCK, DEFAULT_MEMORY_BUDGET_MB, enhance, per_input_passes
 from hushnet.models.can import CAN
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, NamedTuple
 
-from hushnet.audio import AUDIO_EXTENSIONS
+from hushnet.audio import AUDIO_EXTENSIONS, WRITABLE_EXTENSIONS
 
 OUTPUT_SUFFIX = "_denoised"
 
@@ -21,25 +23,34 @@ class Job:
     error: str | None = None
 
 
-def find_inputs(arguments: list[str]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+class Input(NamedTuple):
+    """A file to work on, the folder it was found under (None for a file or glob), and whether it was
+    found by expanding a folder or glob rather than named."""
+
+    path: Path
+    root: Path | None
+    expanded: bool = False
+
+
+def find_inputs(arguments: list[str]) -> tuple[list[Input], list[str]]:
     """Expand files, folders (recursively, audio extensions only) and globs.
 
-    Returns ([(file, folder it was found under, or None)], [arguments that matched nothing]).
+    Returns ([inputs], [arguments that matched nothing]).
     """
-    found: list[tuple[Path, Path | None]] = []
+    found: list[Input] = []
     missing: list[str] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
-            found.extend((f, path) for f in files)
+            found.extend(Input(f, path, True) for f in files)
             if not files:
                 missing.append(f"{argument}: no audio files in this folder")
         elif path.exists():
-            found.append((path, None))
+            found.append(Input(path, None))
         elif glob.has_magic(argument):
             matches = sorted(Path(m) for m in glob.glob(argument, recursive=True) if Path(m).is_file())
-            found.extend((m, None) for m in matches)
+            found.extend(Input(m, None, True) for m in matches)
             if not matches:
                 missing.append(f"{argument}: no files match")
         else:
@@ -47,7 +58,19 @@ def find_inputs(arguments: list[str]) -> tuple[list[tuple[Path, Path | None]], l
     return found, missing
 
 
-def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, extension_for: "callable[[Path], str]") -> list[Job]:
+def is_own_output(path: Path) -> bool:
+    """Whether ``path`` is named as this program names its results beside the inputs."""
+    return path.stem.endswith(OUTPUT_SUFFIX)
+
+
+def without_own_outputs(inputs: list[Input]) -> tuple[list[Input], list[Input]]:
+    """(inputs to work on, earlier results found by expanding a folder or glob): re-running a command
+    over a folder must not denoise its own results again. A result named explicitly is kept."""
+    kept = [i for i in inputs if not (i.expanded and is_own_output(i.path))]
+    return kept, [i for i in inputs if i.expanded and is_own_output(i.path)]
+
+
+def plan_outputs(inputs: list[Input], output: str | None, extension_for: Callable[[Path], str]) -> list[Job]:
     """Decide each output path.
 
     - no ``output``: beside the input, as ``NAME_denoised.EXT``;
@@ -59,10 +82,10 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, ext
     if names_a_file and len(inputs) > 1:
         raise ValueError(f"-o {output} names one file, but there are {len(inputs)} inputs: give a folder")
     single_file = names_a_file and len(inputs) == 1
-    all_inputs = {_identity(path) for path, _ in inputs}
+    all_inputs = {_identity(path) for path, *_ in inputs}
     taken: dict[str, Path] = {}
     jobs = []
-    for path, root in inputs:
+    for path, root, *_ in inputs:
         extension = extension_for(path)
         if single_file:
             target = Path(output)
@@ -86,3 +109,46 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, ext
 def _identity(path: Path) -> str:
     """A key equal for two spellings of the same file (existing or not)."""
     return os.path.normcase(os.path.realpath(path))
+
+
+class CreatedFolders:
+    """Folders made for outputs, so that a command that fails leaves none of them behind empty."""
+
+    def __init__(self) -> None:
+        self.created: list[Path] = []
+
+    def make(self, folder: Path) -> None:
+        """``mkdir -p folder``, remembering each level that did not exist."""
+        missing = []
+        for level in [folder, *folder.parents]:
+            if level.exists():
+                break
+            missing.append(level)
+        for level in reversed(missing):
+            level.mkdir()
+            self.created.append(level)
+
+    def remove_empty(self) -> None:
+        """Remove the folders made here that stayed empty, deepest first."""
+        for level in reversed(self.created):
+            try:
+                level.rmdir()
+            except OSError:  # not empty (a result is in it), or gone
+                pass
+        self.created = []
+
+
+def check_writable(target: Path, folders: CreatedFolders) -> str | None:
+    """Why ``target`` cannot be written (one line naming the folder), or None. Run before any work:
+    a long file must not be denoised only to find that its result has nowhere to go."""
+    if target.suffix.lower() not in WRITABLE_EXTENSIONS:
+        return f"cannot write {target.suffix or 'extension-less'} files ({target}); use .wav or .flac"
+    folder = target.parent
+    try:
+        folders.make(folder)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".hushnet-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        return f"cannot write to {folder} ({error.strerror or error})"
+    return None

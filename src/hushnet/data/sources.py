@@ -49,6 +49,28 @@ class ImpulseResponse:
     corpus: str = ""
 
 
+# The trainers' default data: the shared folder beside a checkout (relative to the working folder).
+DEFAULT_DATA = "../shared/data"
+DATA_HELP = ("folder with speech/, noise/ [, rir/] to mix on the fly; a relative path is taken from the working folder, "
+             "so outside a checkout beside shared/ give your own")
+
+
+def check_data_root(data: str | os.PathLike | None, flag: str = "--data") -> Path:
+    """``data`` as a folder with speech/ and noise/, or a FileNotFoundError naming ``flag``.
+
+    The trainers' default (``../shared/data``) is relative to the working folder: it only exists in
+    a checkout beside the shared data, so the message says which flag to give.
+    """
+    if data is None:
+        raise FileNotFoundError(f"no training data: give {flag} FOLDER with speech/ and noise/")
+    root = Path(data)
+    if not (root / "speech").is_dir() or not (root / "noise").is_dir():
+        where = f" (from {Path.cwd()})" if not root.is_absolute() else ""
+        raise FileNotFoundError(f"{flag} '{root}'{where} needs speech/ and noise/ folders (with manifest.csv or audio files): "
+                                f"give {flag} FOLDER")
+    return root
+
+
 def _rows(manifest: Path) -> list[dict]:
     with open(manifest, newline="") as handle:
         return list(csv.DictReader(handle))

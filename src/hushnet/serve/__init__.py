@@ -3,6 +3,6 @@
 ``config`` (the ServeConfig dataclass and the command's flags) imports nothing heavy; ``app`` needs FastAPI.
 """
 
-from hushnet.serve.config import ServeConfig, add_parser
+from hushnet.serve.config import ServeConfig, run
 
-__all__ = ["ServeConfig", "add_parser"]
+__all__ = ["ServeConfig", "run"]

@@ -19,15 +19,14 @@ def serve(config: ServeConfig) -> int:
     except ImportError as error:
         print(f"error: hushnet serve needs the 'serve' extra (pip install 'hushnet[serve]'): {error}", file=sys.stderr)
         return 2
-    import torch
-
-    from hushnet.checkpoint import DEFAULT_MODEL, ModelError
     from hushnet.denoiser import Denoiser
+    from hushnet.model_dir import DEFAULT_MODEL, ModelError
+    from hushnet.options import configure_runtime
 
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
+    try:
+        configure_runtime(config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         denoiser = Denoiser.from_pretrained(config.model, device=config.device, memory_budget_mb=config.memory_budget_mb)

@@ -4,17 +4,17 @@
 directory plus the training state, all safetensors/JSON, no pickle), published by atomically
 rewriting ``OUTPUT/checkpoints/latest``; a run killed at any instant resumes from the last complete
 one and continues bit-exactly on CPU, because the data a step sees is a function of the step alone.
-Data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): process r of w takes the samples
-``(step * w + r) * batch ... + batch - 1`` of the seeded stream.
+Data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): ``batch_size`` is per process, and
+process r of w takes the samples ``(step * w + r) * batch ... + batch - 1`` of the seeded stream.
+The schedule, logs, checkpoints and time budget are the shared skeleton's
+(:mod:`hushnet.training.skeleton`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -22,23 +22,20 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from hushnet.checkpoint import (
-    CHECKPOINTS_DIR, latest_checkpoint, load_model, publish_checkpoint, read_config, read_training_state, resolve_model_dir, save_model,
-    write_atomic_text, write_training_state,
-)
 from hushnet.data.mixing import MixingConfig, MixtureDataset
 from hushnet.data.pairs import VALENTINI_VALIDATION_SPEAKERS, PairDataset, folder_pairs, split_pairs, valentini_pairs
-from hushnet.data.sources import AudioCache, impulse_responses, noise_clips, speech_utterances
+from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root, impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import select
 from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.metrics import pesq_score, si_sdr
-from hushnet.models.can import CAN, CANConfig, to_batch_mode
-
-DEFAULT_DATA = "../shared/data"
+from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
+from hushnet.models.can import CAN, CANConfig, NORM_MODES, to_batch_mode
+from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, Sub, nested, option
+from hushnet.training import distrib
+from hushnet.training.skeleton import run_job, RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
 
 
 
@@ -46,43 +43,53 @@ DEFAULT_DATA = "../shared/data"
 class TrainConfig:
     """One training job. Saved as ``train_config.json`` in the run folder and in every checkpoint."""
 
-    output: str = "runs/hushnet"
+    output: str = option("runs/hushnet", short="-o", help="run folder: checkpoints, logs, best/")
     # Data: a ``../shared/data``-style root (speech/, noise/, rir/) mixed on the fly, or a Valentini
     # root, or a clean/noisy folder pair. The first one given is used.
-    data: str | None = DEFAULT_DATA
-    valentini: str | None = None
-    clean: str | None = None
-    noisy: str | None = None
-    mixing: MixingConfig = field(default_factory=MixingConfig)
+    data: str | None = option(DEFAULT_DATA, help=DATA_HELP)
+    valentini: str | None = option(None, help="Valentini noisy-VCTK folder (clean_trainset_28spk_wav/, noisy_trainset_28spk_wav/, ...)")
+    clean: str | None = option(None, help="folder of clean files (with --noisy: pairs matched by name)")
+    noisy: str | None = option(None, help="folder of noisy files")
+    mixing: MixingConfig = nested(MixingConfig, {"segment_seconds": Sub("--segment-seconds", "training crop length, s")})
     # Model: "identity" (dilated layers start near identity), "default" (PyTorch init), or a model
     # directory / shipped name to fine-tune from.
     # -23 dBFS: the typical RMS of Valentini noisy files, the level the authors trained at.
-    model: CANConfig = field(default_factory=lambda: CANConfig(input_rms_db=-23.0))
-    init: str = "identity"
-    freeze_norm_statistics: bool = False  # batch mode: train with the running statistics fixed
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: CANConfig = nested(lambda: CANConfig(input_rms_db=-23.0), {
+        "norm": Sub("--norm", "normalisation mode", tuple(NORM_MODES)),
+        "channels": Sub("--channels", "feature maps"),
+        "input_rms_db": Sub("--input-rms-db", "level the input is normalised to, dBFS"),
+    })
+    init: str = option("identity", help="identity, default, or a model directory/name to fine-tune")
+    freeze_norm_statistics: bool = option(False, help="batch mode: keep running statistics fixed")
+    loss: LossConfig = nested(LossConfig, {
+        "feature": Sub("--feature-weight", "weight of the deep feature loss (0 turns it off)"),
+        "l1": Sub("--l1-weight", "weight of the waveform L1 loss"),
+        "l2": Sub("--l2-weight", "weight of the waveform L2 loss"),
+        "lossnet": Sub("--lossnet", "loss network: model directory or shipped name"),
+        "calibration_steps": Sub("--calibration-steps", "steps whose mean layer distances set the layer weights"),
+    })
     # Optimisation
-    batch_size: int = 8
-    learning_rate: float = 3e-4
+    batch_size: int = option(8, help="crops per step and process (under torchrun the step sees batch size x processes)")
+    learning_rate: float = option(3e-4, help="peak AdamW learning rate")
     min_learning_rate: float = 3e-5
-    warmup_steps: int = 100
+    warmup_steps: int = option(100, help="linear warm-up steps")
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    max_steps: int = 10_000
+    max_steps: int = option(10_000, help="total steps")
     # Wall-clock budget of this process (a lent GPU, a CI slot): checkpoint and stop once it is spent;
     # --resume continues from there, exactly as after an interruption.
-    time_budget_minutes: float | None = None
-    autocast: bool = False  # bf16 autocast (GPU, or CPUs with bf16 support)
+    time_budget_minutes: float | None = option(None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
+    autocast: bool = option(False, help="bf16 autocast (GPU, or CPUs with bf16 support)")
     # Bookkeeping
-    seed: int = 0
-    validate_every: int = 500
-    validation_items: int = 16
+    seed: int = option(0, help="seed of initialisation and data")
+    validate_every: int = option(500, help="steps between validations")
+    validation_items: int = option(16, help="validation mixtures")
     validation_seconds: float = 4.0
-    checkpoint_every: int = 100
+    checkpoint_every: int = option(100, help="steps between checkpoints")
     keep_checkpoints: int = 2
-    device: str = "cpu"
-    threads: int | None = None
-    workers: int = 0
+    device: str = option("cpu", help=DEVICE_HELP)
+    threads: int | None = option(None, help=THREADS_HELP, show_default=False)
+    workers: int = option(0, help="data-loading processes")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,8 +97,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         values = dict(values)
-        nested = {"mixing": MixingConfig, "model": CANConfig, "loss": LossConfig}
-        for key, kind in nested.items():
+        nested_kinds = {"mixing": MixingConfig, "model": CANConfig, "loss": LossConfig}
+        for key, kind in nested_kinds.items():
             if isinstance(values.get(key), dict):
                 sub = dict(values[key])
                 for name, value in sub.items():
@@ -109,9 +116,7 @@ class TrainConfig:
 
 
 def _mixture_sets(config: TrainConfig, cache: AudioCache) -> tuple[MixtureDataset, MixtureDataset]:
-    root = Path(config.data)
-    if not (root / "speech").exists() or not (root / "noise").exists():
-        raise FileNotFoundError(f"'{root}' needs speech/ and noise/ folders (with manifest.csv or audio files)")
+    root = check_data_root(config.data)
     speech = speech_utterances(root / "speech")
     noise = noise_clips(root / "noise")
     rooms = impulse_responses(root / "rir") if (root / "rir").exists() else []
@@ -219,32 +224,10 @@ def set_training_mode(model: CAN, config: TrainConfig) -> None:
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``min_learning_rate`` at ``max_steps``."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
-    return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * progress)) * (config.learning_rate - config.min_learning_rate)
+    return get_lr(step, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.max_steps)
 
 
 # --- checkpoints --------------------------------------------------------------------------------
-
-
-def save_checkpoint(output: Path, step: int, model: CAN, optimizer: torch.optim.Optimizer, loss: TrainingLoss, config: TrainConfig, extra: dict) -> Path:
-    """A complete checkpoint folder (model directory + training state), published atomically."""
-
-    def write(staging: Path) -> None:
-        save_model(model, staging, model_card(config, step, extra), {"training": {"step": step, "config": config.to_dict()}})
-        loss_state = {f"loss.{k}": v for k, v in loss.state_dict().items() if not k.startswith("feature.lossnet.")}
-        write_training_state(staging, step, optimizer, loss_state, {"config": config.to_dict(), **extra})
-
-    return publish_checkpoint(output, step, write, config.keep_checkpoints)
-
-
-def load_checkpoint(directory: Path, model: CAN, optimizer: torch.optim.Optimizer, loss: TrainingLoss) -> dict:
-    """Restore model, optimizer, loss calibration and RNG from a checkpoint; returns its info."""
-    model.load_state_dict(load_file(str(directory / "model.safetensors")))
-    tensors, info = read_training_state(directory, optimizer)
-    loss.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
-    return info
 
 
 def model_card(config: TrainConfig, step: int, extra: dict) -> str:
@@ -261,28 +244,17 @@ def model_card(config: TrainConfig, step: int, extra: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(model: CAN, directory: Path, config: TrainConfig, step: int, best: dict, validation: dict | None = None) -> None:
+    """``model`` as a model directory whose config.json says which step of which job it is."""
+    training = {"step": step, "config": config.to_dict(), **({"validation": validation} if validation is not None else {})}
+    save_model(model, directory, model_card(config, step, {"best": best} if best else {}), {"training": training})
+
+
 # --- the loop -----------------------------------------------------------------------------------
 
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in ("noisy", "clean")}
-
-
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("HUSHNET_BACKEND") != "gloo" else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
-
-
-def _out_of_time(run_started: float, budget_minutes: float | None, device: torch.device, world: int) -> bool:
-    """Whether the wall-clock budget is spent; under DDP every process follows rank 0's clock."""
-    if budget_minutes is None:
-        return False
-    spent = torch.tensor([float(time.monotonic() - run_started > budget_minutes * 60)], device=device)
-    if world > 1:
-        dist.broadcast(spent, src=0)
-    return bool(spent.item())
 
 
 def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, device: torch.device) -> dict:
@@ -307,47 +279,29 @@ def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, devic
     return {key: round(float(np.mean(values)), 4) for key, values in totals.items() if values}
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint a resumed run restarts from."""
-    if not path.is_file():
-        return
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    with open(path, "w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
+LOG_COLUMNS = ["step", "learning_rate", "loss", "feature", "l1", "l2", "stft", "anchor", "grad_norm", "seconds", "audio_seconds_per_second"]
+VALIDATION_COLUMNS = ["step", "loss", "pesq", "stoi", "si_sdr"]
+LOGGED_TERMS = ("feature", "l1", "l2", "stft", "anchor")
 
 
-class _CSVLog:
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        self.path, self.columns = path, columns
-        if not path.is_file():
-            with open(path, "w", newline="") as handle:
-                csv.writer(handle).writerow(columns)
+@dataclass
+class _Job:
+    """What the loop works with, once set up (fresh or restored from a checkpoint)."""
 
-    def write(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as handle:
-            csv.writer(handle).writerow([row.get(c, "") for c in self.columns])
+    model: CAN
+    trained: torch.nn.Module  # the model, or its DDP wrapper
+    loss: TrainingLoss
+    optimizer: torch.optim.Optimizer
+    anchor: list[torch.Tensor] | None
+    training_data: torch.utils.data.Dataset
+    validation_data: torch.utils.data.Dataset
+    device: torch.device
+    step: int
+    best: dict
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
-    """Run (or resume) a training job; returns the run folder. ``best/`` holds the best validated model."""
-    rank, world = _distributed()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = torch.device(config.device)
-    if world > 1 and device.type == "cuda":  # one GPU per process under torchrun
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
-    output = Path(config.output)
-    if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-    latest = latest_checkpoint(output) if resume else None
-    if resume and latest is None and rank == 0:
-        print(f"no checkpoint in {output}: starting from step 0", file=sys.stderr)
-    if latest is None and not resume and (output / CHECKPOINTS_DIR).exists() and rank == 0:
-        raise FileExistsError(f"{output} already holds a run: pass --resume to continue it, or choose another --output")
-
+def _set_up(config: TrainConfig, run: Run) -> _Job:
+    device = distrib.device_for(config.device, run.rank, run.world)
     training_data, validation_data = build_datasets(config)
     calibration = None
     if config.init not in ("identity", "default") and config.model.norm == "batch" and read_config(resolve_model_dir(config.init))["config"]["norm"] != "batch":
@@ -358,102 +312,118 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     lossnet = load_model(config.loss.lossnet, kind="lossnet") if config.loss.feature else None
     loss = TrainingLoss(config.loss, lossnet).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    step, best = 0, {}
-    if latest is not None:
-        info = load_checkpoint(latest, model, optimizer, loss)
-        step, best = info["step"], info.get("best", {})
-        if rank == 0:
-            _truncate_log(output / "log.csv", step)
-            _truncate_log(output / "validation.csv", step)
-    if rank == 0:
-        write_atomic_text(output / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    log = _CSVLog(output / "log.csv", ["step", "learning_rate", "loss", "feature", "l1", "l2", "stft", "anchor", "grad_norm", "seconds", "audio_seconds_per_second"]) if rank == 0 else None
-    validation_log = _CSVLog(output / "validation.csv", ["step", "loss", "pesq", "stoi", "si_sdr"]) if rank == 0 else None
-
+    if run.latest is not None:
+        model.load_state_dict(load_file(str(run.latest / "model.safetensors")))
+    tensors, info = run.restore(optimizer)
+    loss.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
     set_training_mode(model, config)
-    trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-    length = len(training_data) if isinstance(training_data, PairDataset) else None
+    return _Job(model, distrib.wrap(model, device, run.world), loss, optimizer, anchor, training_data, validation_data, device,
+                info["step"], info.get("best", {}))
+
+
+def _train_step(job: _Job, batch: dict[str, torch.Tensor], config: TrainConfig, world: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """One optimisation step: (total loss, its terms, gradient norm)."""
+    noisy, clean = level_normalise(batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db)
+    with torch.autocast(job.device.type, dtype=torch.bfloat16, enabled=config.autocast):
+        denoised = job.trained(noisy)
+        total, terms = job.loss(denoised.float(), clean)
+    if job.anchor is not None:
+        terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(job.model.parameters(), job.anchor))
+        total = total + config.loss.anchor * terms["anchor"]
+    job.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), config.grad_clip) if config.grad_clip else torch.tensor(0.0)
+    job.optimizer.step()
+    if job.loss.feature is not None and job.loss.feature.record(terms["feature_layers"]):
+        job.loss.feature.finish_calibration((lambda t: distrib.average(t, world)) if world > 1 else None)
+    return total, terms, grad_norm
+
+
+def _validate(job: _Job, config: TrainConfig, run: Run, log, step: int, bar: tqdm, keep_best: bool = True) -> None:
+    """Score the validation set, log it, and save ``best/`` when PESQ improved (rank 0)."""
+    scores = validate(job.model, job.validation_data, job.loss, config, job.device)
+    log.write({"step": step, **scores})
+    if keep_best and "pesq" in scores and scores["pesq"] > job.best.get("pesq", -math.inf):
+        job.best = {"step": step, **scores}
+        _save(job.model, run.output / "best", config, step, job.best, scores)
+    bar.write(f"step {step}: validation {scores}")
+
+
+def _averaged(total: torch.Tensor, terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The logged loss terms, averaged over every process (not rank 0's share alone; all ranks call this)."""
+    logged = {"loss": total, **{k: v for k, v in terms.items() if k in LOGGED_TERMS}}
+    return {k: distrib.average(v.detach(), world).item() for k, v in logged.items()}
+
+
+def _log_row(step: int, learning_rate: float, logged: dict[str, float], grad_norm: torch.Tensor, seconds: float, config: TrainConfig,
+             world: int) -> dict[str, str]:
+    return {
+        "step": step, "learning_rate": f"{learning_rate:.3e}", **{k: f"{v:.6g}" for k, v in logged.items()},
+        "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{seconds:.3f}",
+        "audio_seconds_per_second": f"{config.batch_size * world * config.mixing.segment_seconds / seconds:.3f}",
+    }
+
+
+def _checkpoint(job: _Job, config: TrainConfig, run: Run, step: int) -> None:
+    """Model directory plus optimizer, loss calibration and RNG (the frozen loss network is not saved)."""
+    loss_state = {f"loss.{k}": v for k, v in job.loss.state_dict().items() if not k.startswith("feature.lossnet.")}
+    run.checkpoint(step, job.optimizer, lambda staging: _save(job.model, staging, config, step, job.best), loss_state,
+                   {"config": config.to_dict(), "best": job.best})
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
+    """Run (or resume) a training job; returns the run folder. ``best/`` holds the best validated model."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints)
+    try:
+        job = _set_up(config, run)
+    except BaseException:
+        run.abandon_if_empty()
+        raise
+    run.start(config.to_dict())
+    step = job.step
+    log, validation_log = run.log("log.csv", LOG_COLUMNS, step), run.log("validation.csv", VALIDATION_COLUMNS, step)
+    length = len(job.training_data) if isinstance(job.training_data, PairDataset) else None
     loader = torch.utils.data.DataLoader(
-        training_data, batch_sampler=StepBatches(step, config.max_steps, config.batch_size, rank, world, length),
+        job.training_data, batch_sampler=StepBatches(step, config.max_steps, config.batch_size, run.rank, run.world, length),
         num_workers=config.workers, collate_fn=_collate, persistent_workers=False,
     )
-    reduce = (lambda t: (dist.all_reduce(t, op=dist.ReduceOp.SUM), t / world)[1]) if world > 1 else None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast)
-    bar = tqdm(total=config.max_steps, initial=step, disable=not progress or rank != 0, unit="step", dynamic_ncols=True)
-    segment_seconds = config.mixing.segment_seconds
-    if rank == 0 and step == 0:
+    bar = tqdm(total=config.max_steps, initial=step, disable=not progress or not run.main, unit="step", dynamic_ncols=True)
+    if run.main and step == 0:
         # The starting point as a model directory, so that a run can be compared with where it began.
-        save_model(model, output / "initial", model_card(config, 0, {}), {"training": {"step": 0, "config": config.to_dict()}})
-    if rank == 0 and step == 0 and config.validate_every <= config.max_steps:
-        scores = validate(model, validation_data, loss, config, device)  # the starting point, for the curve
-        validation_log.write({"step": 0, **scores})
-        bar.write(f"step 0: validation {scores}")
-    run_started = time.monotonic()
+        _save(job.model, run.output / "initial", config, 0, {})
+        if config.validate_every <= config.max_steps:
+            _validate(job, config, run, validation_log, 0, bar, keep_best=False)  # the starting point, for the curve
+    run.start_clock()
     for batch in loader:
         started = time.perf_counter()
         learning_rate = learning_rate_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate
-        noisy, clean = level_normalise(batch["noisy"].to(device), batch["clean"].to(device), config.model.input_rms_db)
-        with autocast:
-            denoised = trained(noisy)
-            total, terms = loss(denoised.float(), clean)
-        if anchor is not None:
-            terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
-            total = total + config.loss.anchor * terms["anchor"]
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else torch.tensor(0.0)
-        optimizer.step()
-        if loss.feature is not None and loss.feature.record(terms["feature_layers"]):
-            loss.feature.finish_calibration(reduce)
+        set_learning_rate(job.optimizer, learning_rate)
+        total, terms, grad_norm = _train_step(job, batch, config, run.world)
         step += 1
-        elapsed = time.perf_counter() - started
+        logged = _averaged(total, terms, run.world)
         bar.update(1)
-        bar.set_postfix(loss=f"{total.item():.4g}")
+        bar.set_postfix(loss=f"{logged['loss']:.4g}")
         if log is not None:
-            log.write({
-                "step": step, "learning_rate": f"{learning_rate:.3e}", "loss": f"{total.item():.6g}",
-                **{k: f"{terms[k].item():.6g}" for k in ("feature", "l1", "l2", "stft", "anchor") if k in terms},
-                "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{elapsed:.3f}",
-                "audio_seconds_per_second": f"{config.batch_size * world * segment_seconds / elapsed:.3f}",
-            })
-        if rank == 0 and (step % config.validate_every == 0 or step == config.max_steps):
-            scores = validate(model, validation_data, loss, config, device)
-            validation_log.write({"step": step, **scores})
-            if "pesq" in scores and scores["pesq"] > best.get("pesq", -math.inf):
-                best = {"step": step, **scores}
-                save_model(model, output / "best", model_card(config, step, {"best": best}), {"training": {"step": step, "config": config.to_dict(), "validation": scores}})
-            bar.write(f"step {step}: validation {scores}")
-        out_of_time = _out_of_time(run_started, config.time_budget_minutes, device, world)
-        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time):
-            save_checkpoint(output, step, model, optimizer, loss, config, {"best": best})
-        if on_step is not None:
-            on_step(step)
-        if out_of_time:
-            bar.write(f"time budget of {config.time_budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+            log.write(_log_row(step, learning_rate, logged, grad_norm, time.perf_counter() - started, config, run.world))
+        if run.main and (step % config.validate_every == 0 or step == config.max_steps):
+            _validate(job, config, run, validation_log, step, bar)
+        if run.end_step(step, config.checkpoint_every, config.max_steps, job.device, lambda: _checkpoint(job, config, run, step), on_step, bar.write):
             break
     bar.close()
-    if rank == 0:
-        write_run_summary(output)
-    if world > 1:
-        dist.barrier()
-    return output
+    if run.main:
+        write_run_summary(run.output)
+    run.finish()
+    return run.output
 
 
 def write_run_summary(output: Path) -> Path:
     """``summary.md`` of a run folder: configuration, machine, steps, time, validation curve."""
     import platform
 
-    def rows(name: str) -> list[dict]:
-        path = output / name
-        if not path.is_file():
-            return []
-        with open(path, newline="") as handle:
-            return list(csv.DictReader(handle))
-
-    log, validation = rows("log.csv"), rows("validation.csv")
-    config = json.loads((output / "train_config.json").read_text())
+    log, validation = read_log(output / "log.csv"), read_log(output / "validation.csv")
+    config = json.loads((output / RUN_CONFIG_FILE).read_text())
     seconds = sum(float(r["seconds"]) for r in log)
     speed = [float(r["audio_seconds_per_second"]) for r in log]
     lines = [
@@ -472,21 +442,12 @@ def write_run_summary(output: Path) -> Path:
     return path
 
 
-def config_with(base: TrainConfig, overrides: dict) -> TrainConfig:
-    """``base`` with dotted-key overrides applied, e.g. ``{"model.norm": "batch", "max_steps": 50}``."""
-    values = base.to_dict()
-    for key, value in overrides.items():
-        target = values
-        *parents, name = key.split(".")
-        for parent in parents:
-            target = target[parent]
-        if name not in target:
-            raise ValueError(f"unknown training option {key!r}")
-        target[name] = value
-    return TrainConfig.from_dict(values)
-
-
 def load_run_config(output: str | os.PathLike) -> TrainConfig | None:
     """The configuration a run folder was started with (None for a new folder)."""
-    path = Path(output) / "train_config.json"
+    path = Path(output) / RUN_CONFIG_FILE
     return TrainConfig.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def run(options: JobOptions, overrides: dict) -> int:
+    """The ``hushnet train`` job: configuration from the run folder, ``--config`` or defaults, plus flags."""
+    return run_job(TrainConfig, train, options, overrides, lambda folder: f"run folder: {folder} (best model: {folder / 'best'})")

@@ -2,15 +2,14 @@
 
 Each step draws one crop length, log-uniform in ``crop_seconds`` (the authors used crops of varying
 length), and a batch for each task; the task losses (cross-entropy for scenes, binary cross-entropy
-for tags) are summed or alternated. Checkpoints and ``--resume`` work as in :mod:`hushnet.train`.
+for tags) are summed or alternated. Schedule, log, checkpoints, ``--resume`` and the time budget are
+the shared skeleton's (:mod:`hushnet.training.skeleton`), as for the denoiser.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -21,13 +20,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from hushnet.checkpoint import (
-    CHECKPOINTS_DIR, latest_checkpoint, publish_checkpoint, read_training_state, save_model, write_atomic_text,
-    write_training_state,
-)
+from hushnet.audio import MODEL_RATE
 from hushnet.data.scenes import SceneDataset, TagDataset, chime_home, dcase2016_scenes, noise_scenes, speech_and_noise_tags
-from hushnet.data.sources import AudioCache
+from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
+from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
+from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, option
+from hushnet.training.skeleton import run_job, Run, get_lr, set_learning_rate
 
 ESC10_CLASSES = ("baby_cry", "chainsaw", "clock_tick", "dog_bark", "fire_crackling", "helicopter", "person_sneeze", "rain", "rooster", "sea_waves")
 
@@ -36,30 +35,32 @@ ESC10_CLASSES = ("baby_cry", "chainsaw", "clock_tick", "dog_bark", "fire_crackli
 class LossNetTrainConfig:
     """One loss-network training job."""
 
-    output: str = "runs/lossnet"
-    data: str | None = "../shared/data"  # our own scene and tag tasks
-    dcase_scenes: str | None = None  # TUT Acoustic Scenes 2016 development folder (replaces our scene task)
-    dcase_fold: int = 1
-    chime_home: str | None = None  # CHiME-Home folder (replaces our tag task)
-    chime_fold: int = 0
+    output: str = option("runs/lossnet", short="-o", help="run folder; the result goes to OUTPUT/lossnet")
+    data: str | None = option(DEFAULT_DATA, help=DATA_HELP + " (our own scene and tag tasks)")
+    dcase_scenes: str | None = option(None, help="TUT Acoustic Scenes 2016 development folder (meta.txt, audio/, evaluation_setup/); replaces our scene task")
+    dcase_fold: int = option(1, help="its cross-validation fold")
+    chime_home: str | None = option(None, help="CHiME-Home folder (chunks/, development_chunks_refined_crossval_dcase2016.csv); replaces our tag task")
+    chime_fold: int = option(0, help="its cross-validation fold")
     tag_noise_classes: tuple[str, ...] = ESC10_CLASSES
     layers: int = 14
     base_channels: int = 32
     crop_seconds: tuple[float, float] = (0.5, 4.0)
     evaluation_seconds: float = 4.0
     evaluation_tag_items: int = 300
-    tasks: str = "sum"  # "sum": both task losses every step; "alternate": one task per step
-    batch_size: int = 16
-    learning_rate: float = 1e-3
+    tasks: str = option("sum", choices=["sum", "alternate"], help="sum both task losses each step, or alternate")
+    batch_size: int = option(16, help="clips per task and step")
+    learning_rate: float = option(1e-3, help="peak AdamW learning rate")
     weight_decay: float = 1e-4
     warmup_steps: int = 100
-    max_steps: int = 3000
-    evaluate_every: int = 500
-    checkpoint_every: int = 100
+    max_steps: int = option(3000, help="total steps")
+    time_budget_minutes: float | None = option(None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
+    # The same name as the denoiser's: steps between held-out evaluations (was ``evaluate_every``).
+    validate_every: int = option(500, help="steps between held-out evaluations")
+    checkpoint_every: int = option(100, help="steps between checkpoints")
     keep_checkpoints: int = 2
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
+    seed: int = option(0, help="seed")
+    device: str = option("cpu", help=DEVICE_HELP)
+    threads: int | None = option(None, help=THREADS_HELP, show_default=False)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +68,8 @@ class LossNetTrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "LossNetTrainConfig":
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if "evaluate_every" in values:  # run folders written before the flag was named as the denoiser's
+            values["validate_every"] = values.pop("evaluate_every")
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown loss-network training keys: {sorted(unknown)}")
@@ -88,15 +91,15 @@ def build_tasks(config: LossNetTrainConfig) -> Tasks:
     if config.dcase_scenes:
         scene_train, scene_eval, scene_names = dcase2016_scenes(config.dcase_scenes, config.dcase_fold)
     elif config.data:
-        scene_train, scene_eval, scene_names = noise_scenes(config.data)
+        scene_train, scene_eval, scene_names = noise_scenes(check_data_root(config.data))
     else:
         raise ValueError("no scene data: give --data or --dcase-scenes")
     if config.chime_home:
         tag_train_clips, tag_eval_clips, _ = chime_home(config.chime_home, config.chime_fold)
         tag_train, tag_eval = TagDataset(tag_train_clips, seed=config.seed, cache=cache), TagDataset(tag_eval_clips, seed=config.seed + 1, cache=cache)
     elif config.data:
-        tag_train = speech_and_noise_tags(config.data, config.tag_noise_classes, "train", config.seed, cache)
-        tag_eval = speech_and_noise_tags(config.data, config.tag_noise_classes, "held-out", config.seed + 1, cache)
+        tag_train = speech_and_noise_tags(check_data_root(config.data), config.tag_noise_classes, "train", config.seed, cache)
+        tag_eval = speech_and_noise_tags(check_data_root(config.data), config.tag_noise_classes, "held-out", config.seed + 1, cache)
     else:
         raise ValueError("no tagging data: give --data or --chime-home")
     return Tasks(SceneDataset(scene_train, config.seed, cache=cache), SceneDataset(scene_eval, config.seed + 1, gain_db=0.0, cache=cache),
@@ -130,7 +133,7 @@ def equal_error_rate(scores: np.ndarray, truth: np.ndarray) -> float:
 
 def evaluate(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, device: torch.device) -> dict:
     """Held-out scene accuracy (+ confusion matrix) and tagging mAP / mean EER."""
-    samples = int(config.evaluation_seconds * 16000)
+    samples = int(config.evaluation_seconds * MODEL_RATE)
     network.eval()
     classes = len(tasks.scene_names)
     confusion = np.zeros((classes, classes), np.int64)
@@ -207,11 +210,40 @@ def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks
     return "\n".join(lines) + "\n"
 
 
-def _learning_rate(step: int, config: LossNetTrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
-    return config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+LOG_COLUMNS = ["step", "learning_rate", "scene_loss", "tag_loss"]
+
+
+def _train_step(network: LossNet, tasks: Tasks, optimizer: torch.optim.Optimizer, config: LossNetTrainConfig, step: int,
+                device: torch.device) -> dict[str, torch.Tensor]:
+    """One step on one crop length: the task losses it took (scenes, tags or both)."""
+    low, high = config.crop_seconds
+    rng = np.random.default_rng([config.seed, step, 7])
+    samples = int(MODEL_RATE * math.exp(rng.uniform(math.log(low), math.log(high))))
+    indices = range(step * config.batch_size, (step + 1) * config.batch_size)
+    losses = {}
+    if config.tasks == "sum" or step % 2 == 0:
+        items = [tasks.scene_train.item(len(tasks.scene_train) + i, samples) for i in indices]
+        logits, _ = network.classify(torch.from_numpy(np.stack([a for a, _ in items])).to(device))
+        losses["scene_loss"] = F.cross_entropy(logits, torch.tensor([label for _, label in items], device=device))
+    if config.tasks == "sum" or step % 2 == 1:
+        items = [tasks.tag_train.item(i, samples) for i in indices]
+        _, logits = network.classify(torch.from_numpy(np.stack([a for a, _ in items])).to(device))
+        losses["tag_loss"] = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(np.stack([t for _, t in items])).to(device))
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+    optimizer.step()
+    return losses
+
+
+def _evaluate_and_report(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, output: Path, step: int, device: torch.device, bar: tqdm) -> dict:
+    scores = evaluate(network, tasks, config, device)
+    with open(output / "evaluation.jsonl", "a") as handle:
+        handle.write(json.dumps({"step": step, **{k: v for k, v in scores.items() if k != "confusion"}}) + "\n")
+    plot_confusion(scores["confusion"], tasks.scene_names, output / "confusion.png")
+    bar.write(f"step {step}: scene accuracy {scores['scene_accuracy']} (chance {scores['scene_chance']}), "
+              f"tag mAP {scores['tag_map']} (chance {scores['tag_map_chance']}), EER {scores['tag_eer']}")
+    return scores
 
 
 def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
@@ -219,79 +251,49 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
-    output = Path(config.output)
-    latest = latest_checkpoint(output) if resume else None
-    if not resume and (output / CHECKPOINTS_DIR).exists():
-        raise FileExistsError(f"{output} already holds a run: pass --resume to continue it, or choose another --output")
-    output.mkdir(parents=True, exist_ok=True)
-    tasks = build_tasks(config)
+    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints)
+    try:
+        tasks = build_tasks(config)
+    except BaseException:
+        run.abandon_if_empty()
+        raise
     torch.manual_seed(config.seed)
     network = LossNet(LossNetConfig(layers=config.layers, base_channels=config.base_channels, scene_classes=len(tasks.scene_names),
                                     tags=len(tasks.tag_names), scene_names=tasks.scene_names, tag_names=tasks.tag_names)).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    step, scores = 0, {}
-    if latest is not None:
-        network.load_state_dict(load_file(str(latest / "model.safetensors")))
-        _, info = read_training_state(latest, optimizer)
-        step, scores = info["step"], info.get("scores", {})
-    elif resume:
-        print(f"no checkpoint in {output}: starting from step 0", file=sys.stderr)
-    write_atomic_text(output / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    log_path = output / "log.csv"
-    if step == 0 or not log_path.is_file():
-        log_path.write_text("step,learning_rate,scene_loss,tag_loss\n")
-    low, high = config.crop_seconds
+    if run.latest is not None:
+        network.load_state_dict(load_file(str(run.latest / "model.safetensors")))
+    _, info = run.restore(optimizer)
+    step, scores = info["step"], info.get("scores", {})
+    run.start(config.to_dict())
+    log = run.log("log.csv", LOG_COLUMNS, step)
     network.train()
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    run.start_clock()
     while step < config.max_steps:
-        rng = np.random.default_rng([config.seed, step, 7])
-        samples = int(16000 * math.exp(rng.uniform(math.log(low), math.log(high))))
-        learning_rate = _learning_rate(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate
-        first = step * config.batch_size
-        indices = range(first, first + config.batch_size)
-        do_scenes = config.tasks == "sum" or step % 2 == 0
-        do_tags = config.tasks == "sum" or step % 2 == 1
-        total, losses = 0.0, {}
-        if do_scenes:
-            items = [tasks.scene_train.item(len(tasks.scene_train) + i, samples) for i in indices]
-            logits, _ = network.classify(torch.from_numpy(np.stack([a for a, _ in items])).to(device))
-            losses["scene_loss"] = F.cross_entropy(logits, torch.tensor([label for _, label in items], device=device))
-            total = total + losses["scene_loss"]
-        if do_tags:
-            items = [tasks.tag_train.item(i, samples) for i in indices]
-            _, logits = network.classify(torch.from_numpy(np.stack([a for a, _ in items])).to(device))
-            losses["tag_loss"] = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(np.stack([t for _, t in items])).to(device))
-            total = total + losses["tag_loss"]
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-        optimizer.step()
+        # As the denoiser's schedule, decaying to 5% of the peak.
+        learning_rate = get_lr(step, config.learning_rate, 0.05 * config.learning_rate, config.warmup_steps, config.max_steps)
+        set_learning_rate(optimizer, learning_rate)
+        losses = _train_step(network, tasks, optimizer, config, step, device)
         step += 1
-        with open(log_path, "a") as handle:
-            handle.write(f"{step},{learning_rate:.3e},{losses['scene_loss'].item() if 'scene_loss' in losses else ''},{losses['tag_loss'].item() if 'tag_loss' in losses else ''}\n")
+        log.write({"step": step, "learning_rate": f"{learning_rate:.3e}", **{k: v.item() for k, v in losses.items()}})
         bar.update(1)
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-        if step % config.evaluate_every == 0 or step == config.max_steps:
-            scores = evaluate(network, tasks, config, device)
-            with open(output / "evaluation.jsonl", "a") as handle:
-                handle.write(json.dumps({"step": step, **{k: v for k, v in scores.items() if k != "confusion"}}) + "\n")
-            plot_confusion(scores["confusion"], tasks.scene_names, output / "confusion.png")
-            bar.write(f"step {step}: scene accuracy {scores['scene_accuracy']} (chance {scores['scene_chance']}), "
-                      f"tag mAP {scores['tag_map']} (chance {scores['tag_map_chance']}), EER {scores['tag_eer']}")
-        if step % config.checkpoint_every == 0 or step == config.max_steps:
+        if step % config.validate_every == 0 or step == config.max_steps:
+            scores = _evaluate_and_report(network, tasks, config, run.output, step, device, bar)
+        def checkpoint() -> None:
             card = model_card(config, step, scores, tasks)
-            extra = {"config": config.to_dict(), "scores": {k: v for k, v in scores.items()}}
+            run.checkpoint(step, optimizer, lambda staging: save_model(network, staging, card, {"training": {"step": step}}), {},
+                           {"config": config.to_dict(), "scores": dict(scores)})
 
-            def write(staging: Path) -> None:
-                save_model(network, staging, card, {"training": {"step": step}})
-                write_training_state(staging, step, optimizer, {}, extra)
-
-            publish_checkpoint(output, step, write, config.keep_checkpoints)
-        if on_step is not None:
-            on_step(step)
+        if run.end_step(step, config.checkpoint_every, config.max_steps, device, checkpoint, on_step, bar.write):
+            break
     bar.close()
     card = model_card(config, step, scores, tasks)
-    save_model(network.eval(), output / "lossnet", card, {"training": {"step": step, "config": config.to_dict(), "scores": {k: v for k, v in scores.items() if k != "confusion"}}})
-    return output
+    save_model(network.eval(), run.output / "lossnet", card, {"training": {"step": step, "config": config.to_dict(), "scores": {k: v for k, v in scores.items() if k != "confusion"}}})
+    return run.output
+
+
+def run(options: JobOptions, overrides: dict) -> int:
+    """The ``hushnet train-lossnet`` job: configuration from the run folder, ``--config`` or defaults, plus flags."""
+    return run_job(LossNetTrainConfig, train_lossnet, options, overrides, lambda folder: f"loss network: {folder / 'lossnet'}")

@@ -1,0 +1,115 @@
+"""``hushnet denoise``: files, folders and globs through a :class:`~hushnet.denoiser.Denoiser`, with
+progress, one line per failure and a summary. Every output is checked before any file is denoised."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import soundfile as sf
+from tqdm import tqdm
+
+from hushnet.audio import AudioError, one_line, output_extension
+from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
+from hushnet.options import MODEL_HELP, RuntimeOptions, configure_runtime, option
+
+if TYPE_CHECKING:
+    from hushnet.denoiser import Denoiser
+
+
+@dataclass
+class DenoiseConfig(RuntimeOptions):
+    """One ``hushnet denoise`` job."""
+
+    inputs: list[str] = option(default_factory=list, positional=True, help="audio files, folders (searched recursively) or glob patterns")
+    output: str | None = option(None, short="-o", help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)",
+                                show_default=False)
+    model: str | None = option(None, help=MODEL_HELP + " (default: the package default)", show_default=False)
+    memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
+    float_output: bool = option(False, flag="--float", help="write 32-bit float WAV instead of the input's format")
+    quiet: bool = option(False, short="-q", help="no progress bar")
+
+
+def run(config: DenoiseConfig) -> int:
+    """Denoise every input with the model ``config.model`` names; the exit status: 0 when every file
+    succeeded, 1 when any failed, 2 for a job that cannot start."""
+    from hushnet.denoiser import Denoiser
+    from hushnet.model_dir import ModelError
+
+    try:
+        configure_runtime(config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    folders = CreatedFolders()
+    try:
+        jobs, failed = _plan(config, folders)
+        if jobs is None:
+            return 2
+        denoiser = None
+        if any(job.error is None for job in jobs):  # nothing to load when no job can run
+            try:
+                denoiser = Denoiser.from_pretrained(config.model, device=config.device, memory_budget_mb=config.memory_budget_mb)
+            except ModelError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+        return denoise_jobs(denoiser, jobs, failed, progress=not config.quiet, float_output=config.float_output)
+    finally:
+        folders.remove_empty()
+
+
+def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | None, int]:
+    """The jobs (None for a job that cannot start) and how many inputs already failed; output folders
+    are made and probed here, so that nothing is denoised into a place it cannot be written."""
+    inputs, missing = find_inputs(config.inputs)
+    for message in missing:
+        print(f"error: {message}", file=sys.stderr)
+    if config.output is None:
+        inputs, earlier = without_own_outputs(inputs)
+        if earlier:
+            print(f"skipping {len(earlier)} earlier result{'s' if len(earlier) != 1 else ''} (*{OUTPUT_SUFFIX}.*) found in folders or globs; "
+                  "name such a file to denoise it again", file=sys.stderr)
+    try:
+        jobs = plan_outputs(inputs, config.output, (lambda path: ".wav") if config.float_output else output_extension)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None, 0
+    for job in jobs:
+        if job.error is None:
+            job.error = check_writable(job.output, folders)
+    return jobs, len(missing)
+
+
+def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False) -> int:
+    """Run planned jobs; returns the exit status (0 when every file succeeded, 1 otherwise).
+
+    ``float_output`` writes 32-bit float WAV (no quantization noise: what scoring should see).
+    """
+    done = 0
+    started = time.perf_counter()
+    audio_seconds = 0.0
+    for job in jobs:
+        if job.error:
+            print(f"error: {job.input}: {job.error}", file=sys.stderr)
+            failed += 1
+            continue
+        bar = tqdm(total=0, unit="sample", unit_scale=True, desc=job.input.name[:30], leave=False, disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+        try:
+            result = denoiser.denoise_file(job.input, job.output, progress=bar.update, on_start=lambda total: setattr(bar, "total", total) or bar.refresh(),
+                                           subtype="FLOAT" if float_output else None)
+        except (AudioError, OSError, sf.LibsndfileError, RuntimeError) as error:
+            print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
+            failed += 1
+            continue
+        finally:
+            bar.close()
+        done += 1
+        audio_seconds += result.seconds
+        notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+        print(f"{job.input} -> {job.output}{notes}")
+    elapsed = time.perf_counter() - started
+    speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
+    print(f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})", file=sys.stderr)
+    return 1 if failed or not done else 0

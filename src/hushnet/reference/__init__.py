@@ -1,0 +1,1 @@
+"""The authors' released model: reading TF checkpoints and importing them into model directories."""

@@ -1,0 +1,1 @@
+"""Training: the shared skeleton (schedule, run log, checkpoints, time budget), DDP helpers, and the two loops."""

@@ -1,0 +1,102 @@
+"""files.py and `hushnet denoise` around it: which inputs, which outputs, checked before any work,
+no empty folders left by a failed command, and re-runs that skip this program's own results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile as sf
+
+from hushnet.cli import main
+from hushnet.files import CreatedFolders, Input, check_writable, find_inputs, plan_outputs, without_own_outputs
+
+from conftest import speechlike
+
+
+def run(arguments, capsys):
+    status = main(arguments)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_find_inputs_marks_what_came_from_folders_and_globs(tmp_path):
+    (tmp_path / "d").mkdir()
+    for name in ("d/a.wav", "d/a_denoised.wav", "b.flac"):
+        sf.write(tmp_path / name, speechlike(0.05)[0], 16000)
+    found, missing = find_inputs([str(tmp_path / "d"), str(tmp_path / "b.flac"), str(tmp_path / "*.flac"), str(tmp_path / "nope.wav")])
+    assert [(i.path.name, i.expanded) for i in found] == [("a.wav", True), ("a_denoised.wav", True), ("b.flac", False), ("b.flac", True)]
+    assert missing == [f"{tmp_path / 'nope.wav'}: no such file or folder"]
+    kept, earlier = without_own_outputs(found)
+    assert [i.path.name for i in earlier] == ["a_denoised.wav"] and len(kept) == 3
+    # Named explicitly, an earlier result is denoised again.
+    assert without_own_outputs([Input(tmp_path / "d" / "a_denoised.wav", None)])[1] == []
+
+
+def test_plan_outputs_names_and_refusals(tmp_path):
+    a, b = tmp_path / "x" / "a.wav", tmp_path / "b.mp4"
+    jobs = plan_outputs([Input(a, tmp_path), Input(b, None)], None, lambda p: ".wav")
+    assert [j.output for j in jobs] == [tmp_path / "x" / "a_denoised.wav", tmp_path / "b_denoised.wav"]
+    jobs = plan_outputs([Input(a, tmp_path), Input(b, None)], str(tmp_path / "out"), lambda p: ".wav")
+    assert [j.output for j in jobs] == [tmp_path / "out" / "x" / "a.wav", tmp_path / "out" / "b.wav"]
+    same = plan_outputs([Input(a, None)], str(a), lambda p: ".wav")[0]
+    assert "refusing to overwrite" in same.error
+
+
+def test_created_folders_are_removed_only_while_empty(tmp_path):
+    folders = CreatedFolders()
+    folders.make(tmp_path / "a" / "b" / "c")
+    folders.make(tmp_path / "kept")
+    (tmp_path / "kept" / "result.wav").write_bytes(b"x")
+    folders.remove_empty()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+
+
+def test_check_writable_names_the_folder_and_the_format(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    folders = CreatedFolders()
+    assert check_writable(tmp_path / "new" / "out.wav", folders) is None and (tmp_path / "new").is_dir()
+    assert list((tmp_path / "new").iterdir()) == []  # the probe is gone
+    message = check_writable(blocker / "sub" / "deeper" / "out.wav", folders)
+    assert message.startswith(f"cannot write to {blocker / 'sub' / 'deeper'}")
+    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4", folders)
+    assert not (tmp_path / "other").exists()
+
+
+def test_unwritable_output_is_reported_before_any_work(tmp_path, write_wav, capsys):
+    """Defect 4: the output is probed first; the (missing) model is never even loaded."""
+    path = write_wav("in.wav", speechlike(0.3))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    status, _, err = run(["denoise", str(path), "-o", str(blocker / "sub" / "deeper" / "out.wav"), "--model", str(tmp_path / "no-model"), "-q"], capsys)
+    assert status == 1, err
+    assert f"error: {path}: cannot write to {blocker / 'sub' / 'deeper'}" in err
+    assert "no model directory" not in err and "0 files denoised, 1 failed" in err
+
+
+def test_refused_output_leaves_no_new_folder(tmp_path, write_wav, tiny_model_dir, capsys):
+    """Defect 8: `-o /new/dir/out.mp4` is refused without creating /new/dir; so is a failed file."""
+    path = write_wav("in.wav", speechlike(0.3))
+    status, _, err = run(["denoise", str(path), "-o", str(tmp_path / "new" / "dir" / "out.mp4"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1 and "cannot write .mp4" in err
+    assert not (tmp_path / "new").exists()
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    status, _, err = run(["denoise", str(bad), "-o", str(tmp_path / "new" / "dir" / "out.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1 and "not a readable audio file" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_rerunning_a_folder_skips_its_own_results(tmp_path, tiny_model_dir, capsys):
+    """Defect 5: the second run denoises the originals again and leaves the *_denoised files alone."""
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    for name in ("a.wav", "b.flac"):
+        sf.write(folder / name, speechlike(0.3)[0], 16000)
+    assert run(["denoise", str(folder), "--model", str(tiny_model_dir), "-q"], capsys)[0] == 0
+    first = sorted(p.name for p in folder.iterdir())
+    assert first == ["a.wav", "a_denoised.wav", "b.flac", "b_denoised.flac"]
+    status, _, err = run(["denoise", str(folder), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0, err
+    assert "skipping 2 earlier results" in err and "2 files denoised, 0 failed" in err
+    assert sorted(p.name for p in folder.iterdir()) == first
