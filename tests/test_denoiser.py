@@ -46,6 +46,7 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     releases = []
     monkeypatch.setattr(module, "IN_MEMORY_LIMIT_BYTES", 0)
     monkeypatch.setattr(module._Staging, "RELEASE_EVERY", 4000)
+    monkeypatch.setattr(module, "FEED_SAMPLES", 4000)
     original = module._Staging.release
     monkeypatch.setattr(module._Staging, "release", lambda self: (releases.append(len(self.maps)), original(self)))
     denoiser.denoise_file(path, tmp_path / "staged.wav", subtype="FLOAT")

@@ -11,7 +11,17 @@ MODEL_HELP = "model directory, or the name of a shipped model (default: the pack
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the engine's choice, all cores)")
+
+
+def _needs_extra(command: str, modules: tuple[str, ...] = ("torch",)) -> bool:
+    """Print one line naming the extra to install when a module of ``command``'s extra is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f'error: hushnet {command} needs {", ".join(missing)}: pip install "hushnet[train]"', file=sys.stderr)
+    return bool(missing)
 
 
 def _configure_runtime(args: argparse.Namespace) -> None:
@@ -26,20 +36,44 @@ def _configure_runtime(args: argparse.Namespace) -> None:
 
 
 def _denoise(args: argparse.Namespace) -> int:
-    from hushnet.checkpoint import ModelError
-    from hushnet.denoiser import Denoiser
+    # No torch here: with the onnx engine, denoising runs on onnxruntime alone.
+    from hushnet.audio import AudioError
     from hushnet.commands import denoise_files
+    from hushnet.denoiser import Denoiser
+    from hushnet.model_files import ModelError
 
-    _configure_runtime(args)
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit("error: --threads must be at least 1")
+    if args.device and args.device.startswith("cuda"):
+        _configure_runtime(args)
     try:
-        denoiser = Denoiser.from_pretrained(args.model, device=args.device, memory_budget_mb=args.memory_budget_mb)
-    except ModelError as error:
+        denoiser = Denoiser.from_pretrained(args.model, device=args.device, engine=args.engine, threads=args.threads,
+                                            memory_budget_mb=args.memory_budget_mb, dry=args.dry, level_db=args.level_db,
+                                            level_scope=args.level_scope)
+    except (ModelError, AudioError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return denoise_files(denoiser, args.inputs, args.output, progress=not args.quiet, float_output=args.float)
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    if _needs_extra("export-onnx", ("torch", "safetensors", "onnx")):
+        return 2
+    from hushnet.inference.networks import export_model
+    from hushnet.model_files import ModelError
+
+    try:
+        path, error = export_model(args.model, args.output)
+    except (ModelError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{path} (onnxruntime vs torch on 3 s of noise: max abs difference {error:.1e})" if error is not None else str(path))
+    return 0
+
+
 def _import_reference(args: argparse.Namespace) -> int:
+    if _needs_extra("import-reference"):
+        return 2
     from hushnet.checkpoint import import_reference
     from hushnet.tf_checkpoint import CheckpointError
 
@@ -54,6 +88,8 @@ def _import_reference(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if _needs_extra("evaluate", ("torch", "pesq", "pystoi", "scipy")):
+        return 2
     from hushnet.commands import evaluate_command
 
     _configure_runtime(args)
@@ -75,6 +111,8 @@ TRAIN_OPTIONS = {
 
 
 def _train(args: argparse.Namespace) -> int:
+    if _needs_extra("train", ("torch", "safetensors", "scipy", "auraloss")):
+        return 2
     from hushnet.commands import train_command
 
     _configure_runtime(args)
@@ -83,6 +121,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_lossnet(args: argparse.Namespace) -> int:
+    if _needs_extra("train-lossnet", ("torch", "safetensors")):
+        return 2
     from hushnet.commands import train_lossnet_command
 
     _configure_runtime(args)
@@ -98,6 +138,29 @@ def _make_testset(args: argparse.Namespace) -> int:
     return make_testset_command(args.data, args.output, args.count, args.seed)
 
 
+def _level_db(value: str) -> float | str:
+    if value == "off":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected dBFS (e.g. -23) or off, got {value!r}") from None
+
+
+def _add_denoise_options(parser: argparse.ArgumentParser) -> None:
+    """The runtime's own options (engine, dry/wet, level): additive, ported as they are."""
+    parser.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto",
+                        help="inference engine (default auto: onnxruntime when installed and the model has model.onnx, else torch)")
+    parser.add_argument("--dry", type=float, default=None,
+                        help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
+                             "(default: the model's own, 0 for the shipped models)")
+    parser.add_argument("--level-db", type=_level_db, default=None,
+                        help="bring each channel to this RMS level (dBFS) before the network and back after; off = as is "
+                             "(default: the model's own: -23 for hushnet-dfl, off for authors-dfl)")
+    parser.add_argument("--level-scope", choices=["recording", "segment"], default="recording",
+                        help="level gain per channel for the whole recording (default) or per segment")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hushnet", description="Speech denoising with deep feature losses.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,7 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("--float", action="store_true", help="write 32-bit float WAV instead of the input's format")
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_runtime_options(denoise)
+    _add_denoise_options(denoise)
     denoise.set_defaults(run=_denoise)
+
+    exporter = commands.add_parser("export-onnx", help="write a denoising model as one self-contained ONNX file")
+    exporter.add_argument("model", help="model directory, or the name of a shipped model")
+    exporter.add_argument("-o", "--output", required=True, help="the .onnx file to write (MODEL_DIR/model.onnx for the runtime)")
+    exporter.set_defaults(run=_export_onnx)
 
     evaluate = commands.add_parser("evaluate", help="score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)")
     evaluate.add_argument("--clean", help="folder of clean references")
