@@ -16,9 +16,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 def _needs_extra(command: str, modules: tuple[str, ...] = ("torch",)) -> bool:
     """Print one line naming the extra to install when a module of ``command``'s extra is missing."""
-    import importlib.util
+    from hushnet.inference.engines import _installed
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if not _installed(m)]
     if missing:
         print(f'error: hushnet {command} needs {", ".join(missing)}: pip install "hushnet[train]"', file=sys.stderr)
     return bool(missing)

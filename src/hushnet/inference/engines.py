@@ -21,7 +21,10 @@ ENGINES = ("auto", "onnx", "torch")
 
 
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module blocked with sys.modules[name] = None
+        return False
 
 
 class OnnxEngine:

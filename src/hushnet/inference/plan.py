@@ -33,18 +33,26 @@ MAX_BATCH_SAMPLES = 1 << 18
 
 @dataclass(frozen=True)
 class Scheme:
-    """``chunks`` (length = chunk, context = receptive radius) or ``segments`` (length, overlap)."""
+    """``chunks`` (length = chunk, context = receptive radius) or ``segments`` (length, overlap, and
+    ``fade``: the crossfade length, centred in the overlap; None = the whole overlap)."""
 
     kind: str
     length: int
     context: int = 0
     overlap: int = 0
+    fade: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("chunks", "segments") or self.length < 1:
             raise ValueError(f"invalid scheme {self}")
         if self.kind == "segments" and not 0 <= 3 * self.overlap <= self.length:
             raise ValueError("the crossfade may be at most a third of the segment")
+        if self.fade is not None and not 0 <= self.fade <= self.overlap:
+            raise ValueError("the crossfade must fit in the overlap")
+
+    @property
+    def crossfade(self) -> int:
+        return self.overlap if self.fade is None else self.fade
 
     @property
     def hop(self) -> int:
@@ -182,13 +190,13 @@ class Enhancer:
                 self.emitted = out_stop
             self._drop_before(max(0, self.next_item * s.length - s.context))
             return pieces
-        ramp = crossfade_ramp(s.overlap)
+        ramp = crossfade_ramp(s.crossfade)
         for (start, stop, _, _), out in zip(items, outputs):
             if self.previous is not None:
                 previous_start, previous = self.previous
-                left, right = junction(start, previous_start + previous.shape[1], s.overlap)
+                left, right = junction(start, previous_start + previous.shape[1], s.crossfade)
                 pieces.append(previous[:, self.emitted - previous_start : left - previous_start])
-                if s.overlap:
+                if s.crossfade:
                     fade = previous[:, left - previous_start : right - previous_start]
                     pieces.append(fade * ramp[::-1] + out[:, left - start : right - start] * ramp)
                 self.emitted = right
