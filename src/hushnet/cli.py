@@ -91,6 +91,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if _needs_extra("evaluate", ("torch", "pesq", "pystoi", "scipy")):
         return 2
     from hushnet.commands import evaluate_command
+    from hushnet.evaluate import default_jobs
+
+    if args.jobs is None:
+        args.jobs = default_jobs()
 
     _configure_runtime(args)
     return evaluate_command(args.clean, args.noisy, args.enhanced, args.manifest, args.model, args.output, args.jobs,
@@ -270,10 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "jobs", 0) is None:
-        from hushnet.evaluate import default_jobs
-
-        args.jobs = default_jobs()
     try:
         return args.run(args)
     except KeyboardInterrupt:
