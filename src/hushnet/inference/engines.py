@@ -109,11 +109,10 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
     config = read_config(directory)
     if config["kind"] != "can":
         raise ModelError(f"{directory} holds a {config['kind']} model, not a denoiser (can)")
-    chosen = resolve_engine(engine, directory)
-    if chosen == "onnx" and device not in (None, "cpu"):
-        chosen = "torch" if engine == "auto" else chosen
-        if chosen == "onnx":
-            raise ModelError("the onnx engine runs on the CPU; use --engine torch for --device cuda")
+    on_cpu = device in (None, "cpu")
+    if engine == "onnx" and not on_cpu:
+        raise ModelError("the onnx engine runs on the CPU; use --engine torch for --device cuda")
+    chosen = resolve_engine("torch" if engine == "auto" and not on_cpu else engine, directory)
     if chosen == "onnx":
         try:
             can_config = CANConfig.from_dict(config["config"])
