@@ -69,6 +69,17 @@ from hushnet.audio import AudioError
 from hushnet.denoiser import clean_stale_staging
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread (two spin against each other when a core is busy)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_samples_channels_layout_of_a_2s_stereo_array():
     """soundfile's [samples, channels] layout: once read as 32000 channels (24 GB); now unambiguous."""
     denoiser = Denoiser(tiny_can(input_rms_db=-23.0))

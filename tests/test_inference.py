@@ -29,6 +29,16 @@ def per_input(segment_seconds: float | None = 0.25, **options):
     return model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: one thread is fastest, and on a machine whose other core is busy, two threads
+    spin against each other (measured: 25x slower per call for these sizes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx")
