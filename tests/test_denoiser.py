@@ -46,6 +46,7 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     releases = []
     monkeypatch.setattr(module, "IN_MEMORY_LIMIT_BYTES", 0)
     monkeypatch.setattr(module._Staging, "RELEASE_EVERY", 4000)
+    monkeypatch.setattr(module, "FEED_SAMPLES", 4000)
     original = module._Staging.release
     monkeypatch.setattr(module._Staging, "release", lambda self: (releases.append(len(self.maps)), original(self)))
     denoiser.denoise_file(path, tmp_path / "staged.wav", subtype="FLOAT")
@@ -53,3 +54,217 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     a, _ = sf.read(tmp_path / "in_memory.wav", dtype="float32")
     b, _ = sf.read(tmp_path / "staged.wav", dtype="float32")
     assert np.array_equal(a, b)
+
+
+# --- issue 12, defects 1, 6 and 9; issue 11 items 2 and 3; the streamer (issue 13) ------------------
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hushnet.audio import AudioError
+from hushnet.denoiser import clean_stale_staging
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread (two spin against each other when a core is busy)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_samples_channels_layout_of_a_2s_stereo_array():
+    """soundfile's [samples, channels] layout: once read as 32000 channels (24 GB); now unambiguous."""
+    denoiser = Denoiser(tiny_can(input_rms_db=-23.0))
+    x = speechlike(2.0, channels=2)  # [2, 32000]
+    expected = denoiser.denoise(x, 16000)
+    got = denoiser.denoise(x.T, 16000)  # auto: only one reading has at most 64 channels
+    assert got.shape == (32000, 2) and np.array_equal(got, expected.T)
+    assert np.array_equal(denoiser.denoise(np.ascontiguousarray(x.T), 16000, layout="channels_last"), expected.T)
+    mono = denoiser.denoise(x[0][:, None], 16000)  # always_2d=True mono
+    assert mono.shape == (32000, 1) and np.array_equal(mono[:, 0], denoiser.denoise(x[0], 16000))
+
+
+def test_samples_channels_layout_at_44k1_stereo():
+    denoiser = Denoiser(tiny_can())
+    x = speechlike(1.0, rate=44100, channels=2)
+    got = denoiser.denoise(x.T, 44100)
+    assert got.shape == (44100, 2) and np.abs(got - denoiser.denoise(x, 44100).T).max() < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(4, 32), (64, 64)])
+def test_ambiguous_shapes_are_a_clear_error(shape):
+    with pytest.raises(AudioError, match="ambiguous shape"):
+        Denoiser(tiny_can()).denoise(np.zeros(shape, np.float32) + 0.1, 16000)
+
+
+def test_channels_first_with_too_many_channels_is_an_error_not_a_memory_explosion():
+    with pytest.raises(AudioError, match="channels_last"):
+        Denoiser(tiny_can()).denoise(np.zeros((32000, 2), np.float32), 16000, layout="channels_first")
+
+
+def test_integer_arrays_come_back_in_their_own_type_and_scale():
+    denoiser = Denoiser(tiny_can(norm="per-input"))  # no level normalisation: the scale matters
+    x = speechlike(0.5)[0]
+    pcm = np.round(x * 32767).astype(np.int16)
+    got = denoiser.denoise(pcm, 16000)
+    expected = denoiser.denoise(pcm.astype(np.float32) / 32768, 16000)
+    assert got.dtype == np.int16
+    assert np.abs(got.astype(np.float64) - np.clip(np.round(expected * 32768), -32768, 32767)).max() <= 1
+
+
+def test_integral_float_sample_rate_is_accepted_and_fractional_refused():
+    denoiser = Denoiser(tiny_can())
+    x = speechlike(0.3)
+    assert np.array_equal(denoiser.denoise(x, 16000.0), denoiser.denoise(x, 16000))
+    with pytest.raises(AudioError, match="whole number"):
+        denoiser.denoise(x, 16000.5)
+
+
+def test_each_channel_has_its_own_level_gain():
+    """Stereo with one channel 26 dB quieter: each channel as if denoised alone (one shared gain did not)."""
+    denoiser = Denoiser(tiny_can(input_rms_db=-23.0))
+    x = speechlike(1.0, channels=2)
+    x[1] *= 0.05
+    got = denoiser.denoise(x, 16000)
+    for c in range(2):
+        assert np.abs(got[c] - denoiser.denoise(x[c], 16000)).max() < 1e-6
+
+
+def test_dry_mixes_the_input_back():
+    x = speechlike(0.6)
+    wet = Denoiser(tiny_can()).denoise(x, 16000)
+    mixed = Denoiser(tiny_can(), dry=0.25).denoise(x, 16000)
+    assert np.abs(mixed - (wet + 0.25 * (x - wet))).max() < 1e-6
+    assert np.abs(Denoiser(tiny_can(), dry=1.0).denoise(x, 16000) - x).max() < 1e-6
+
+
+@pytest.mark.parametrize("dry", [-0.1, 1.5, "a"])
+def test_dry_outside_0_to_1_is_refused(dry):
+    with pytest.raises(AudioError, match="dry must be between 0"):
+        Denoiser(tiny_can(), dry=dry)
+
+
+def test_level_normalisation_can_be_turned_on_for_a_model_without_it():
+    """The authors' kind of model (no input_rms_db) with level_db=-23: output follows the input level."""
+    model = tiny_can(norm="per-input")
+    model.config.segment_seconds = 0.25
+    x = 0.1 * speechlike(0.9)
+    for scope in ("recording", "segment"):
+        denoiser = Denoiser(model, level_db=-23.0, level_scope=scope)
+        assert np.abs(denoiser.denoise(0.01 * x, 16000) / 0.01 - denoiser.denoise(x, 16000)).max() < 1e-5
+    plain = Denoiser(model)
+    assert np.abs(plain.denoise(0.01 * x, 16000) / 0.01 - plain.denoise(x, 16000)).max() > 1e-3
+
+
+def test_segment_level_scope_differs_from_recording_scope_on_a_level_change():
+    x = speechlike(1.0)
+    x[:, 8000:] *= 10
+    model = tiny_can(input_rms_db=-23.0)
+    model.config.segment_seconds = 0.25
+    a = Denoiser(model, level_scope="recording").denoise(x, 16000)
+    b = Denoiser(model, level_scope="segment").denoise(x, 16000)
+    assert np.abs(a - b).max() > 1e-3
+
+
+STAGE_SCRIPT = """
+import sys, time
+import numpy as np
+import soundfile as sf
+from hushnet import denoiser as module
+sys.path.insert(0, sys.argv[2])
+from conftest import tiny_can
+module.IN_MEMORY_LIMIT_BYTES = 0
+d = module.Denoiser(tiny_can())
+def progress(n):
+    print("staged", flush=True)
+    time.sleep(60)
+d.denoise_file(sys.argv[1], sys.argv[1] + ".out.wav", progress=progress)
+"""
+
+
+def test_kill_9_leaves_no_staging_files(tmp_path):
+    """Staging files are unlinked once mapped: a SIGKILLed process leaves nothing in the temp folder."""
+    path = tmp_path / "in.wav"
+    import soundfile as sf
+
+    sf.write(path, speechlike(2.0)[0], 16000)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    process = subprocess.Popen([sys.executable, "-c", STAGE_SCRIPT, str(path), str(Path(__file__).parent)], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "staged"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not list(scratch.glob("hushnet-stage-*"))
+
+
+def test_stale_staging_folders_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"hushnet-stage-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "input.f32").write_bytes(b"0" * 100)
+    alive = tmp_path / f"hushnet-stage-{os.getpid()}-def"
+    alive.mkdir()
+    assert clean_stale_staging(tmp_path) == [stale]
+    assert not stale.exists() and alive.exists()
+
+
+def stream_all(stream, x: np.ndarray, rng) -> np.ndarray:
+    pieces, position = [], 0
+    while position < x.shape[-1]:
+        size = int(rng.choice([1, 2, 7, int(rng.integers(1, 3000))]))
+        pieces.append(stream.feed(x[..., position : position + size]))
+        position += size
+    pieces.append(stream.flush())
+    return np.concatenate(pieces, axis=-1)
+
+
+@pytest.mark.parametrize("case", ["chunks", "per-input segments", "level per segment", "stereo dry"])
+def test_stream_output_equals_denoise_of_the_whole_signal(case):
+    rng = np.random.default_rng(1)
+    if case == "chunks":
+        denoiser, x = Denoiser(tiny_can(), chunk_seconds=0.05), speechlike(0.7)[0]
+    elif case == "per-input segments":
+        model = tiny_can(norm="per-input")
+        model.config.segment_seconds = 0.25
+        denoiser, x = Denoiser(model), speechlike(1.1)[0]
+    elif case == "level per segment":
+        model = tiny_can(input_rms_db=-23.0)
+        model.config.segment_seconds = 0.25
+        denoiser, x = Denoiser(model, level_scope="segment"), speechlike(0.9)[0]
+    else:
+        model = tiny_can(norm="per-input")
+        model.config.segment_seconds = 0.25
+        denoiser, x = Denoiser(model, dry=0.3), speechlike(0.8, channels=2)
+    stream = denoiser.stream(16000, channels=1 if x.ndim == 1 else x.shape[0])
+    got = stream_all(stream, x, rng)
+    assert got.shape == x.shape
+    assert np.abs(got - denoiser.denoise(x, 16000)).max() < 1e-6
+    assert stream.latency == stream.scheme.lookahead / 16000 and 0 < stream.latency < 1.0
+
+
+def test_stream_at_another_rate_matches_denoise():
+    denoiser = Denoiser(tiny_can(), chunk_seconds=0.05)
+    x = speechlike(0.6, rate=22050)[0]
+    got = stream_all(denoiser.stream(22050), x, np.random.default_rng(2))
+    assert got.shape == x.shape and np.abs(got - denoiser.denoise(x, 22050)).max() < 1e-3
+
+
+def test_stream_latency_of_the_shipped_models():
+    """What the README documents: chunks lag by a chunk plus the receptive radius; segments by 1.5 segments."""
+    assert Denoiser.from_pretrained("authors-dfl").stream().latency == pytest.approx((64000 + 48000 - 24000) / 16000)
+    dfl = Denoiser.from_pretrained("hushnet-dfl", level_db="off")
+    assert dfl.stream().latency == pytest.approx((16 * 16000 + 8192) / 16000)

@@ -19,24 +19,39 @@ class Command:
     """A subcommand: ``module.run`` does the job described by ``module.<config>``.
 
     ``trainer``: the config is a training job's (``--config``/``--resume`` give its base, flags override).
+    ``needs``: checked before the module is imported, so that the light install (no torch) answers
+    with one line naming the extra.
     """
 
     module: str
     config: str
     help: str
     trainer: bool = False
+    needs: tuple[str, ...] = ()  # modules of the `train` extra the command cannot run without
 
 
 COMMANDS = {
     "denoise": Command("hushnet.enhance", "DenoiseConfig", "denoise audio files, folders or globs"),
-    "evaluate": Command("hushnet.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)"),
+    "evaluate": Command("hushnet.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
+                        needs=("torch", "safetensors", "pesq", "pystoi", "scipy")),
+    "export-onnx": Command("hushnet.inference.networks", "ExportConfig", "write a denoising model as one self-contained ONNX file",
+                           needs=("torch", "safetensors", "onnx")),
     "serve": Command("hushnet.serve.config", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
-    "train": Command("hushnet.training.denoiser", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True),
+    "train": Command("hushnet.training.denoiser", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
+                     needs=("torch", "safetensors", "scipy", "auraloss")),
     "train-lossnet": Command("hushnet.training.lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
-                             trainer=True),
-    "make-testset": Command("hushnet.data.testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise"),
-    "import-reference": Command("hushnet.reference.authors", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)"),
+                             trainer=True, needs=("torch", "safetensors", "scipy")),
+    "make-testset": Command("hushnet.data.testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise",
+                            needs=("torch", "scipy")),
+    "import-reference": Command("hushnet.reference.authors", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
+                                needs=("torch", "safetensors")),
 }
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    from hushnet.inference.engines import installed
+
+    return [module for module in modules if not installed(module)]
 
 
 def _chosen(argv: list[str]) -> str | None:
@@ -66,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     from hushnet.options import JobOptions
 
     argv = sys.argv[1:] if argv is None else argv
+    chosen = _chosen(argv)
+    if chosen is not None and _missing(COMMANDS[chosen].needs):
+        print(f'error: hushnet {chosen} needs {", ".join(_missing(COMMANDS[chosen].needs))}: pip install "hushnet[train]"', file=sys.stderr)
+        return 2
     args = build_parser(argv).parse_args(argv)
     command = COMMANDS[args.command]
     module = importlib.import_module(command.module)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from hushnet.audio import AudioError, one_line, output_extension
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
-from hushnet.options import MODEL_HELP, RuntimeOptions, configure_runtime, option
+from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser
@@ -30,16 +30,36 @@ class DenoiseConfig(RuntimeOptions):
     memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
     float_output: bool = option(False, flag="--float", help="write 32-bit float WAV instead of the input's format")
     quiet: bool = option(False, short="-q", help="no progress bar")
+    engine: str = option("auto", choices=["auto", "onnx", "torch"],
+                         help="inference engine (auto: onnxruntime when installed and the model has model.onnx, else torch)")
+    dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
+                                          "(default: the model's own)", show_default=False)
+    level_db: str | None = option(None, help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
+                                             "off = as is (default: the model's own)", show_default=False)
+    level_scope: str = option("recording", choices=["recording", "segment"], help="level gain per channel for the whole recording or per segment")
+
+    def denoiser_options(self) -> dict:
+        """The Denoiser's settings this job asks for (``level_db`` as dBFS or "off")."""
+        level: float | str | None = self.level_db
+        if level is not None and level != "off":
+            try:
+                level = float(level)
+            except ValueError:
+                raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
+        return {"device": self.device, "engine": self.engine, "threads": self.threads, "memory_budget_mb": self.memory_budget_mb,
+                "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
 
 
 def run(config: DenoiseConfig) -> int:
     """Denoise every input with the model ``config.model`` names; the exit status: 0 when every file
     succeeded, 1 when any failed, 2 for a job that cannot start."""
+    # No torch here: with the onnx engine, denoising runs on onnxruntime alone.
     from hushnet.denoiser import Denoiser
-    from hushnet.model_dir import ModelError
+    from hushnet.model_files import ModelError
 
     try:
-        configure_runtime(config)
+        check_runtime(config)
+        options = config.denoiser_options()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -51,8 +71,8 @@ def run(config: DenoiseConfig) -> int:
         denoiser = None
         if any(job.error is None for job in jobs):  # nothing to load when no job can run
             try:
-                denoiser = Denoiser.from_pretrained(config.model, device=config.device, memory_budget_mb=config.memory_budget_mb)
-            except ModelError as error:
+                denoiser = Denoiser.from_pretrained(config.model, **options)
+            except (ModelError, AudioError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
         return denoise_jobs(denoiser, jobs, failed, progress=not config.quiet, float_output=config.float_output)

@@ -16,39 +16,12 @@ from hushnet.audio import default_file_mode, make_temporary
 from hushnet.models.can import CAN, CANConfig
 from hushnet.models.lossnet import LossNet, LossNetConfig
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-DEFAULT_MODEL = "hushnet-dfl"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-CARD_FILE = "README.md"
+# Directory lookup and config reading live in the torch-free model_files (the light runtime's).
+from hushnet.model_files import (  # noqa: E402,F401
+    CARD_FILE, CONFIG_FILE, DEFAULT_MODEL, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, ModelError, available_models, read_config, resolve_model_dir,
+)
 
 _KINDS: dict[str, tuple[type, type]] = {"can": (CAN, CANConfig), "lossnet": (LossNet, LossNetConfig)}
-
-
-class ModelError(ValueError):
-    """A model directory or name that cannot be loaded."""
-
-
-def resolve_model_dir(path_or_name: str | os.PathLike | None) -> Path:
-    """A model directory from a path, or from the name of a model shipped in the package."""
-    if path_or_name is None:
-        path_or_name = DEFAULT_MODEL
-    path = Path(path_or_name)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    shipped = PRETRAINED_DIR / str(path_or_name)
-    if (shipped / CONFIG_FILE).is_file():
-        return shipped
-    names = ", ".join(available_models()) or "none"
-    raise ModelError(f"no model directory at '{path_or_name}' (needs {CONFIG_FILE}); shipped models: {names}")
-
-
-def available_models(kind: str | None = None) -> list[str]:
-    """Names of the models shipped inside the package (of one kind, "can" or "lossnet", if given)."""
-    if not PRETRAINED_DIR.is_dir():
-        return []
-    names = sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-    return [n for n in names if kind is None or json.loads((PRETRAINED_DIR / n / CONFIG_FILE).read_text()).get("kind") == kind]
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -75,24 +48,14 @@ def save_model(
     config = {"kind": kind, "config": model.config.to_dict(), **(extra or {})}
     atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     atomic_write(directory / CARD_FILE, lambda p: p.write_text(card))
+    # A model.onnx left from earlier weights would be stale: `hushnet export-onnx` writes a new one.
+    (directory / ONNX_FILE).unlink(missing_ok=True)
     return directory
 
 
 def write_atomic_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (a reader sees the old file or the new one)."""
     atomic_write(Path(path), lambda p: p.write_text(text))
-
-
-def read_config(directory: str | os.PathLike) -> dict:
-    """The parsed ``config.json`` of a model directory."""
-    path = Path(directory) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelError(f"cannot read {path}: {error}") from None
-    if config.get("kind") not in _KINDS:
-        raise ModelError(f"{path}: unknown model kind {config.get('kind')!r}")
-    return config
 
 
 def load_model(path_or_name: str | os.PathLike | None, kind: str | None = None) -> CAN | LossNet:

@@ -16,7 +16,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any, Callable
 
 DEVICE_HELP = "cpu or cuda"
-THREADS_HELP = "CPU threads for torch (default: torch's choice)"
+THREADS_HELP = "CPU threads (default: the engine's choice, all cores)"
 MODEL_HELP = "model directory, or the name of a shipped model"
 
 
@@ -151,13 +151,22 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     return type(config).from_dict(values)
 
 
+def check_runtime(config: RuntimeOptions) -> None:
+    """Refuse bad ``threads`` and a CUDA device where there is none (one line, before any work).
+    Imports torch only for a CUDA device, so that the onnxruntime path stays torch-free."""
+    if config.threads is not None and config.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    if config.device and config.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+
+
 def configure_runtime(config: RuntimeOptions) -> None:
-    """Apply ``threads``; refuse a CUDA device where there is none (one line, before any work)."""
+    """:func:`check_runtime`, then apply ``threads`` to torch (jobs that always run torch)."""
+    check_runtime(config)
     import torch
 
     if config.threads is not None:
-        if config.threads < 1:
-            raise ValueError("--threads must be at least 1")
         torch.set_num_threads(config.threads)
-    if config.device and config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA GPU is available")

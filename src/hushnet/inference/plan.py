@@ -1,0 +1,246 @@
+"""How a signal of any length goes through the network: chunks, segments, crossfades (numpy only).
+
+Two schemes, chosen by the model's normalisation:
+
+``chunks`` (fixed-statistics models)
+    The network is a fixed filter of finite support, so chunk k's output ``[kC, (k+1)C)`` is computed
+    from the input ``[kC - R, (k+1)C + R)`` (R = receptive radius, clipped at the two ends, where the
+    network's own zero padding applies): exactly the whole-signal result, in bounded memory.
+``segments`` (per-input models, or any model normalising its level per segment)
+    Overlapping segments of S samples on a regular grid of hop ``H = S - O``, each processed on its
+    own (its own statistics, its own level gain), joined with an O-sample linear crossfade centred in
+    each overlap. An input of at most S samples is one segment: exactly the per-file result. The
+    last segment ends at the end of the input (full length, so its statistics see S samples); the
+    crossfades stay disjoint as long as ``O <= S / 3`` (checked).
+
+Both run incrementally (``Enhancer.feed``/``flush``): the file path, ``Denoiser.denoise`` and the
+push streamer all go through the same code, so their outputs agree by construction. Items that are
+ready together are batched (several chunks or segments per forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+RunBatch = Callable[[np.ndarray], np.ndarray]  # [batch, samples] float32 -> same shape
+# Most samples (batch x length) in one forward: bounds the engine's activation memory
+# (64 channels x 2^18 samples x 4 bytes = 64 MB per activation).
+MAX_BATCH_SAMPLES = 1 << 18
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """``chunks`` (length = chunk, context = receptive radius) or ``segments`` (length, overlap, and
+    ``fade``: the crossfade length, centred in the overlap; None = the whole overlap)."""
+
+    kind: str
+    length: int
+    context: int = 0
+    overlap: int = 0
+    fade: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("chunks", "segments") or self.length < 1:
+            raise ValueError(f"invalid scheme {self}")
+        if self.kind == "segments" and not 0 <= 3 * self.overlap <= self.length:
+            raise ValueError("the crossfade may be at most a third of the segment")
+        if self.fade is not None and not 0 <= self.fade <= self.overlap:
+            raise ValueError("the crossfade must fit in the overlap")
+
+    @property
+    def crossfade(self) -> int:
+        return self.overlap if self.fade is None else self.fade
+
+    @property
+    def hop(self) -> int:
+        return self.length - self.overlap if self.kind == "segments" else self.length
+
+    @property
+    def lookahead(self) -> int:
+        """Most input samples past an output sample that must be fed before that sample is returned."""
+        if self.kind == "chunks":
+            return self.length + self.context
+        return self.length + self.hop - self.hop // 2
+
+
+def crossfade_ramp(overlap: int) -> np.ndarray:
+    """Weights of the incoming segment across a join (0 -> 1, linear, symmetric: w + reversed w = 1)."""
+    return ((np.arange(overlap) + 0.5) / overlap).astype(np.float32)
+
+
+def junction(next_start: int, previous_stop: int, overlap: int) -> tuple[int, int]:
+    """The crossfade ``[left, right)`` between two overlapping segments: O samples centred in the overlap."""
+    left = (next_start + previous_stop) // 2 - overlap // 2
+    return left, left + overlap
+
+
+def level_gains(x: np.ndarray, target_rms: float | None) -> np.ndarray:
+    """Per-row gains bringing each row of ``x`` [rows, samples] to ``target_rms`` (1 for silent rows)."""
+    if target_rms is None:
+        return np.ones(x.shape[0], dtype=np.float64)
+    rms = np.sqrt(np.square(x, dtype=np.float64).mean(axis=1)) if x.shape[1] else np.zeros(x.shape[0])
+    return np.where(rms > 0, target_rms / np.where(rms > 0, rms, 1.0), 1.0)
+
+
+class Enhancer:
+    """Incremental enhancement of a [channels, samples] signal: ``feed`` blocks, then ``flush``.
+
+    ``gains``: fixed per-channel level gains (level per recording), or ``segment_level``: the target
+    RMS each segment (each row of each item) is brought to. ``dry``: fraction of the input mixed back.
+    An item whose input is digital silence on a channel gives silence there.
+    """
+
+    def __init__(self, run: RunBatch, scheme: Scheme, channels: int, gains: np.ndarray | None = None,
+                 segment_level: float | None = None, dry: float = 0.0, max_batch_samples: int = MAX_BATCH_SAMPLES) -> None:
+        self.run, self.scheme, self.channels = run, scheme, channels
+        self.gains = np.ones(channels) if gains is None else np.asarray(gains, dtype=np.float64)
+        self.segment_level = segment_level
+        self.dry = dry
+        self.max_batch_samples = max_batch_samples
+        self.buffer = np.zeros((channels, 0), dtype=np.float32)
+        self._pending: list[np.ndarray] = []  # fed blocks not yet joined to the buffer (cheap 1-sample feeds)
+        self.buffer_start = 0  # input position of buffer[:, 0]
+        self.received = 0
+        self.emitted = 0
+        self.next_item = 0
+        self.previous: tuple[int, np.ndarray] | None = None  # segments: (start, output) of the last one
+        self.flushed = False
+
+    # -- input bookkeeping ----------------------------------------------------------------------
+    def _input(self, start: int, stop: int) -> np.ndarray:
+        return self.buffer[:, start - self.buffer_start : stop - self.buffer_start]
+
+    def _drop_before(self, position: int) -> None:
+        if position > self.buffer_start:
+            self.buffer = self.buffer[:, position - self.buffer_start :]
+            self.buffer_start = position
+
+    # -- items ----------------------------------------------------------------------------------
+    def _ready_items(self, total: int | None) -> list[tuple[int, int, int, int]]:
+        """(in_start, in_stop, out_start, out_stop) of the items computable now; ``total`` at flush."""
+        s = self.scheme
+        items = []
+        while True:
+            k = self.next_item
+            if s.kind == "chunks":
+                start, stop = k * s.length, (k + 1) * s.length
+                if total is None and self.received < stop + s.context:
+                    break
+                if total is not None and start >= total:
+                    break
+                if total is not None:
+                    stop = min(stop, total)
+                end = stop + s.context if total is None else min(total, stop + s.context)
+                items.append((max(0, start - s.context), end, start, stop))
+            else:
+                start, stop = k * s.hop, k * s.hop + s.length
+                if total is None:
+                    if self.received < stop:
+                        break
+                elif stop > total:
+                    # The input ends inside this segment: a last one ending at the end (or the whole
+                    # input when it is at most one segment), unless the previous one reached the end.
+                    if k > 0 and (k - 1) * s.hop + s.length >= total:
+                        break
+                    start, stop = max(0, total - s.length), total
+                    items.append((start, stop, start, stop))
+                    self.next_item += 1
+                    break
+                items.append((start, stop, start, stop))
+            self.next_item += 1
+        return items
+
+    def _compute(self, items: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        """Outputs [channels, out_len] of ``items``, batching runs of equal input length."""
+        outputs: list[np.ndarray] = []
+        i = 0
+        while i < len(items):
+            length = items[i][1] - items[i][0]
+            per_batch = max(1, self.max_batch_samples // max(1, length * self.channels))
+            j = i + 1
+            while j < len(items) and j - i < per_batch and items[j][1] - items[j][0] == length:
+                j += 1
+            group = items[i:j]
+            x = np.stack([self._input(a, b) for a, b, _, _ in group])  # [items, channels, length]
+            if self.segment_level is not None:
+                gains = np.stack([level_gains(item, self.segment_level) for item in x])
+            else:
+                gains = np.broadcast_to(self.gains, (len(group), self.channels))
+            gains = gains.astype(np.float32)[..., None]
+            flat = (x * gains).reshape(-1, length) if length else x.reshape(-1, 0)
+            y = (self.run(np.ascontiguousarray(flat, dtype=np.float32)) if length else flat).reshape(x.shape) / gains
+            if self.dry:
+                y = y + np.float32(self.dry) * (x - y)
+            y = np.where(np.any(x != 0, axis=2, keepdims=True), y, np.float32(0.0))
+            for (a, _, out_start, out_stop), out in zip(group, y):
+                outputs.append(out[:, out_start - a : out_stop - a].astype(np.float32, copy=False))
+            i = j
+        return outputs
+
+    # -- assembly -------------------------------------------------------------------------------
+    def _assemble(self, items, outputs, total: int | None) -> list[np.ndarray]:
+        pieces: list[np.ndarray] = []
+        s = self.scheme
+        if s.kind == "chunks":
+            for (_, _, out_start, out_stop), out in zip(items, outputs):
+                pieces.append(out)
+                self.emitted = out_stop
+            self._drop_before(max(0, self.next_item * s.length - s.context))
+            return pieces
+        ramp = crossfade_ramp(s.crossfade)
+        for (start, stop, _, _), out in zip(items, outputs):
+            if self.previous is not None:
+                previous_start, previous = self.previous
+                left, right = junction(start, previous_start + previous.shape[1], s.crossfade)
+                pieces.append(previous[:, self.emitted - previous_start : left - previous_start])
+                if s.crossfade:
+                    fade = previous[:, left - previous_start : right - previous_start]
+                    pieces.append(fade * ramp[::-1] + out[:, left - start : right - start] * ramp)
+                self.emitted = right
+            self.previous = (start, out)
+            # What no later join can touch: a join starts at least hop/2 into this segment.
+            if total is None:
+                safe = start + s.hop // 2
+                if safe > self.emitted:
+                    pieces.append(out[:, self.emitted - start : safe - start])
+                    self.emitted = safe
+        if total is not None and self.previous is not None:
+            previous_start, previous = self.previous
+            pieces.append(previous[:, self.emitted - previous_start : total - previous_start])
+            self.emitted = total
+        if self.previous is not None:
+            self._drop_before(self.previous[0])
+        return pieces
+
+    def _step(self, total: int | None) -> np.ndarray:
+        items = self._ready_items(total)
+        if items and self._pending:
+            self.buffer = np.concatenate([self.buffer, *self._pending], axis=1)
+            self._pending.clear()
+        outputs = self._compute(items)
+        pieces = self._assemble(items, outputs, total)
+        if not pieces:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """Append [channels, n] input samples; return the output samples that are now final."""
+        if self.flushed:
+            raise RuntimeError("feed after flush")
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(f"expected [{self.channels}, samples] blocks, got shape {block.shape}")
+        if block.shape[1]:
+            self._pending.append(block.copy())
+            self.received += block.shape[1]
+        return self._step(None)
+
+    def flush(self) -> np.ndarray:
+        """The remaining output (the input has ended)."""
+        if self.flushed:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        self.flushed = True
+        return self._step(self.received)

@@ -1,0 +1,150 @@
+"""The light runtime: export-onnx, engines behind the command, no torch where none is needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DEV, speechlike, tiny_can
+from hushnet.model_dir import save_model
+from hushnet.cli import main
+from hushnet.denoiser import Denoiser
+from hushnet.model_files import ONNX_FILE
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def run(arguments, capsys):
+    status = main(arguments)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def exported_dir(tmp_path_factory):
+    """A tiny level-normalised model directory with its model.onnx, written by the command."""
+    directory = tmp_path_factory.mktemp("exported") / "tiny"
+    save_model(tiny_can(input_rms_db=-23.0), directory, "# tiny\n")
+    assert main(["export-onnx", str(directory), "-o", str(directory / ONNX_FILE)]) == 0
+    return directory
+
+
+def test_export_onnx_writes_one_self_contained_file(exported_dir, capsys):
+    import onnx
+
+    proto = onnx.load(str(exported_dir / ONNX_FILE))
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert {n.op_type for n in proto.graph.node} <= {"Conv", "LeakyRelu", "Unsqueeze", "Squeeze", "Constant"}  # folded: no normalisation ops
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "samples"]
+
+
+def test_export_onnx_of_a_missing_model_is_one_line(tmp_path, capsys):
+    status, _, err = run(["export-onnx", str(tmp_path / "nope"), "-o", str(tmp_path / "x.onnx")], capsys)
+    assert status == 2 and err.startswith("error: no model directory") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry", "0.3"], ["--level-db", "-30", "--level-scope", "segment"]])
+def test_denoise_command_gives_the_same_output_with_both_engines(exported_dir, tmp_path, capsys, extra):
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(1.2, rate=22050, channels=2).T, 22050, subtype="FLOAT")
+    outputs = {}
+    for engine in ("onnx", "torch"):
+        target = tmp_path / f"{engine}.wav"
+        status, _, err = run(["denoise", str(source), "-o", str(target), "--model", str(exported_dir), "--engine", engine, "--float", "-q", *extra], capsys)
+        assert status == 0, err
+        outputs[engine], _ = sf.read(target, dtype="float32")
+    assert np.abs(outputs["onnx"] - outputs["torch"]).max() < 1e-5
+    denoiser = Denoiser.from_pretrained(exported_dir, engine="torch", dry=float(extra[1]) if extra[:1] == ["--dry"] else None,
+                                        level_db=float(extra[1]) if extra[:1] == ["--level-db"] else None,
+                                        level_scope=extra[3] if len(extra) > 3 else "recording")
+    assert np.abs(outputs["torch"] - denoiser.denoise(speechlike(1.2, rate=22050, channels=2), 22050).T).max() < 1e-5
+
+
+def test_onnx_engine_without_model_onnx_is_a_one_line_error(tiny_model_dir, tmp_path, capsys):
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.3)[0], 16000)
+    status, _, err = run(["denoise", str(source), "--model", str(tiny_model_dir), "--engine", "onnx"], capsys)
+    assert status == 2 and "has no model.onnx" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.2"])
+def test_dry_out_of_range_is_one_line(tiny_model_dir, tmp_path, capsys, value):
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.3)[0], 16000)
+    status, _, err = run(["denoise", str(source), "--model", str(tiny_model_dir), "--dry", value], capsys)
+    assert status == 2 and err.startswith("error: dry must be between 0") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "in_denoised.wav").exists()
+
+
+def test_dry_help_says_the_direction():
+    from hushnet.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["denoise"].format_help()
+    assert "0 = fully denoised" in " ".join(text.split())
+
+
+NO_TORCH = """
+import sys
+for name in ("torch", "safetensors"):
+    sys.modules[name] = None  # as if not installed: any import of them fails
+import hushnet
+from hushnet.cli import main
+status = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "safetensors") and sys.modules[m] is not None)
+print("STATUS", status, "LOADED", loaded)
+"""
+
+NO_TORCH_IMPORT = """
+import sys
+import hushnet
+from hushnet.cli import main
+status = main(sys.argv[1:])
+print("STATUS", status, "TORCH", "torch" in sys.modules, "SAFETENSORS", "safetensors" in sys.modules)
+"""
+
+
+def run_python(script: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
+def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
+    """The shipped default model through the command, with torch installed but never imported."""
+    source = DEV / "noisy" / "p226_001.flac"
+    result = run_python(NO_TORCH_IMPORT, "denoise", str(source), "-o", str(tmp_path / "out.flac"), "--engine", "onnx", "-q")
+    assert "STATUS 0 TORCH False SAFETENSORS False" in result.stdout, result.stderr
+    assert (tmp_path / "out.flac").is_file()
+
+
+def test_the_light_runtime_works_with_torch_and_safetensors_missing(tmp_path):
+    source = DEV / "noisy" / "p226_001.flac"
+    result = run_python(NO_TORCH, "denoise", str(source), "-o", str(tmp_path / "out.wav"), "--float", "--model", "authors-dfl", "-q")
+    assert "STATUS 0 LOADED []" in result.stdout, result.stderr
+    y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    reference = np.load(Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "expected" / "p226_001.npy")
+    assert np.abs(y - reference).max() < 1e-4  # the light install matches the authors' output (and torch's) to 1e-4
+
+
+@pytest.mark.parametrize("command", [["train", "-o", "x"], ["evaluate", "--clean", "a", "--noisy", "b"], ["train-lossnet"]])
+def test_training_commands_without_torch_name_the_extra(command, tmp_path):
+    result = run_python(NO_TORCH, *command)
+    assert "STATUS 2" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "hushnet[train]"' in lines[0]
+
+
+def test_pyproject_core_dependencies_have_no_torch():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    core = {d.split(">")[0].split("=")[0].split("<")[0].strip() for d in project["dependencies"]}
+    assert core == {"numpy", "soundfile", "soxr", "onnxruntime", "tqdm"}
+    assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
+    assert "hushnet[train,serve]" in project["optional-dependencies"]["dev"]
