@@ -298,7 +298,7 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
     for name in ("denoise", "evaluate"):
         assert {"--model", "--device", "--threads", "-o", "-q"} <= flags(name)
     assert {"--model", "--device", "--threads", "--memory-budget-mb"} <= flags("serve")
-    assert set(COMMANDS) == {"denoise", "evaluate", "serve", "train", "train-lossnet", "make-testset", "import-reference"}
+    assert set(COMMANDS) == {"denoise", "evaluate", "export-onnx", "serve", "train", "train-lossnet", "make-testset", "import-reference"}
 
 
 def test_make_testset_command(tmp_path, capsys):

@@ -222,6 +222,7 @@ class Denoiser:
         else:
             self.engine = TorchEngine(model, device=device, threads=threads)
         self.config = self.engine.config
+        self.device = str(device)
         self.memory_budget_mb = memory_budget_mb
         self.chunk_seconds = chunk_seconds
         dry = self.config.dry if dry is None else dry
