@@ -8,9 +8,28 @@ from dataclasses import asdict, dataclass, fields
 NORM_MODES = ("per-input", "batch")
 
 
+class ModelConfig:
+    """What every network's config dataclass shares: plain-dict round trips that refuse unknown keys
+    (a config.json from another version or a typo must not be silently dropped)."""
+
+    what = "model"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.what} config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
 @dataclass
-class CANConfig:
+class CANConfig(ModelConfig):
     """Everything needed to rebuild a CAN; saved as ``config.json`` beside the weights."""
+
+    what = "CAN"
 
     channels: int = 64
     dilated_layers: int = 12
@@ -49,13 +68,3 @@ class CANConfig:
     def receptive_field(self) -> int:
         return 2 * self.receptive_radius + 1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "CANConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown CAN config keys: {sorted(unknown)}")
-        return cls(**values)

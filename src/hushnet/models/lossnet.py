@@ -10,16 +10,20 @@ sound tags: one sigmoid each).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hushnet.models.config import ModelConfig
+
 
 @dataclass
-class LossNetConfig:
+class LossNetConfig(ModelConfig):
     """Everything needed to rebuild a loss network."""
+
+    what = "loss-network"
 
     layers: int = 14
     base_channels: int = 32
@@ -41,16 +45,6 @@ class LossNetConfig:
     def strides(self) -> list[int]:
         return [2] * (self.layers - 1) + [1]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "LossNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown loss-network config keys: {sorted(unknown)}")
-        return cls(**values)
 
 
 def same_padding(length: int, stride: int, kernel: int = 3) -> tuple[int, int]:
