@@ -163,7 +163,8 @@ def markdown(record: dict) -> str:
     for name in names:
         cells = [_cell(record["sets"][s].get(name, {}).get(c)) for s in sets for c in COLUMNS[s]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Systems:", ""] + [f"- `{n}`: {record['systems'].get(n, '')}" for n in names]
+    bases = dict.fromkeys(n.split(" dry ")[0] for n in names)
+    lines += ["", "Systems:", ""] + [f"- `{n}`: {record['systems'].get(n, '')}" for n in bases]
     return "\n".join(lines) + "\n"
 
 
