@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import soxr
@@ -197,6 +197,21 @@ def _from_float(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return y.astype(dtype, copy=False)
 
 
+def _enhance_blocks(enhancer: Enhancer, signal: np.ndarray, length: int,
+                    progress: Callable[[int], None] | None) -> Iterator[tuple[np.ndarray, int]]:
+    """Feed the first ``length`` samples of ``signal`` to ``enhancer`` FEED_SAMPLES at a time (staged
+    memmaps are read a block at a time); yields (output ready, input samples consumed), the flushed
+    rest with the last block."""
+    for start in range(0, length, FEED_SAMPLES):
+        stop = min(start + FEED_SAMPLES, length)
+        y = enhancer.feed(np.asarray(signal[:, start:stop]))
+        if stop == length:
+            y = np.concatenate([y, enhancer.flush()], axis=1)
+        if progress is not None:
+            progress(stop - start)
+        yield y, stop - start
+
+
 class Denoiser:
     """Denoise arrays, files and streams with a CAN model.
 
@@ -326,14 +341,7 @@ class Denoiser:
         length = signal.shape[1]
         x16 = resample(np.ascontiguousarray(signal), rate, MODEL_RATE)
         gains = self._recording_gains(np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1])
-        enhancer = self._enhancer(x16.shape[0], gains)
-        pieces = []
-        for start in range(0, x16.shape[1], FEED_SAMPLES):
-            pieces.append(enhancer.feed(x16[:, start : start + FEED_SAMPLES]))
-            if progress is not None:
-                progress(min(FEED_SAMPLES, x16.shape[1] - start))
-        pieces.append(enhancer.flush())
-        out = np.concatenate(pieces, axis=1)
+        out = np.concatenate([y for y, _ in _enhance_blocks(self._enhancer(x16.shape[0], gains), x16, x16.shape[1], progress)], axis=1)
         silent = ~np.any(signal != 0, axis=1)
         out[silent] = 0.0
         y = resample(out, MODEL_RATE, rate)
@@ -383,16 +391,10 @@ class Denoiser:
                 out = staging.allocate("output")
                 enhancer = self._enhancer(info.channels, self._recording_gains(sum_of_squares, filled))
                 written = 0
-                for start in range(0, filled, FEED_SAMPLES):
-                    stop = min(start + FEED_SAMPLES, filled)
-                    y = enhancer.feed(np.asarray(staged[:, start:stop]))
-                    if stop == filled:
-                        y = np.concatenate([y, enhancer.flush()], axis=1)
+                for y, consumed in _enhance_blocks(enhancer, staged, filled, progress):
                     out[:, written : written + y.shape[1]] = y
                     written += y.shape[1]
-                    staging.advanced(stop - start)
-                    if progress is not None:
-                        progress(stop - start)
+                    staging.advanced(consumed)
                 out = out[:, :filled]
                 out[~nonzero] = 0.0
                 result = FileResult(input_path, output_path, info.seconds, info.sample_rate, info.channels)
@@ -478,11 +480,9 @@ class DenoiseStream:
 
     def _emit(self, y16: np.ndarray, last: bool) -> np.ndarray:
         y = y16 if self._out is None else self._out.resample_chunk(np.ascontiguousarray(y16.T), last=last).T
+        y = y[:, : max(0, self.received - self.returned)]
         if last:  # exactly as many samples out as came in
-            y = y[:, : max(0, self.received - self.returned)]
             y = np.pad(y, ((0, 0), (0, self.received - self.returned - y.shape[1])))
-        else:
-            y = y[:, : max(0, self.received - self.returned)]
         self.returned += y.shape[1]
         y = np.ascontiguousarray(y, dtype=np.float32)
         return y[0] if self._mono else y
