@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     chosen = _chosen(argv)
-    if chosen is not None and _missing(COMMANDS[chosen].needs):
-        print(f'error: hushnet {chosen} needs {", ".join(_missing(COMMANDS[chosen].needs))}: pip install "hushnet[train]"', file=sys.stderr)
+    missing = _missing(COMMANDS[chosen].needs) if chosen is not None else []
+    if missing:
+        print(f'error: hushnet {chosen} needs {", ".join(missing)}: pip install "hushnet[train]"', file=sys.stderr)
         return 2
     args = build_parser(argv).parse_args(argv)
     command = COMMANDS[args.command]

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -120,16 +121,9 @@ def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
 def score_pairs(pairs: list[Pair], jobs: int = 1, progress: Callable[[], None] | None = None, with_dnsmos: bool = False) -> list[dict]:
     """Score every pair, in ``jobs`` processes; rows come back in the order of ``pairs``."""
     work = partial(score_pair, with_dnsmos=with_dnsmos)
-    if jobs <= 1:
+    with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else nullcontext() as pool:
         rows = []
-        for pair in pairs:
-            rows.append(work(pair))
-            if progress:
-                progress()
-        return rows
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        rows = []
-        for row in pool.map(work, pairs):
+        for row in (pool.map if pool else map)(work, pairs):
             rows.append(row)
             if progress:
                 progress()

@@ -29,6 +29,7 @@ import soxr
 
 from hushnet.audio import AUDIO_EXTENSIONS, MODEL_RATE, AtomicAudioWriter, AudioError, one_line, open_audio, output_extension, read_resampled
 from hushnet.denoiser import Denoiser
+from hushnet.files import OUTPUT_SUFFIX
 
 log = logging.getLogger("hushnet.serve")
 
@@ -65,7 +66,7 @@ def safe_extension(name: str) -> str:
 def denoised_name(name: str, extension: str) -> str:
     """``talk.mp3`` -> ``talk_denoised.mp3`` (the CLI's naming), with the output's extension."""
     stem = Path(name).stem if Path(name).suffix else name
-    return f"{stem}_denoised{extension}"
+    return f"{stem}{OUTPUT_SUFFIX}{extension}"
 
 
 @dataclass

@@ -442,12 +442,6 @@ def write_run_summary(output: Path) -> Path:
     return path
 
 
-def load_run_config(output: str | os.PathLike) -> TrainConfig | None:
-    """The configuration a run folder was started with (None for a new folder)."""
-    path = Path(output) / RUN_CONFIG_FILE
-    return TrainConfig.from_dict(json.loads(path.read_text())) if path.is_file() else None
-
-
 def run(options: JobOptions, overrides: dict) -> int:
     """The ``hushnet train`` job: configuration from the run folder, ``--config`` or defaults, plus flags."""
     return run_job(TrainConfig, train, options, overrides, lambda folder: f"run folder: {folder} (best model: {folder / 'best'})")
