@@ -31,6 +31,8 @@ def tiny_config(output: Path, corpus: Path, lossnet: Path, **overrides) -> Train
         loss=LossConfig(feature=1.0, l1=0.0, lossnet=str(lossnet), feature_layers=4, calibration_steps=3),
         batch_size=2, learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=2, max_steps=8,
         validate_every=1000, validation_items=2, validation_seconds=0.5, checkpoint_every=2, threads=1,
+        # Eager float32 unless a test asks otherwise: compiling takes tens of seconds per run.
+        precision="float32", compile=False,
     )
     return config_with(config, overrides)
 
@@ -83,14 +85,15 @@ class Crash(Exception):
     pass
 
 
-def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, tiny_corpus, tiny_lossnet_dir):
-    whole = train(tiny_config(tmp_path / "whole", tiny_corpus, tiny_lossnet_dir), progress=False)
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, tiny_corpus, tiny_lossnet_dir, precision):
+    whole = train(tiny_config(tmp_path / "whole", tiny_corpus, tiny_lossnet_dir, precision=precision), progress=False)
 
     def crash_at_5(step: int) -> None:
         if step == 5:
             raise Crash
 
-    config = tiny_config(tmp_path / "halves", tiny_corpus, tiny_lossnet_dir)
+    config = tiny_config(tmp_path / "halves", tiny_corpus, tiny_lossnet_dir, precision=precision)
     with pytest.raises(Crash):
         train(config, progress=False, on_step=crash_at_5)
     assert latest_checkpoint(config.output).name == "step_0000004"  # step 5 was never saved
@@ -101,7 +104,10 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, tiny_corpus, tin
     b = load_file(str(latest_checkpoint(config.output) / "training_state.safetensors"))
     assert torch.equal(a["loss.feature.weights"], b["loss.feature.weights"]) and not torch.equal(a["loss.feature.weights"], torch.ones(4))
     with open(Path(config.output) / "log.csv") as handle:
-        assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(1, 9))
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert {r["precision"] for r in rows} == {precision}
+    assert f"{precision} (requested `{precision}`)" in (Path(config.output) / "summary.md").read_text()
 
 
 def test_spent_time_budget_checkpoints_and_resume_finishes_identically(tmp_path, tiny_corpus, tiny_lossnet_dir):
@@ -118,9 +124,10 @@ def _cli(*arguments: str, env: dict | None = None) -> list[str]:
     return [sys.executable, "-m", "hushnet.cli", *arguments]
 
 
-def test_kill_9_then_resume_gives_the_same_weights(tmp_path, tiny_corpus, tiny_lossnet_dir):
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_kill_9_then_resume_gives_the_same_weights(tmp_path, tiny_corpus, tiny_lossnet_dir, precision):
     steps = 300
-    config = tiny_config(tmp_path / "killed", tiny_corpus, tiny_lossnet_dir, max_steps=steps, checkpoint_every=1,
+    config = tiny_config(tmp_path / "killed", tiny_corpus, tiny_lossnet_dir, max_steps=steps, checkpoint_every=1, precision=precision,
                          **{"mixing.segment_seconds": 0.1, "model.dilated_layers": 2})
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
@@ -187,7 +194,38 @@ def test_every_run_folder_config_in_the_repository_still_loads():
         kind = LossNetTrainConfig if "tasks" in saved else TrainConfig
         if "evaluate_every" in saved:  # the loss-network trainer's old name for validate_every
             saved["validate_every"] = saved.pop("evaluate_every")
+        legacy_autocast = saved.pop("autocast", None)  # before ``precision``: false = float32, true = bf16
+        if legacy_autocast is not None:
+            saved["precision"] = "bf16" if legacy_autocast else "float32"
         loaded = json.loads(json.dumps(job_config(kind, JobOptions(config=str(path)), {"output": "elsewhere"}).to_dict()))
         # Every saved value is kept; fields added since (new mixing/loss/model options) take their defaults.
         for key, value in saved.items():
             assert (loaded[key] if not isinstance(value, dict) else {k: loaded[key][k] for k in value}) == value, (path, key)
+
+
+def test_precision_auto_is_float32_where_the_cpu_has_no_bf16_units(tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch):
+    import hushnet.precision
+
+    monkeypatch.setattr(hushnet.precision, "cpu_has_native_bf16", lambda: False)
+    run = train(tiny_config(tmp_path / "plain", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False)
+    with open(run / "log.csv") as handle:
+        assert {r["precision"] for r in csv.DictReader(handle)} == {"float32"}
+    assert "float32 (requested `auto`)" in (run / "summary.md").read_text()
+    monkeypatch.setattr(hushnet.precision, "cpu_has_native_bf16", lambda: True)
+    run = train(tiny_config(tmp_path / "fast", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False)
+    with open(run / "log.csv") as handle:
+        assert {r["precision"] for r in csv.DictReader(handle)} == {"bf16"}
+
+
+def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_corpus, tiny_lossnet_dir, capfd):
+    eager = train(tiny_config(tmp_path / "eager", tiny_corpus, tiny_lossnet_dir, max_steps=3), progress=False)
+    compiled = train(tiny_config(tmp_path / "compiled", tiny_corpus, tiny_lossnet_dir, max_steps=3, compile=True), progress=False)
+    assert "torch.compile on" in capfd.readouterr().err
+    with open(eager / "log.csv") as a, open(compiled / "log.csv") as b:
+        eager_loss = [float(r["loss"]) for r in csv.DictReader(a)]
+        compiled_loss = [float(r["loss"]) for r in csv.DictReader(b)]
+    # The same arithmetic, fused: equal up to float32 reassociation, and a real difference after the
+    # first step would show a mistrained step (the loss moves by far more than 1e-3 per step here).
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-3)
+    assert abs(eager_loss[0] - eager_loss[-1]) > 10 * 1e-3 * abs(eager_loss[0])
+    assert "torch.compile on" in (compiled / "summary.md").read_text()

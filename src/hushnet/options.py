@@ -91,7 +91,9 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
     required = {"required": True} if default is MISSING else {}
     # Overrides (train): None means "keep what the base config says", so no flag carries a default.
     if kind is bool:
-        group.add_argument(*names, dest=dest, action="store_true", default=None if overrides else default, help=help)
+        # A field that is on by default gets an off switch (``--no-compile``), any other an on switch.
+        action = "store_false" if default is True else "store_true"
+        group.add_argument(*names, dest=dest, action=action, default=None if overrides else default, help=help)
     else:
         default = None if overrides or default is MISSING else default
         metavar = None if choices else flag.lstrip("-").upper().replace("-", "_")

@@ -16,6 +16,11 @@ Two normalisation modes:
     statistics at inference. The network is then a fixed nonlinear filter of finite support (the
     receptive field), so overlapping chunks reproduce whole-file processing exactly.
 
+Layout: the layers run as 2-D convolutions over ``[batch, channels, 1, time]`` in channels-last
+memory (:mod:`hushnet.models.layout`), which is where oneDNN has its fast float32 and bf16 kernels
+(AMX, AVX-512 BF16); the weights stay ``Conv1d`` weights, so model files and the ONNX export are
+unchanged. ``channels_last = False`` runs the plain ``[batch, channels, time]`` conv1d path.
+
 This module holds the network and nothing else: no files, no training.
 """
 
@@ -24,6 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hushnet.models.layout import conv, from_rows, reduce_dims, to_rows
 
 # The config is torch-free (the light runtime reads it); re-exported here for the training code.
 from hushnet.models.config import NORM_MODES, CANConfig  # noqa: E402,F401
@@ -49,25 +56,32 @@ class AdaptiveNorm(nn.Module):
             self.register_buffer("running_var", torch.ones(channels))
 
     def statistics(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and biased variance to normalise ``z`` ([batch, channels, time]) with, shaped [B|1, C, 1]."""
+        """Mean and biased variance to normalise ``z`` ([batch, channels, time] or [batch, channels, 1, time])
+        with, shaped like ``z`` with every dimension but the channels (and, per input, the batch) of size 1.
+
+        Always in float32: under bf16 autocast the conv outputs are bf16, and bf16 sums lose the
+        statistics' precision.
+        """
+        z = z.float()
         if self.mode == "per-input":
-            var, mean = torch.var_mean(z, dim=2, keepdim=True, correction=0)
+            var, mean = torch.var_mean(z, dim=reduce_dims(z), keepdim=True, correction=0)
             return mean, var
+        shape = (1, -1) + (1,) * (z.dim() - 2)
         if self.training:
-            var, mean = torch.var_mean(z, dim=(0, 2), keepdim=True, correction=0)
+            var, mean = torch.var_mean(z, dim=(0, *reduce_dims(z)), keepdim=True, correction=0)
             with torch.no_grad():
-                count = z.shape[0] * z.shape[2]
+                count = z.numel() // z.shape[1]
                 unbiased = var.flatten() * count / max(count - 1, 1)
                 self.running_mean.lerp_(mean.flatten(), self.momentum)
                 self.running_var.lerp_(unbiased, self.momentum)
             return mean, var
-        return self.running_mean.view(1, -1, 1), self.running_var.view(1, -1, 1)
+        return self.running_mean.view(shape), self.running_var.view(shape)
 
     def coefficients(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel (scale, shift) such that the normalised output is ``z * scale + shift``."""
         inv_std = torch.rsqrt(var + self.eps)
         scale = self.w0 + self.w1 * inv_std
-        shift = self.w1 * (self.beta.view(1, -1, 1) - mean * inv_std)
+        shift = self.w1 * (self.beta.view((1, -1) + (1,) * (mean.dim() - 2)) - mean * inv_std)
         return scale, shift
 
 
@@ -97,7 +111,7 @@ class ConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[-1]
         tail = self.tail_length(length)
-        z = self.conv(F.pad(x, (0, tail)) if tail else x)
+        z = conv(self.conv, F.pad(x, (0, tail)) if tail else x)
         scale, shift = self.norm.coefficients(*self.norm.statistics(z))
         return self.activate(z[..., :length] if tail else z, scale, shift)
 
@@ -105,9 +119,11 @@ class ConvNormAct(nn.Module):
 class CAN(nn.Module):
     """Waveform [batch, samples] or [batch, 1, samples] in, the same shape out."""
 
-    def __init__(self, config: CANConfig | None = None) -> None:
+    def __init__(self, config: CANConfig | None = None, channels_last: bool = True) -> None:
         super().__init__()
         self.config = config or CANConfig()
+        # Not part of the config: a way of computing the same function, not a different network.
+        self.channels_last = channels_last
         width = self.config.channels
         dilations = self.config.dilations
         self.layers = nn.ModuleList(
@@ -118,9 +134,13 @@ class CAN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeeze = x.dim() == 2
         h = x.unsqueeze(1) if squeeze else x
+        if self.channels_last:
+            h = to_rows(h)
         for layer in self.layers:
             h = layer(h)
-        y = self.output(h)
+        y = conv(self.output, h)
+        if self.channels_last:
+            y = from_rows(y)
         return y.squeeze(1) if squeeze else y
 
     def init_identity(self) -> None:

@@ -5,6 +5,9 @@ last, each followed by batch norm (statistics of the current input, no scale, a 
 LeakyReLU(0.2). Padding is TensorFlow's "SAME", which is asymmetric for stride 2 (more on the right).
 Heads: mean over time of the last layer, then a linear map per task (scene classes: softmax;
 sound tags: one sigmoid each).
+
+The layers compute in the channels-last row layout of :mod:`hushnet.models.layout` (oneDNN's fast
+kernels); the features are returned as [batch, channels, time] views.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hushnet.models.config import ModelConfig
+from hushnet.models.layout import conv, from_rows, reduce_dims, to_rows
 
 
 @dataclass
@@ -64,21 +68,24 @@ class LossLayer(nn.Module):
         self.beta = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: torch.Tensor, batch_statistics: bool = False) -> torch.Tensor:
-        z = self.conv(F.pad(x, same_padding(x.shape[-1], self.stride)))
+        z = conv(self.conv, F.pad(x, same_padding(x.shape[-1], self.stride))).float()
         # Statistics of this input alone (the authors' batch norm as used in the feature loss, one file
         # at a time), or of the whole batch (as when they trained the classifier on batches of clips:
         # per-example statistics would erase the level differences between clips that tell classes apart).
-        var, mean = torch.var_mean(z, dim=(0, 2) if batch_statistics else 2, keepdim=True, correction=0)
-        normed = (z - mean) * torch.rsqrt(var + self.eps) + self.beta.view(1, -1, 1)
+        # Statistics in float32 whatever the autocast: bf16 sums lose their precision.
+        dims = reduce_dims(z)
+        var, mean = torch.var_mean(z, dim=(0, *dims) if batch_statistics else dims, keepdim=True, correction=0)
+        normed = (z - mean) * torch.rsqrt(var + self.eps) + self.beta.view((1, -1) + (1,) * len(dims))
         return F.leaky_relu(normed, self.negative_slope)
 
 
 class LossNet(nn.Module):
     """Returns the list of every layer's activations; ``classify`` adds the task heads."""
 
-    def __init__(self, config: LossNetConfig | None = None) -> None:
+    def __init__(self, config: LossNetConfig | None = None, channels_last: bool = True) -> None:
         super().__init__()
         self.config = config or LossNetConfig()
+        self.channels_last = channels_last
         cfg = self.config
         in_channels = [1] + cfg.channels[:-1]
         self.layers = nn.ModuleList(
@@ -91,10 +98,12 @@ class LossNet(nn.Module):
     def forward(self, x: torch.Tensor, num_layers: int | None = None, batch_statistics: bool = False) -> list[torch.Tensor]:
         """Activations of the first ``num_layers`` layers (all by default) for x: [batch, samples]."""
         h = x.unsqueeze(1) if x.dim() == 2 else x
+        if self.channels_last:
+            h = to_rows(h)
         features = []
         for layer in self.layers[: num_layers or len(self.layers)]:
             h = layer(h, batch_statistics)
-            features.append(h)
+            features.append(from_rows(h) if self.channels_last else h)
         return features
 
     def classify(self, x: torch.Tensor, batch_statistics: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:

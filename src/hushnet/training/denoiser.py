@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,7 +35,8 @@ from hushnet.metrics import pesq_score, si_sdr
 from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
 from hushnet.models.can import CAN, CANConfig, NORM_MODES, to_batch_mode
 from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, Sub, nested, option
-from hushnet.training import distrib
+from hushnet.precision import PRECISION_HELP, PRECISIONS
+from hushnet.training import distrib, fastpath
 from hushnet.training.skeleton import run_job, RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
 
 
@@ -79,7 +81,10 @@ class TrainConfig:
     # Wall-clock budget of this process (a lent GPU, a CI slot): checkpoint and stop once it is spent;
     # --resume continues from there, exactly as after an interruption.
     time_budget_minutes: float | None = option(None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
-    autocast: bool = option(False, help="bf16 autocast (GPU, or CPUs with bf16 support)")
+    precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
+    # torch.compile of the forward and loss (about a minute, once per run): fuses the normalisation
+    # and activation passes; --no-compile for debugging, or where no C++ compiler is installed.
+    compile: bool = option(True, flag="--no-compile", help="run the training step eagerly, without torch.compile")
     # Bookkeeping
     seed: int = option(0, help="seed of initialisation and data")
     validate_every: int = option(500, help="steps between validations")
@@ -105,6 +110,8 @@ class TrainConfig:
                     if isinstance(value, list):
                         sub[name] = tuple(value)
                 values[key] = kind(**sub)
+        if "autocast" in values:  # written before ``precision`` existed: keep what that run did
+            values.setdefault("precision", "bf16" if values.pop("autocast") else "float32")
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -279,7 +286,8 @@ def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, devic
     return {key: round(float(np.mean(values)), 4) for key, values in totals.items() if values}
 
 
-LOG_COLUMNS = ["step", "learning_rate", "loss", "feature", "l1", "l2", "stft", "anchor", "grad_norm", "seconds", "audio_seconds_per_second"]
+LOG_COLUMNS = ["step", "learning_rate", "loss", "feature", "l1", "l2", "stft", "anchor", "grad_norm", "seconds", "audio_seconds_per_second",
+               "precision"]
 VALIDATION_COLUMNS = ["step", "loss", "pesq", "stoi", "si_sdr"]
 LOGGED_TERMS = ("feature", "l1", "l2", "stft", "anchor")
 
@@ -298,6 +306,19 @@ class _Job:
     device: torch.device
     step: int
     best: dict
+    precision: str  # what runs: float32 or bf16
+    forward: fastpath.CompiledStep  # (noisy, clean) -> (total loss, terms), compiled
+
+
+def _forward_loss(trained: torch.nn.Module, loss: TrainingLoss, device: torch.device, precision: str) -> Callable:
+    """The part of a step that torch.compile fuses: the CAN's forward and the loss through the loss network."""
+
+    def forward(noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with fastpath.autocast(device, precision):
+            denoised = trained(noisy)
+            return loss(denoised.float(), clean)
+
+    return forward
 
 
 def _set_up(config: TrainConfig, run: Run) -> _Job:
@@ -317,16 +338,18 @@ def _set_up(config: TrainConfig, run: Run) -> _Job:
     tensors, info = run.restore(optimizer)
     loss.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
     set_training_mode(model, config)
-    return _Job(model, distrib.wrap(model, device, run.world), loss, optimizer, anchor, training_data, validation_data, device,
-                info["step"], info.get("best", {}))
+    trained = distrib.wrap(model, device, run.world)
+    precision = fastpath.resolve(config.precision, device)
+    say = print if run.main else (lambda line: None)
+    forward = fastpath.CompiledStep(_forward_loss(trained, loss, device, precision), config.compile, say)
+    return _Job(model, trained, loss, optimizer, anchor, training_data, validation_data, device, info["step"], info.get("best", {}),
+                precision, forward)
 
 
 def _train_step(job: _Job, batch: dict[str, torch.Tensor], config: TrainConfig, world: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """One optimisation step: (total loss, its terms, gradient norm)."""
     noisy, clean = level_normalise(batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db)
-    with torch.autocast(job.device.type, dtype=torch.bfloat16, enabled=config.autocast):
-        denoised = job.trained(noisy)
-        total, terms = job.loss(denoised.float(), clean)
+    total, terms = job.forward(noisy, clean)
     if job.anchor is not None:
         terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(job.model.parameters(), job.anchor))
         total = total + config.loss.anchor * terms["anchor"]
@@ -356,11 +379,12 @@ def _averaged(total: torch.Tensor, terms: dict[str, torch.Tensor], world: int) -
 
 
 def _log_row(step: int, learning_rate: float, logged: dict[str, float], grad_norm: torch.Tensor, seconds: float, config: TrainConfig,
-             world: int) -> dict[str, str]:
+             world: int, precision: str) -> dict[str, str]:
     return {
         "step": step, "learning_rate": f"{learning_rate:.3e}", **{k: f"{v:.6g}" for k, v in logged.items()},
         "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{seconds:.3f}",
         "audio_seconds_per_second": f"{config.batch_size * world * config.mixing.segment_seconds / seconds:.3f}",
+        "precision": precision,
     }
 
 
@@ -383,6 +407,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         raise
     run.start(config.to_dict())
     step = job.step
+    if run.main:
+        print(fastpath.describe(config.precision, job.precision, job.forward.enabled), file=sys.stderr)
     log, validation_log = run.log("log.csv", LOG_COLUMNS, step), run.log("validation.csv", VALIDATION_COLUMNS, step)
     length = len(job.training_data) if isinstance(job.training_data, PairDataset) else None
     loader = torch.utils.data.DataLoader(
@@ -406,7 +432,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         bar.update(1)
         bar.set_postfix(loss=f"{logged['loss']:.4g}")
         if log is not None:
-            log.write(_log_row(step, learning_rate, logged, grad_norm, time.perf_counter() - started, config, run.world))
+            log.write(_log_row(step, learning_rate, logged, grad_norm, time.perf_counter() - started, config, run.world, job.precision))
+        if step == job.step + 1 and job.forward.enabled and run.main:
+            bar.write(f"first step {time.perf_counter() - started:.1f} s, torch.compile's compilation included")
         if run.main and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(job, config, run, validation_log, step, bar)
         if run.end_step(step, config.checkpoint_every, config.max_steps, job.device, lambda: _checkpoint(job, config, run, step), on_step, bar.write):
@@ -416,6 +444,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         write_run_summary(run.output)
     run.finish()
     return run.output
+
+
+def _arithmetic(log: list[dict], config: dict) -> str:
+    """What the logged steps ran in (precision per step; compiled or not), for the summary."""
+    ran = sorted({row.get("precision") or "float32" for row in log}) or ["none"]
+    compiled = config.get("compile", False)
+    return f"{' then '.join(ran)} (requested `{config.get('precision', 'float32')}`), torch.compile {'on' if compiled else 'off'}"
 
 
 def write_run_summary(output: Path) -> Path:
@@ -433,6 +468,7 @@ def write_run_summary(output: Path) -> Path:
         f"(sum of step times, validation excluded); median {np.median(speed) if speed else 0:.2f} s of audio per second.",
         f"- Start: `{config['init']}`; loss {config['loss']}; normalisation `{config['model']['norm']}`"
         f"{' (statistics frozen)' if config.get('freeze_norm_statistics') else ''}; batch {config['batch_size']} x {config['mixing']['segment_seconds']} s.",
+        f"- Arithmetic: {_arithmetic(log, config)}.",
         "- Configuration: `train_config.json`; per-step log: `log.csv`.", "",
         "| step | validation loss | PESQ-WB | STOI | SI-SDR (dB) |", "|---|---|---|---|---|",
     ]
