@@ -31,7 +31,8 @@ def config_for(tmp_path):
     def make(name: str, **overrides) -> LossNetTrainConfig:
         values = dict(output=str(tmp_path / name), data=None, dcase_scenes=str(dcase), chime_home=str(chime), layers=6, base_channels=4,
                       crop_seconds=(0.25, 0.5), evaluation_seconds=0.5, evaluation_tag_items=6, batch_size=6, learning_rate=3e-3,
-                      warmup_steps=2, max_steps=30, validate_every=30, checkpoint_every=3, threads=1)
+                      warmup_steps=2, max_steps=30, validate_every=30, checkpoint_every=3, threads=1,
+                      precision="float32", compile=False)
         return LossNetTrainConfig(**{**values, **overrides})
 
     return make
@@ -56,14 +57,15 @@ class Crash(Exception):
     pass
 
 
-def test_resume_continues_exactly(config_for):
-    whole = train_lossnet(config_for("whole", max_steps=8, tasks="alternate"), progress=False)
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_resume_continues_exactly(config_for, precision):
+    whole = train_lossnet(config_for("whole", max_steps=8, tasks="alternate", precision=precision), progress=False)
 
     def crash(step: int) -> None:
         if step == 7:
             raise Crash
 
-    config = config_for("halves", max_steps=8, tasks="alternate")
+    config = config_for("halves", max_steps=8, tasks="alternate", precision=precision)
     with pytest.raises(Crash):
         train_lossnet(config, progress=False, on_step=crash)
     assert latest_checkpoint(config.output).name == "step_0000006"
@@ -75,7 +77,9 @@ def test_resume_continues_exactly(config_for):
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The log reads as if the run had never stopped: each step once, with the uninterrupted run's values.
     with open(whole / "log.csv") as first, open(f"{config.output}/log.csv") as second:
-        assert list(csv.DictReader(second)) == list(csv.DictReader(first))
+        rows = list(csv.DictReader(second))
+        assert rows == list(csv.DictReader(first))
+    assert {r["precision"] for r in rows} == {precision}
 
 
 def test_spent_time_budget_checkpoints_and_resume_finishes_identically(config_for):
@@ -87,3 +91,4 @@ def test_spent_time_budget_checkpoints_and_resume_finishes_identically(config_fo
     a = load_file(str(whole / "lossnet" / "model.safetensors"))
     b = load_file(str(config.output + "/lossnet/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+

@@ -7,7 +7,7 @@
 #   here, after:    tar xzf <files_at>/run.tar.gz             # restores runs/gpu/, the next call resumes it
 #
 # A first call starts a run (from scratch by default: identity initialisation, chunkable batch
-# normalisation, bf16 autocast, batch 32); a later call finds runs/gpu/checkpoints and resumes.
+# normalisation, batch 32; --precision auto is bf16 on GPUs that have it); a later call finds runs/gpu/checkpoints and resumes.
 # HUSHNET_DEVICE=cpu runs the same script on a CPU (how it is tested here).
 set -euo pipefail
 run=${1:?usage: gpu_train.sh RUN_FOLDER MINUTES [hushnet train flags]}
@@ -30,7 +30,6 @@ if [ -d "$run/checkpoints" ]; then
 else
   options+=(--norm batch --batch-size 32 --segment-seconds 3 --learning-rate 1e-3 --warmup-steps 200
             --max-steps 20000 --validate-every 500 --checkpoint-every 250 --workers 8)
-  if [ "$device" = cuda ]; then options+=(--autocast); fi
 fi
 python3 -m hushnet.cli train -o "$run" "${options[@]}" "$@" 2>&1 | tee "$out/train.log"
 

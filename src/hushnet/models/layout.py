@@ -31,7 +31,15 @@ def reduce_dims(z: torch.Tensor) -> tuple[int, ...]:
 
 
 def conv(module: nn.Conv1d, x: torch.Tensor, padding: int | None = None) -> torch.Tensor:
-    """``module`` applied to ``x`` in ``x``'s layout; ``padding`` overrides the module's own (on time)."""
+    """``module`` applied to ``x`` in ``x``'s layout; ``padding`` overrides the module's own (on time).
+
+    A convolution from or to a single channel (the waveform in, the waveform out) always runs in
+    float32, whatever the autocast: bf16 would round the signal itself to 8 bits of mantissa (about
+    -50 dB), for a conv that costs next to nothing.
+    """
+    if torch.is_autocast_enabled(x.device.type) and 1 in (module.in_channels, module.out_channels):
+        with torch.autocast(x.device.type, enabled=False):
+            return conv(module, x.float(), padding)
     pad = module.padding[0] if padding is None else padding
     if x.dim() == 3:
         return F.conv1d(x, module.weight, module.bias, module.stride, pad, module.dilation)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,8 @@ from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
 from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, option
+from hushnet.precision import PRECISION_HELP, PRECISIONS
+from hushnet.training import fastpath
 from hushnet.training.skeleton import run_job, Run, get_lr, set_learning_rate
 
 ESC10_CLASSES = ("baby_cry", "chainsaw", "clock_tick", "dog_bark", "fire_crackling", "helicopter", "person_sneeze", "rain", "rooster", "sea_waves")
@@ -61,6 +64,11 @@ class LossNetTrainConfig:
     seed: int = option(0, help="seed")
     device: str = option("cpu", help=DEVICE_HELP)
     threads: int | None = option(None, help=THREADS_HELP, show_default=False)
+    precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
+    # Off by default: every step draws a new crop length, and a compiled graph holds one length (with
+    # dynamic shapes, the symbolic sizes of 14 "SAME"-padded stride-2 layers took inductor over 20
+    # minutes to simplify). bf16 on the channels-last layout needs no compiling.
+    compile: bool = option(False, flag="--compile", help="torch.compile the step (recompiles for every new crop length)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,25 +218,43 @@ def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks
     return "\n".join(lines) + "\n"
 
 
-LOG_COLUMNS = ["step", "learning_rate", "scene_loss", "tag_loss"]
+LOG_COLUMNS = ["step", "learning_rate", "scene_loss", "tag_loss", "precision"]
+
+
+def _task_losses(network: LossNet, device: torch.device, precision: str) -> Callable:
+    """(scene audio, labels, tag audio, targets) -> (scene loss, tag loss): what torch.compile fuses.
+    A task left out of this step is given as None."""
+
+    def losses(scene_audio, scene_labels, tag_audio, tag_targets):
+        scene = tag = None
+        with fastpath.autocast(device, precision):
+            if scene_audio is not None:
+                scene = F.cross_entropy(network.classify(scene_audio)[0].float(), scene_labels)
+            if tag_audio is not None:
+                tag = F.binary_cross_entropy_with_logits(network.classify(tag_audio)[1].float(), tag_targets)
+        return scene, tag
+
+    return losses
 
 
 def _train_step(network: LossNet, tasks: Tasks, optimizer: torch.optim.Optimizer, config: LossNetTrainConfig, step: int,
-                device: torch.device) -> dict[str, torch.Tensor]:
+                device: torch.device, forward: Callable) -> dict[str, torch.Tensor]:
     """One step on one crop length: the task losses it took (scenes, tags or both)."""
     low, high = config.crop_seconds
     rng = np.random.default_rng([config.seed, step, 7])
     samples = int(MODEL_RATE * math.exp(rng.uniform(math.log(low), math.log(high))))
     indices = range(step * config.batch_size, (step + 1) * config.batch_size)
-    losses = {}
+    scene_audio = scene_labels = tag_audio = tag_targets = None
     if config.tasks == "sum" or step % 2 == 0:
         items = [tasks.scene_train.item(len(tasks.scene_train) + i, samples) for i in indices]
-        logits, _ = network.classify(torch.from_numpy(np.stack([a for a, _ in items])).to(device))
-        losses["scene_loss"] = F.cross_entropy(logits, torch.tensor([label for _, label in items], device=device))
+        scene_audio = torch.from_numpy(np.stack([a for a, _ in items])).to(device)
+        scene_labels = torch.tensor([label for _, label in items], device=device)
     if config.tasks == "sum" or step % 2 == 1:
         items = [tasks.tag_train.item(i, samples) for i in indices]
-        _, logits = network.classify(torch.from_numpy(np.stack([a for a, _ in items])).to(device))
-        losses["tag_loss"] = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(np.stack([t for _, t in items])).to(device))
+        tag_audio = torch.from_numpy(np.stack([a for a, _ in items])).to(device)
+        tag_targets = torch.from_numpy(np.stack([t for _, t in items])).to(device)
+    scene, tag = forward(scene_audio, scene_labels, tag_audio, tag_targets)
+    losses = {name: value for name, value in (("scene_loss", scene), ("tag_loss", tag)) if value is not None}
     optimizer.zero_grad(set_to_none=True)
     sum(losses.values()).backward()
     torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
@@ -268,15 +294,18 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
     run.start(config.to_dict())
     log = run.log("log.csv", LOG_COLUMNS, step)
     network.train()
+    precision = fastpath.resolve(config.precision, device)
+    forward = fastpath.CompiledStep(_task_losses(network, device, precision), config.compile, print)
+    print(fastpath.describe(config.precision, precision, forward.enabled), file=sys.stderr)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     run.start_clock()
     while step < config.max_steps:
         # As the denoiser's schedule, decaying to 5% of the peak.
         learning_rate = get_lr(step, config.learning_rate, 0.05 * config.learning_rate, config.warmup_steps, config.max_steps)
         set_learning_rate(optimizer, learning_rate)
-        losses = _train_step(network, tasks, optimizer, config, step, device)
+        losses = _train_step(network, tasks, optimizer, config, step, device, forward)
         step += 1
-        log.write({"step": step, "learning_rate": f"{learning_rate:.3e}", **{k: v.item() for k, v in losses.items()}})
+        log.write({"step": step, "learning_rate": f"{learning_rate:.3e}", **{k: v.item() for k, v in losses.items()}, "precision": precision})
         bar.update(1)
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
         if step % config.validate_every == 0 or step == config.max_steps:
