@@ -197,3 +197,27 @@ def test_hiss_goes_into_the_noise_not_the_target(mixtures):
         scale = np.sqrt(np.mean(item["clean"] ** 2) / np.mean(plain["clean"] ** 2))  # the level draw rescales
         np.testing.assert_allclose(item["clean"], plain["clean"] * scale, atol=1e-5)
         assert np.mean((item["noise"] - plain["noise"] * scale) ** 2) > 1e-8
+
+
+def test_active_speech_level_ignores_pauses_and_active_snr_makes_noisier_mixtures(tiny_corpus):
+    from hushnet.data.mixing import MixingConfig, MixtureDataset, active_speech_power
+    from hushnet.data.sources import noise_clips, speech_utterances
+
+    rate = 16000
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
+    with_pauses = np.concatenate([np.zeros(rate), tone, np.zeros(2 * rate)])
+    tone_db = 10 * np.log10(np.mean(tone**2))
+    assert abs(10 * np.log10(active_speech_power(tone, rate)) - tone_db) < 0.3
+    # Three quarters silence: the plain RMS is 6 dB down, the active level within 1.2 dB of the tone's.
+    assert 10 * np.log10(np.mean(with_pauses**2)) < tone_db - 5.9
+    assert abs(10 * np.log10(active_speech_power(with_pauses, rate)) - tone_db) < 1.2
+    assert active_speech_power(np.zeros(100), rate) == 0.0
+    speech, noise = speech_utterances(tiny_corpus / "speech"), noise_clips(tiny_corpus / "noise")
+
+    def measured_snr(reference: str) -> list[float]:
+        config = MixingConfig(segment_seconds=0.5, easy_every=1, snr_reference=reference)
+        items = [MixtureDataset(speech, noise, [], config, 0, 8)[i] for i in range(8)]
+        return [10 * np.log10(np.mean(x["clean"] ** 2) / np.mean(x["noise"] ** 2)) for x in items]
+
+    rms, active = measured_snr("rms"), measured_snr("active")
+    assert all(a <= r + 1e-6 for r, a in zip(rms, active))  # the active level is never below the RMS

@@ -229,3 +229,15 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_corpus, tiny_los
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-3)
     assert abs(eager_loss[0] - eager_loss[-1]) > 10 * 1e-3 * abs(eager_loss[0])
     assert "torch.compile on" in (compiled / "summary.md").read_text()
+
+
+def test_layer_weights_can_be_calibrated_on_the_starting_model_before_step_one(tmp_path, tiny_corpus, tiny_lossnet_dir):
+    config = tiny_config(tmp_path / "first", tiny_corpus, tiny_lossnet_dir, max_steps=1, checkpoint_every=1,
+                         **{"loss.calibrate_before_training": True})
+    run = train(config, progress=False)
+    state = load_file(str(latest_checkpoint(run) / "training_state.safetensors"))
+    assert int(state["loss.feature.calibrated_steps"]) == 3  # all calibration batches, though only one step ran
+    assert not torch.equal(state["loss.feature.weights"], torch.ones(4))
+    # Without it, one step into a 3-step calibration the weights are still equal.
+    plain = train(config_with(config, {"output": str(tmp_path / "plain"), "loss.calibrate_before_training": False}), progress=False)
+    assert torch.equal(load_file(str(latest_checkpoint(plain) / "training_state.safetensors"))["loss.feature.weights"], torch.ones(4))

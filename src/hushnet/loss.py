@@ -88,6 +88,9 @@ class LossConfig:
     lossnet: str = "authors-lossnet"
     feature_layers: int = 6
     calibration_steps: int = 100
+    # Calibrate the layer weights on the starting model, over ``calibration_steps`` batches drawn
+    # before step 1, instead of training the first steps with equal weights.
+    calibrate_before_training: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

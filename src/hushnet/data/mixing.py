@@ -34,6 +34,10 @@ class MixingConfig:
     # the conditions the starting model was trained on, which guards what it already knows.
     easy_every: int = 0
     easy_snr_db: tuple[float, float] = (0.0, 15.0)
+    # How the SNR of a mixture is defined: "rms", the power ratio over the whole crop, or "active",
+    # the speech's active level (ITU-T P.56, what Valentini's 0-15 dB are measured with) against
+    # the noise's RMS. Crops with pauses come out noisier under "active".
+    snr_reference: str = "rms"
     # Recording-chain degradations of the hard items, applied to speech and noise alike, so that the
     # target keeps the device's character and the model learns to remove noise, not to re-equalise:
     bandlimit_probability: float = 0.0  # low-pass at a cutoff drawn from ``bandlimit_hz`` (old/phone audio)
@@ -55,9 +59,50 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def scale_noise_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``noise`` scaled so that 10*log10(P_speech / P_noise) == snr_db over the segment."""
-    speech_power = np.mean(np.square(speech, dtype=np.float64))
+def active_speech_power(x: np.ndarray, rate: int) -> float:
+    """Mean power of ``x`` over its active samples, by ITU-T P.56 method B (as in ``sv56demo``).
+
+    Written here because no maintained Python package implements P.56: an envelope (two one-pole
+    smoothers, 30 ms) with 200 ms hangover is compared with thresholds an octave apart; the active
+    level is where the level over the samples above a threshold is 15.9 dB above that threshold,
+    interpolated between the two thresholds around it. Falls back to the plain mean power when no
+    threshold qualifies (silence, or a signal active throughout).
+    """
+    from scipy.signal import lfilter
+
+    x = np.asarray(x, dtype=np.float64)
+    energy = float(np.sum(x * x))
+    if x.size == 0 or energy <= _TINY:
+        return 0.0
+    g = np.exp(-1.0 / (rate * 0.03))
+    envelope = lfilter([(1 - g) ** 2], [1, -2 * g, g * g], np.abs(x))  # the two smoothers in series
+    hangover = int(np.ceil(0.2 * rate))
+    positions = np.arange(x.size)
+    margin_db = 15.9
+    previous = None
+    for threshold in 2.0 ** np.arange(-15, 1):
+        above = envelope >= threshold
+        if not above.any():
+            break
+        last_above = np.maximum.accumulate(np.where(above, positions, -hangover - 1))
+        active = int(np.count_nonzero(positions - last_above <= hangover))
+        level = 10 * np.log10(energy / active)
+        excess = level - 20 * np.log10(threshold)
+        if excess <= margin_db:
+            if previous is None:
+                return energy / active
+            level_before, excess_before = previous
+            fraction = (excess_before - margin_db) / (excess_before - excess)
+            return float(10 ** ((level_before + fraction * (level - level_before)) / 10))
+        previous = (level, excess)
+    return energy / x.size
+
+
+def scale_noise_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, speech_power: float | None = None) -> np.ndarray:
+    """``noise`` scaled so that 10*log10(P_speech / P_noise) == snr_db over the segment (``speech_power``:
+    the speech's power by another definition, e.g. its active level)."""
+    if speech_power is None:
+        speech_power = np.mean(np.square(speech, dtype=np.float64))
     noise_power = np.mean(np.square(noise, dtype=np.float64))
     if speech_power <= _TINY or noise_power <= _TINY:
         return noise
@@ -195,7 +240,8 @@ class MixtureDataset(torch.utils.data.Dataset):
         else:
             noise = self._babble(rng, length, speaker)
         snr_db = float(rng.uniform(*(config.easy_snr_db if easy else config.snr_db)))
-        noise = scale_noise_to_snr(speech, noise, snr_db)
+        reference = active_speech_power(speech, config.sample_rate) if config.snr_reference == "active" else None
+        noise = scale_noise_to_snr(speech, noise, snr_db, reference)
         if not easy and (config.colouration_probability or config.bandlimit_probability or config.hiss_probability):
             clean, speech, noise = self._degrade(rng, clean, speech, noise)
         noisy = speech + noise

@@ -346,6 +346,23 @@ def _set_up(config: TrainConfig, run: Run) -> _Job:
                 precision, forward)
 
 
+def calibrate_before_training(job: _Job, config: TrainConfig, world: int) -> None:
+    """Layer weights from the starting model's distances on ``calibration_steps`` batches of items
+    that training never draws (counted down from the end of the item stream)."""
+    feature = job.loss.feature
+    job.model.eval()
+    with torch.no_grad():
+        for step in range(config.loss.calibration_steps):
+            last = len(job.training_data) - 1 - step * config.batch_size
+            batch = _collate([job.training_data[last - i] for i in range(config.batch_size)])
+            noisy, clean = level_normalise(batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db)
+            with fastpath.autocast(job.device, job.precision):
+                _, distances = feature(job.model(noisy).float(), clean)
+            if feature.record(distances):
+                feature.finish_calibration((lambda t: distrib.average(t, world)) if world > 1 else None)
+    set_training_mode(job.model, config)
+
+
 def _train_step(job: _Job, batch: dict[str, torch.Tensor], config: TrainConfig, world: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """One optimisation step: (total loss, its terms, gradient norm)."""
     noisy, clean = level_normalise(batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db)
@@ -409,6 +426,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     step = job.step
     if run.main:
         print(fastpath.describe(config.precision, job.precision, job.forward.enabled), file=sys.stderr)
+    if config.loss.calibrate_before_training and job.loss.feature is not None and job.loss.feature.calibrating:
+        calibrate_before_training(job, config, run.world)
     log, validation_log = run.log("log.csv", LOG_COLUMNS, step), run.log("validation.csv", VALIDATION_COLUMNS, step)
     length = len(job.training_data) if isinstance(job.training_data, PairDataset) else None
     loader = torch.utils.data.DataLoader(
