@@ -1,134 +1,275 @@
-"""Training throughput (seconds of audio per second) and peak memory of one training step.
+"""Training throughput (seconds of audio per second) of the full training step, path by path.
 
-Each configuration runs in its own process (so its peak RSS is its own): the 64-channel CAN with the
-deep feature loss through the authors' loss network, against the variants that the speed work of
-issue 7 compares: gradients through the clean branch of the loss network (the naive way), bf16
-autocast, 32 channels, batch-mode normalisation, the waveform L1 loss alone.
+The full step: the CAN's forward and backward from ``authors-dfl``, the deep feature loss through the
+authors' loss network, AdamW. Paths: today's conv1d float32 ([batch, channels, time]), channels-last
+conv2d float32, channels-last bf16 autocast, and ``torch.compile`` of each. Where the time goes: the
+same step with an L1 loss instead of the feature loss (the loss network's share is the difference),
+the optimizer step alone, and the data (one batch of on-the-fly mixtures). Also the loss network
+trainer's step. Each configuration runs in its own process (its own threads and peak RSS).
 
-    python benchmarks/training.py                 # all variants, CPU, writes results/training.json
-    python benchmarks/training.py --device cuda   # on a GPU
+    python benchmarks/training.py                       # every path, 1 and 2 threads: results/training.md
+    python benchmarks/training.py --job OLD_SRC         # also `hushnet train`'s 12-step job, OLD_SRC's code against this one
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
 
-VARIANTS = {
-    "64ch feature loss (default)": {},
-    "64ch feature loss, clean branch with gradients": {"naive_clean_branch": True},
-    "64ch feature loss, bf16 autocast": {"autocast": True},
-    "64ch feature loss, batch norm": {"norm": "batch"},
-    "32ch feature loss": {"channels": 32},
-    "64ch L1 only": {"feature": 0.0, "l1": 1.0},
+PATHS = {
+    "conv1d float32 (before)": {"channels_last": False, "precision": "float32", "compile": False},
+    "channels-last float32": {"channels_last": True, "precision": "float32", "compile": False},
+    "channels-last bf16": {"channels_last": True, "precision": "bf16", "compile": False},
+    "compiled conv1d float32": {"channels_last": False, "precision": "float32", "compile": True},
+    "compiled channels-last float32": {"channels_last": True, "precision": "float32", "compile": True},
+    "compiled channels-last bf16 (default)": {"channels_last": True, "precision": "bf16", "compile": True},
 }
 
 
-def measure(options: dict) -> dict:
-    """Run warm-up + timed steps of one configuration in this process; returns throughput and memory."""
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def measure_denoiser_step(options: dict) -> dict:
+    """Warm-up then timed full steps of one path, in this process."""
     import torch
 
-    from hushnet.model_dir import load_model
     from hushnet.loss import LossConfig, TrainingLoss
-    from hushnet.models.can import CAN, CANConfig
+    from hushnet.model_dir import load_model
+    from hushnet.training import fastpath
 
+    torch.set_num_threads(options["threads"])
     torch.manual_seed(0)
-    device = torch.device(options["device"])
-    if options.get("threads"):
-        torch.set_num_threads(options["threads"])
-    model = CAN(CANConfig(channels=options.get("channels", 64), norm=options.get("norm", "per-input"))).to(device)
-    model.init_identity()
-    loss_config = LossConfig(feature=options.get("feature", 1.0), l1=options.get("l1", 0.0), calibration_steps=0)
-    lossnet = load_model("authors-lossnet", kind="lossnet") if loss_config.feature else None
-    loss = TrainingLoss(loss_config, lossnet).to(device)
-    if options.get("naive_clean_branch") and loss.feature is not None:
-        feature = loss.feature
-
-        def distances(denoised, clean):  # the clean branch inside the autograd graph, as a naive port does
-            targets = feature.lossnet(clean.requires_grad_(True), feature.layers)
-            outputs = feature.lossnet(denoised, feature.layers)
-            return torch.stack([(o - t).abs().mean() for o, t in zip(outputs, targets)])
-
-        feature.distances = distances
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch, seconds = options["batch"], options["seconds"]
-    samples = int(seconds * 16000)
+    model = load_model("authors-dfl", kind="can")
+    model.channels_last = options["channels_last"]
+    feature = options.get("loss", "feature") == "feature"
+    lossnet = load_model("authors-lossnet", kind="lossnet") if feature else None
+    if lossnet is not None:
+        lossnet.channels_last = options["channels_last"]
+    loss = TrainingLoss(LossConfig(feature=1.0 if feature else 0.0, l1=0.0 if feature else 1.0, calibration_steps=0), lossnet)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    device = torch.device("cpu")
+    samples = int(options["seconds"] * 16000)
     generator = torch.Generator().manual_seed(0)
-    noisy = (0.05 * torch.randn(batch, samples, generator=generator)).to(device)
-    clean = (0.05 * torch.randn(batch, samples, generator=generator)).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(options.get("autocast")))
+    noisy = 0.05 * torch.randn(options["batch"], samples, generator=generator)
+    clean = 0.05 * torch.randn(options["batch"], samples, generator=generator)
 
-    def step() -> None:
-        with autocast:
-            denoised = model(noisy)
-            total, _ = loss(denoised.float(), clean)
+    def forward(noisy: torch.Tensor, clean: torch.Tensor):
+        with fastpath.autocast(device, options["precision"]):
+            return loss(model(noisy).float(), clean)
+
+    step_forward = fastpath.CompiledStep(forward, options["compile"], print)
+    times, optimizer_times = [], []
+    first = None
+    for index in range(options["warmup"] + options["steps"]):
+        started = time.perf_counter()
+        total, _ = step_forward(noisy, clean)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        before_optimizer = time.perf_counter()
+        optimizer.step()
+        done = time.perf_counter()
+        if index == 0:
+            first = done - started
+        if index >= options["warmup"]:
+            times.append(done - started)
+            optimizer_times.append(done - before_optimizer)
+    step = _median(times)
+    return {"step_s": round(step, 3), "audio_s_per_s": round(options["batch"] * options["seconds"] / step, 3),
+            "optimizer_s": round(_median(optimizer_times), 4), "first_step_s": round(first, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def measure_data(options: dict) -> dict:
+    """Seconds to draw one batch of on-the-fly mixtures (decode, crop, reverb, mix) in this process."""
+    import numpy as np
+
+    from hushnet.training.denoiser import TrainConfig, build_datasets
+    from hushnet.data.mixing import MixingConfig
+
+    config = TrainConfig(data=options["data"], mixing=MixingConfig(segment_seconds=options["seconds"]))
+    training, _ = build_datasets(config)
+    for index in range(options["batch"]):  # decode and cache what the first batches read
+        training[index]
+    times = []
+    for repeat in range(5):
+        started = time.perf_counter()
+        np.stack([training[1000 + repeat * options["batch"] + i]["noisy"] for i in range(options["batch"])])
+        times.append(time.perf_counter() - started)
+    return {"batch_s": round(_median(times), 3)}
+
+
+def measure_lossnet_step(options: dict) -> dict:
+    """The loss-network trainer's step (both tasks, batch 16 of ``seconds``-long crops)."""
+    import torch
+    import torch.nn.functional as F
+
+    from hushnet.models.lossnet import LossNet, LossNetConfig
+    from hushnet.training import fastpath
+
+    torch.set_num_threads(options["threads"])
+    torch.manual_seed(0)
+    network = LossNet(LossNetConfig(scene_classes=15, tags=7), channels_last=options["channels_last"]).train()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    device = torch.device("cpu")
+    audio = 0.05 * torch.randn(16, int(options["seconds"] * 16000))
+    labels = torch.randint(0, 15, (16,))
+    targets = (torch.rand(16, 7) > 0.5).float()
+
+    def forward(audio, labels, targets):
+        with fastpath.autocast(device, options["precision"]):
+            scenes, _ = network.classify(audio)
+            _, tags = network.classify(audio)
+            return F.cross_entropy(scenes.float(), labels) + F.binary_cross_entropy_with_logits(tags.float(), targets)
+
+    step_forward = fastpath.CompiledStep(forward, options["compile"], print)
+    times = []
+    for index in range(options["warmup"] + options["steps"]):
+        started = time.perf_counter()
+        total = step_forward(audio, labels, targets)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
+        if index >= options["warmup"]:
+            times.append(time.perf_counter() - started)
+    step = _median(times)
+    return {"step_s": round(step, 3), "audio_s_per_s": round(2 * 16 * options["seconds"] / step, 3)}
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(options["steps"]):
-        started = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    median = sorted(times)[len(times) // 2]
-    result = {
-        "step_s": round(median, 3),
-        "audio_s_per_s": round(batch * seconds / median, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }
-    if device.type == "cuda":
-        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return result
+
+def _child(kind: str, options: dict, env: dict | None = None) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps({"kind": kind, **options})], capture_output=True, text=True,
+                          env=env)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def job_speed(source: Path | None, data: str, output: Path, threads: int) -> dict:
+    """`hushnet train`'s 12-step job from authors-dfl (batch 4 x 4 s): median audio s/s over steps 3-12."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    command = [sys.executable, "-m", "hushnet.cli", "train", "-o", str(output), "--data", data, "--init", "authors-dfl",
+               "--norm", "per-input", "--batch-size", "4", "--segment-seconds", "4", "--max-steps", "12", "--validate-every", "1000",
+               "--checkpoint-every", "1000", "--threads", str(threads), "--learning-rate", "5e-5", "--warmup-steps", "2", "-q"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    with open(output / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    speeds = [float(r["audio_seconds_per_second"]) for r in rows[2:12]]
+    return {"audio_s_per_s": round(_median(speeds), 3), "first_step_s": float(rows[0]["seconds"]),
+            "wall_s": round(time.perf_counter() - started, 1), "precision": rows[-1].get("precision", "float32 (before)")}
+
+
+def _table(results: dict, seconds: float, batch: int) -> list[str]:
+    lines = [f"| path | threads | step s | audio s per s | x before | first step s (compile) | optimizer s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    for threads in (1, 2):
+        base = results.get(f"conv1d float32 (before)|{threads}|feature", {}).get("audio_s_per_s")
+        for name in PATHS:
+            r = results.get(f"{name}|{threads}|feature")
+            if not r:
+                continue
+            if "error" in r:
+                lines.append(f"| {name} | {threads} | error: {r['error']} | | | | | |")
+                continue
+            ratio = f"{r['audio_s_per_s'] / base:.2f}x" if base else "-"
+            lines.append(f"| {name} | {threads} | {r['step_s']} | {r['audio_s_per_s']} | {ratio} | {r['first_step_s']} | {r['optimizer_s']} | {r['peak_rss_mb']} |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=1.0, help="crop length per example")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--only", nargs="*", help="variant names to run (default all)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="crop length per example")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per path (after 2 warm-up steps)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS), metavar="PATH", help="paths to measure (default all)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--job", metavar="OLD_SRC", help="a src/ folder of the code before: run the 12-step job with it and with this code")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(json.loads(args.child))))
+        options = json.loads(args.child)
+        kind = options.pop("kind")
+        measure = {"step": measure_denoiser_step, "data": measure_data, "lossnet": measure_lossnet_step}[kind]
+        print(json.dumps(measure(options)))
         return
-    results = {}
-    for name, variant in VARIANTS.items():
-        if args.only and name not in args.only:
-            continue
-        options = {"device": args.device, "batch": args.batch, "seconds": args.seconds, "steps": args.steps, "threads": args.threads, **variant}
-        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(options)], capture_output=True, text=True)
-        if done.returncode != 0:
-            results[name] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
-        else:
-            results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{name:50s} {results[name]}", flush=True)
     import torch
 
+    common = {"batch": args.batch, "seconds": args.seconds, "steps": args.steps, "warmup": 2}
+    results: dict[str, dict] = {}
+    load = [os.getloadavg()[0]]
+    for threads in args.threads:
+        for name, path in PATHS.items():
+            if name not in args.paths:
+                continue
+            for loss in ("feature", "l1") if threads == 1 else ("feature",):
+                key = f"{name}|{threads}|{loss}"
+                results[key] = _child("step", {**common, **path, "threads": threads, "loss": loss})
+                print(f"{key:60s} {results[key]}", flush=True)
+                load.append(os.getloadavg()[0])
+    results["data"] = _child("data", {"batch": args.batch, "seconds": args.seconds, "data": args.data})
+    for name, path in (("before", PATHS["conv1d float32 (before)"]), ("default", PATHS["compiled channels-last bf16 (default)"])):
+        results[f"lossnet|{name}"] = _child("lossnet", {**path, "threads": 1, "seconds": 2.0, "steps": args.steps, "warmup": 2})
+        print(f"lossnet {name}: {results[f'lossnet|{name}']}", flush=True)
+    if args.job:
+        with tempfile.TemporaryDirectory() as folder:
+            for name, source in (("before", Path(args.job)), ("now", None)):
+                results[f"job|{name}"] = job_speed(source, args.data, Path(folder) / name, 1)
+                print(f"12-step job, {name}: {results[f'job|{name}']}", flush=True)
+                load.append(os.getloadavg()[0])
     RESULTS.mkdir(exist_ok=True)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
-    record = {"device": args.device, "device_name": device_name, "threads": args.threads or torch.get_num_threads(),
-              "batch": args.batch, "seconds_per_example": args.seconds, "timed_steps": args.steps, "torch": torch.__version__, "results": results}
-    path = RESULTS / ("training.json" if args.device == "cpu" else f"training_{args.device.split(':')[0]}.json")
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    record = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__, **common, "load_average": load, "results": results}
+    (RESULTS / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record)
+
+
+def write_markdown(record: dict) -> None:
+    """results/training.md from the record."""
+    results, batch, seconds = record["results"], record["batch"], record["seconds"]
+    lines = [f"# Training step speed (batch {batch} x {seconds} s, CAN from authors-dfl + deep feature loss, AdamW)", "",
+             f"torch {record['torch']}, {record['cpu']}; load average during the runs {min(record['load_average']):.1f}-{max(record['load_average']):.1f}"
+             " (2-core machine; other work was running). Medians of timed steps after 2 warm-up steps.", ""]
+    lines += _table(results, seconds, batch)
+    lines += ["", "## Where the time goes (1 thread)", "",
+              "| path | full step s | CAN fwd+bwd with L1 (s) | loss network's share (s) | optimizer s |", "|---|---|---|---|---|"]
+    for name in PATHS:
+        full, can = results.get(f"{name}|1|feature", {}), results.get(f"{name}|1|l1", {})
+        if "step_s" in full and "step_s" in can:
+            lines.append(f"| {name} | {full['step_s']} | {can['step_s'] - can['optimizer_s']:.3f} | {full['step_s'] - can['step_s']:.3f} | {full['optimizer_s']} |")
+    if "batch_s" in results.get("data", {}):
+        lines += ["", f"Data: one batch of {batch} on-the-fly mixtures of {seconds} s takes {results['data']['batch_s']} s in the main process"
+                  " (`--workers N` moves it to N loader processes)."]
+    if "lossnet|before" in results:
+        b, d = results["lossnet|before"], results["lossnet|default"]
+        if "audio_s_per_s" in b and "audio_s_per_s" in d:
+            lines += ["", f"`train-lossnet` step (both tasks, 16 crops of 2 s each, 1 thread): before {b['step_s']} s ({b['audio_s_per_s']} audio s/s), "
+                      f"compiled channels-last bf16 {d['step_s']} s ({d['audio_s_per_s']} audio s/s): {d['audio_s_per_s'] / b['audio_s_per_s']:.2f}x."]
+    if "job|before" in results:
+        b, n = results["job|before"], results["job|now"]
+        lines += ["", "## `hushnet train`, the 12-step job (from authors-dfl, batch 4 x 4 s, 1 thread), the code before against this one", "",
+                  "| code | audio s per s (median of steps 3-12) | first step s | whole command s | precision |", "|---|---|---|---|---|",
+                  f"| before | {b.get('audio_s_per_s')} | {b.get('first_step_s')} | {b.get('wall_s')} | {b.get('precision')} |",
+                  f"| now | {n.get('audio_s_per_s')} | {n.get('first_step_s')} | {n.get('wall_s')} | {n.get('precision')} |"]
+        if b.get("audio_s_per_s") and n.get("audio_s_per_s"):
+            lines.append(f"\nSpeed-up of the whole training step: **{n['audio_s_per_s'] / b['audio_s_per_s']:.2f}x**.")
+    (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / 'training.md'}")
 
 
 if __name__ == "__main__":

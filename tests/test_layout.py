@@ -28,27 +28,25 @@ def real_clips(count: int = 3, seconds: float = 3.0) -> torch.Tensor:
     return torch.stack([torch.from_numpy(sf.read(f, dtype="float32", frames=int(seconds * 16000))[0]) for f in files])
 
 
+def in_both_layouts(network: torch.nn.Module, x: torch.Tensor):
+    """(conv1d output, channels-last output) of ``network`` for ``x``."""
+    with torch.no_grad():
+        network.channels_last = False
+        expected = network(x)
+        network.channels_last = True
+        return expected, network(x)
+
+
 @pytest.mark.parametrize("norm", ["per-input", "batch"])
 def test_channels_last_float32_equals_the_conv1d_path(norm):
     model = tiny_can(norm=norm, channels=8, dilated_layers=4).eval()
-    x = 0.1 * torch.randn(2, 3001, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        model.channels_last = False
-        expected = model(x)
-        model.channels_last = True
-        got = model(x)
+    expected, got = in_both_layouts(model, 0.1 * torch.randn(2, 3001, generator=torch.Generator().manual_seed(0)))
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_loss_network_features_are_the_same_in_both_layouts():
-    network = tiny_lossnet()
-    x = 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        network.channels_last = False
-        expected = network(x)
-        network.channels_last = True
-        got = network(x)
+    expected, got = in_both_layouts(tiny_lossnet(), 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(1)))
     assert [f.shape for f in got] == [f.shape for f in expected]
     for a, b in zip(got, expected):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
