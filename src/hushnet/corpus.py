@@ -74,7 +74,10 @@ def ray_session(address: str | None) -> Iterator[Any]:
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or None, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            ray.init(address=address or None, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise RuntimeError(f"cannot start or reach Ray at {address or 'the default address'}: {one_line(error)}") from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the job's own bar counts files and audio hours
     context.print_on_execution_start = False
@@ -265,8 +268,9 @@ def _run_pool(ray, config: "DenoiseConfig", work: list["Job"], model: str, optio
             rows[row["path"]] = row
             if row["status"] == "error":
                 print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
-            else:
+            else:  # the local command's line per file
                 hours += row["audio_seconds"] / 3600
+                print(f"{row['path']} -> {row['output']}" + (f" ({row['notes']})" if row["notes"] else ""))
             bar.update(1)
             bar.set_postfix_str(f"{hours:.2f} h of audio", refresh=False)
 
