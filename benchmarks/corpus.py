@@ -1,0 +1,176 @@
+"""A corpus on Ray against the local command: ``hushnet denoise SRC -o DST`` vs ``--ray`` with 1 and 2 actors.
+
+200 real recordings from the shared data (every noisy file of real_noisy_dev, valentini_dev and
+valentini_test_dev, the rest spread evenly over the speech manifest's sets), copied into a temporary
+folder, each run as the user runs it (a fresh process; ``--ray`` starts its own local Ray). Measured:
+wall time, files/s, audio hours per hour, the overhead per file against the local command with the
+same threads, the start of a local Ray on its own, peak RSS of the local process and of each actor
+(VmHWM, polled from /proc), and from the 2-actor figure the cluster a 10,000-hour corpus needs in 24 h.
+
+    python benchmarks/corpus.py             # writes benchmarks/results/corpus.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+SRC = ROOT / "src"
+TARGET_HOURS, TARGET_DAYS_HOURS = 10_000, 24
+
+
+def pick_recordings(count: int) -> list[Path]:
+    """Every noisy dev recording, then the speech manifest's files spread evenly, ``count`` in all."""
+    chosen = [p for name in ("real_noisy_dev", "valentini_dev/noisy", "valentini_test_dev/noisy") for p in sorted((DATA / name).rglob("*.flac"))]
+    with open(DATA / "speech" / "manifest.csv", newline="") as handle:
+        speech = [DATA / "speech" / row["path"] for row in csv.DictReader(handle)]
+    rest = count - len(chosen)
+    chosen += [speech[round(i * len(speech) / rest)] for i in range(rest)]
+    return chosen[:count]
+
+
+def copy_corpus(files: list[Path], folder: Path) -> None:
+    for path in files:
+        target = folder / path.relative_to(DATA)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+
+
+def _actor_peaks(stop: threading.Event, peaks: dict[int, int]) -> None:
+    """Peak RSS (kB) of every Ray denoising actor seen while the run lasts."""
+    while not stop.is_set():
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if b"DenoiseActor" not in (status.parent / "cmdline").read_bytes():
+                    continue
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                continue
+            peaks[int(status.parent.name)] = max(peaks.get(int(status.parent.name), 0), int(line.split()[1]))
+        stop.wait(0.2)
+
+
+def timed(arguments: list[str]) -> dict:
+    """Run one command in a fresh process: wall seconds, its own peak RSS and the actors' peaks."""
+    environment = dict(os.environ, PYTHONPATH=str(SRC))
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+    poller = threading.Thread(target=_actor_peaks, args=(stop, peaks))
+    poller.start()
+    started = time.perf_counter()
+    process = subprocess.Popen(arguments, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    stop.set()
+    poller.join()
+    summary = process.stderr.read().strip().splitlines()[-1]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(arguments)} failed: {summary}")
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "summary": summary,
+            "actor_peak_rss_mb": sorted(round(kb / 1024, 1) for kb in peaks.values())}
+
+
+def ray_start_seconds() -> float:
+    """A local Ray's start and stop alone, in a fresh process (what every ``--ray`` run pays once)."""
+    code = "import time, ray; t = time.perf_counter(); ray.init(log_to_driver=False); ray.shutdown(); print(time.perf_counter() - t)"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+
+
+def audio_seconds(folder: Path) -> float:
+    import soundfile as sf
+
+    return sum(sf.info(str(p)).duration for p in folder.rglob("*.flac"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--output", default=str(RESULTS / "corpus"))
+    args = parser.parse_args()
+    hushnet = [sys.executable, "-m", "hushnet.cli", "denoise"]
+    load = os.getloadavg()
+    record = {"files": args.files, "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load],
+              "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="hushnet-corpus-") as scratch:
+        source = Path(scratch) / "corpus"
+        copy_corpus(pick_recordings(args.files), source)
+        record["audio_hours"] = round(audio_seconds(source) / 3600, 4)
+        record["ray_start_s"] = round(ray_start_seconds(), 2)
+        runs = {"local (threads: all cores)": [], "local --threads 1": ["--threads", "1"],
+                "--ray, 1 actor": ["--ray", "--actors", "1"], "--ray, 2 actors": ["--ray", "--actors", "2"]}
+        for name, extra in runs.items():
+            out = Path(scratch) / name.replace(" ", "_").replace(",", "").replace(":", "").replace("(", "").replace(")", "")
+            run = timed([*hushnet, str(source), "-o", str(out), "-q", *extra])
+            run["files_per_s"] = round(args.files / run["wall_s"], 2)
+            run["audio_h_per_h"] = round(record["audio_hours"] * 3600 / run["wall_s"], 1)
+            record["runs"][name] = run
+            print(name, run, file=sys.stderr)
+    record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    derive(record)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    Path(args.output + ".md").write_text(report(record))
+    print(report(record))
+
+
+def derive(record: dict) -> None:
+    """Overheads against the local command and the cluster size on paper."""
+    runs, files = record["runs"], record["files"]
+    local1, one, two = runs["local --threads 1"], runs["--ray, 1 actor"], runs["--ray, 2 actors"]
+    record["overhead_per_file_ms"] = round(1000 * (one["wall_s"] - local1["wall_s"]) / files, 1)
+    record["overhead_per_file_after_start_ms"] = round(1000 * (one["wall_s"] - record["ray_start_s"] - local1["wall_s"]) / files, 1)
+    record["overhead_vs_local_percent"] = round(100 * (one["wall_s"] / local1["wall_s"] - 1), 1)
+    record["two_vs_one_actor"] = round(one["wall_s"] / two["wall_s"], 2)
+    # Steady state per actor (one thread each): audio hours per wall hour, Ray's fixed start taken out.
+    per_actor = record["audio_hours"] * 3600 / (two["wall_s"] - record["ray_start_s"]) / 2
+    needed = TARGET_HOURS / TARGET_DAYS_HOURS / per_actor
+    record["per_actor_audio_h_per_h"] = round(per_actor, 1)
+    record["cpus_for_10000_h_in_24_h"] = round(needed, 1)
+
+
+def report(record: dict) -> str:
+    lines = [
+        "# A corpus on Ray: `hushnet denoise SRC -o DST` vs `--ray`",
+        "",
+        f"`python benchmarks/corpus.py`: {record['files']} real recordings ({record['audio_hours'] * 60:.1f} min of audio: every noisy file of "
+        "real_noisy_dev, valentini_dev and valentini_test_dev, the rest spread over the speech sets), default model (hushnet-dfl, onnxruntime), "
+        f"each command in a fresh process; `--ray` starts its own local Ray (alone: {record['ray_start_s']} s). "
+        f"{record['cpus']} CPUs, **shared**: the lead's training run holds about one core; `uptime` before: `{record['uptime']}`, "
+        f"load after: {record['load_average_after']}.",
+        "",
+        "| run | wall s | files/s | audio h/h | peak RSS MB (process) | peak RSS MB per actor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, run in record["runs"].items():
+        actors = ", ".join(str(x) for x in run["actor_peak_rss_mb"]) or "-"
+        lines.append(f"| {name} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {run['peak_rss_mb']} | {actors} |")
+    lines += [
+        "",
+        f"- Overhead of `--ray` (1 actor, 1 thread) against the local command with `--threads 1`: {record['overhead_vs_local_percent']} % of the wall "
+        f"time, {record['overhead_per_file_ms']} ms per file with Ray's start, {record['overhead_per_file_after_start_ms']} ms per file without it.",
+        f"- 2 actors against 1: {record['two_vs_one_actor']}x the throughput.",
+        f"- On paper: one actor (one thread) does {record['per_actor_audio_h_per_h']} audio hours per hour here, so 10,000 h in 24 h "
+        f"({TARGET_HOURS / TARGET_DAYS_HOURS:.0f} audio h/h) needs about {record['cpus_for_10000_h_in_24_h']} such CPUs "
+        "(actors), before any allowance for slower cores or stragglers.",
+        "",
+        "Summary lines:",
+        "",
+    ]
+    lines += [f"- {name}: `{run['summary']}`" for name, run in record["runs"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
