@@ -209,43 +209,55 @@ def denoise_on_ray(config: "DenoiseConfig", jobs: list["Job"], failed: int) -> i
     from hushnet.model_files import ModelError
 
     destination = check_destination(config.output)
-    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot make {destination} ({one_line(error)})", file=sys.stderr)
+        return 2
     earlier = read_results(destination)
     results = {}
     for job in jobs:
-        key = _absolute(job.input)
         if job.error is not None:
-            results[key] = _error_row(job, job.error)
+            results[_absolute(job.input)] = _error_row(job, job.error)
             print(f"error: {job.input}: {job.error}", file=sys.stderr)
         elif job.output.exists():  # renamed into place only when complete: an existing output is finished
-            results[key] = _skipped_row(job, earlier.get(key))
+            results[_absolute(job.input)] = _skipped_row(job, earlier.get(_absolute(job.input)))
     work = [job for job in jobs if _absolute(job.input) not in results]
     options = config.denoiser_options() | {"threads": config.threads or 1}
     model = _model_reference(config.model)
+    started = time.perf_counter()
     if work:
-        try:  # the same one-line refusals as the local command, before a worker starts
+        try:  # the local command's one-line refusals (model, engine, options), before any worker starts
             Denoiser.from_pretrained(model, **options)
         except (ModelError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    started = time.perf_counter()
-    try:
-        with ray_session(config.ray) as ray:
-            if work:
+        try:
+            with ray_session(config.ray) as ray:
                 _run_pool(ray, config, work, model, options, results)
-    except Exception as error:  # the cluster cannot be reached or the pipeline itself failed (not one file)
-        write_results(destination, earlier | results)
-        print(f"error: on Ray: {one_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        write_results(destination, earlier | results)
-        raise
-    finally:
-        _remove_abandoned_temporaries(work)
+        except KeyboardInterrupt:
+            _write_table(destination, earlier | results)
+            raise
+        except Exception as error:  # Ray missing or unreachable, or the pipeline itself failed (not one file)
+            _write_table(destination, earlier | results)
+            print(f"error: {one_line(error) if isinstance(error, RuntimeError) else 'the Ray pipeline failed: ' + one_line(error)}",
+                  file=sys.stderr)
+            return 2
+        finally:
+            _remove_abandoned_temporaries(work)
     for job in work:  # every input accounted for, even one the pipeline never returned
         results.setdefault(_absolute(job.input), _error_row(job, "no result came back from the cluster"))
-    table = write_results(destination, earlier | results)
-    return _summarize(list(results.values()), failed, time.perf_counter() - started, table)
+    table = _write_table(destination, earlier | results)
+    status = _summarize(list(results.values()), failed, time.perf_counter() - started, table)
+    return status if table is not None else max(status, 1)
+
+
+def _write_table(destination: Path, rows: dict[str, dict]) -> Path | None:
+    try:
+        return write_results(destination, rows)
+    except OSError as error:
+        print(f"error: cannot write the results table in {destination} ({one_line(error)})", file=sys.stderr)
+        return None
 
 
 def _run_pool(ray, config: "DenoiseConfig", work: list["Job"], model: str, options: dict, rows: dict[str, dict]) -> None:
@@ -275,7 +287,7 @@ def _run_pool(ray, config: "DenoiseConfig", work: list["Job"], model: str, optio
             bar.set_postfix_str(f"{hours:.2f} h of audio", refresh=False)
 
 
-def _summarize(rows: list[dict], failed: int, elapsed: float, table: Path) -> int:
+def _summarize(rows: list[dict], failed: int, elapsed: float, table: Path | None) -> int:
     """The local command's summary line (plus what was skipped); the exit status."""
     done = [row for row in rows if row["status"] == "ok"]
     skipped = sum(row["status"] == "skipped" for row in rows)
@@ -283,8 +295,9 @@ def _summarize(rows: list[dict], failed: int, elapsed: float, table: Path) -> in
     audio = sum(row["audio_seconds"] for row in done)
     speed = f", {audio / elapsed:.1f}x real time" if done and elapsed > 0 else ""
     also = f", {skipped} skipped (already denoised)" if skipped else ""
-    print(f"{len(done)} file{'s' if len(done) != 1 else ''} denoised, {failed} failed{also} ({audio:.1f} s of audio in {elapsed:.1f} s{speed}); "
-          f"results in {table}", file=sys.stderr)
+    where = f"; results in {table}" if table is not None else ""
+    print(f"{len(done)} file{'s' if len(done) != 1 else ''} denoised, {failed} failed{also} ({audio:.1f} s of audio in {elapsed:.1f} s{speed}){where}",
+          file=sys.stderr)
     return 1 if failed or not (done or skipped) else 0
 
 
