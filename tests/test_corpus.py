@@ -101,11 +101,12 @@ def test_ray_flag_takes_an_optional_address():
     assert parse("--ray", "ray://head:10001", "a.wav").ray == "ray://head:10001"
 
 
-def test_ray_without_an_output_folder_is_one_line(corpus, capsys):
-    for output in ([], ["-o", str(corpus / "one.wav")]):
-        status, _, err = run(["denoise", str(corpus), "--ray", *output], capsys)
-        assert status == 2 and err.startswith("error: --ray writes a folder") and len(err.strip().splitlines()) == 1
-    assert not list(corpus.rglob(f"*{RESULTS}"))
+def test_ray_without_an_output_folder_or_actors_is_one_line(corpus, capsys):
+    for extra, message in (([], "--ray writes a folder"), (["-o", str(corpus / "one.wav")], "--ray writes a folder"),
+                           (["-o", str(corpus / "out"), "--actors", "0"], "--actors must be at least 1")):
+        status, _, err = run(["denoise", str(corpus), "--ray", *extra], capsys)
+        assert status == 2 and err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+    assert not list(corpus.rglob(f"*{RESULTS}")) and not (corpus / "out").exists()
 
 
 @needs_ray

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 RESULTS_NAME = "_hushnet_results.parquet"
 RESULT_COLUMNS = ("path", "output", "status", "error", "audio_seconds", "compute_seconds", "engine", "model", "notes")
 # Logical CPUs an actor reserves per thread it runs. A full CPU per thread would let the pool take
-# every CPU and starve Ray Data's own tasks (two 1-CPU actors on 2 CPUs hang); the OS shares the cores.
+# every CPU and leave none for Ray Data's tasks (a read stage beside two 1-CPU actors on 2 CPUs never
+# starts); the OS shares the cores.
 ACTOR_CPU_SHARE = 0.5
 # Blocks of one file each balance the load and bound what a lost worker has to redo; past this many
 # files, blocks hold several (the driver keeps one small object per block).
@@ -92,8 +93,7 @@ def ray_session(address: str | None) -> Iterator[Any]:
 
 def actor_pool(ray, actors: int | None, threads: int) -> tuple[int, float]:
     """(actors, logical CPUs each reserves): by default one actor per ``threads`` CPUs of the cluster."""
-    if actors is not None and actors < 1:
-        raise ValueError("--actors must be at least 1")
+    check_actors(actors)
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     return actors or max(1, int(cpus // threads)), threads * ACTOR_CPU_SHARE
 
@@ -181,11 +181,19 @@ def _remove_abandoned_temporaries(jobs: list["Job"]) -> None:
 # --- hushnet denoise --ray -----------------------------------------------------------------------------
 
 
-def check_destination(output: str | None) -> Path:
-    """The folder a corpus job writes to; a job without one, or with a file name, is refused in one line."""
+def check_destination(output: str | None, actors: int | None = None) -> Path:
+    """The folder a corpus job writes to; a job without one (or with a file name), or with fewer than
+    one actor, is refused in one line before Ray starts."""
     if output is None or (Path(output).suffix.lower() in AUDIO_EXTENSIONS and not Path(output).is_dir()):
         raise ValueError("--ray writes a folder of outputs and its results table: give -o FOLDER")
+    check_actors(actors)
     return Path(output)
+
+
+def check_actors(actors: int | None) -> None:
+    """Refuse a pool of fewer than one actor (one line, before Ray starts)."""
+    if actors is not None and actors < 1:
+        raise ValueError("--actors must be at least 1")
 
 
 def _model_reference(model: str | None) -> str:

@@ -62,7 +62,7 @@ def run(config: DenoiseConfig) -> int:
         check_runtime(config)
         options = config.denoiser_options()
         if config.ray is not None:
-            check_destination(config.output)
+            check_destination(config.output, config.actors)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
