@@ -262,6 +262,35 @@ def test_killing_an_actor_mid_file_loses_nothing(ray2, tmp_path):
 
 
 @needs_ray
+def test_evaluate_on_ray_writes_the_local_tables_and_plot(ray2, tmp_path, capsys):
+    for role in ("clean", "noisy"):
+        (tmp_path / role).mkdir()
+        for name in ("p226_001", "p287_001"):
+            (tmp_path / role / f"{name}.flac").write_bytes((DEV / role / f"{name}.flac").read_bytes())
+    reports = {}
+    for mode, extra in (("local", ["--jobs", "1"]), ("ray", ["--ray"])):
+        out = tmp_path / mode
+        status, table, err = run(["evaluate", "--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "-o", str(out), "-q", *extra],
+                                 capsys)
+        assert status == 0, err
+        with open(out / "per_file.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        table = [line for line in table.splitlines() if " -> " not in line]  # the denoising step's lines come in any order
+        reports[mode] = (table, rows, json.loads((out / "summary.json").read_text()))
+        assert (out / "pesq_vs_snr.png").is_file()
+    (local_table, local_rows, local_summary), (ray_table, ray_rows, ray_summary) = reports["local"], reports["ray"]
+    assert ray_table == local_table and len(ray_rows) == 2
+    # Scores agree to the last bits only: ESTOI's sums come out 1 ulp apart in another process.
+    for local, remote in zip(local_rows, ray_rows):
+        assert local.keys() == remote.keys() and local["name"] == remote["name"]
+        assert [float(local[k]) for k in local if k != "name"] == pytest.approx([float(remote[k]) for k in remote if k != "name"], rel=1e-12)
+    assert ray_summary.keys() == local_summary.keys() and ray_summary["metrics"].keys() == local_summary["metrics"].keys()
+    for metric, values in local_summary["metrics"].items():
+        assert ray_summary["metrics"][metric] == pytest.approx(values, rel=1e-12, nan_ok=True)
+    assert float(ray_rows[0]["pesq_wb"]) > float(ray_rows[0]["noisy_pesq_wb"])
+
+
+@needs_ray
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker inside a file through /proc")
 def test_losing_a_node_mid_file_loses_nothing(two_nodes, tmp_path):
     import ray._private.ray_constants as ray_constants
@@ -307,32 +336,3 @@ def test_two_actors_on_two_cpus_finish_without_torch_in_any_worker(corpus, tmp_p
     assert "STATUS 0 TORCH False" in result.stdout, result.stderr[-3000:]
     rows = results(tmp_path / "out")
     assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"} and {row["engine"] for row in rows} == {"onnx"}
-
-
-@needs_ray
-def test_evaluate_on_ray_writes_the_local_tables_and_plot(ray2, tmp_path, capsys):
-    for role in ("clean", "noisy"):
-        (tmp_path / role).mkdir()
-        for name in ("p226_001", "p287_001"):
-            (tmp_path / role / f"{name}.flac").write_bytes((DEV / role / f"{name}.flac").read_bytes())
-    reports = {}
-    for mode, extra in (("local", ["--jobs", "1"]), ("ray", ["--ray"])):
-        out = tmp_path / mode
-        status, table, err = run(["evaluate", "--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "-o", str(out), "-q", *extra],
-                                 capsys)
-        assert status == 0, err
-        with open(out / "per_file.csv") as handle:
-            rows = list(csv.DictReader(handle))
-        table = [line for line in table.splitlines() if " -> " not in line]  # the denoising step's lines come in any order
-        reports[mode] = (table, rows, json.loads((out / "summary.json").read_text()))
-        assert (out / "pesq_vs_snr.png").is_file()
-    (local_table, local_rows, local_summary), (ray_table, ray_rows, ray_summary) = reports["local"], reports["ray"]
-    assert ray_table == local_table and len(ray_rows) == 2
-    # Scores agree to the last bits only: ESTOI's sums come out 1 ulp apart in another process.
-    for local, remote in zip(local_rows, ray_rows):
-        assert local.keys() == remote.keys() and local["name"] == remote["name"]
-        assert [float(local[k]) for k in local if k != "name"] == pytest.approx([float(remote[k]) for k in remote if k != "name"], rel=1e-12)
-    assert ray_summary.keys() == local_summary.keys() and ray_summary["metrics"].keys() == local_summary["metrics"].keys()
-    for metric, values in local_summary["metrics"].items():
-        assert ray_summary["metrics"][metric] == pytest.approx(values, rel=1e-12, nan_ok=True)
-    assert float(ray_rows[0]["pesq_wb"]) > float(ray_rows[0]["noisy_pesq_wb"])
