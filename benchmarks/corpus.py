@@ -48,17 +48,23 @@ def copy_corpus(files: list[Path], folder: Path) -> None:
         shutil.copy(path, target)
 
 
-def _actor_peaks(stop: threading.Event, peaks: dict[int, int]) -> None:
-    """Peak RSS (kB) of every Ray denoising actor seen while the run lasts."""
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _watch_actors(stop: threading.Event, peaks: dict[int, int], cpu: dict[int, float]) -> None:
+    """Peak RSS (kB) and CPU seconds (as last seen, every 0.2 s) of every Ray denoising actor while the run lasts."""
     while not stop.is_set():
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
                 if b"DenoiseActor" not in (status.parent / "cmdline").read_bytes():
                     continue
                 line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+                fields = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, StopIteration):
                 continue
-            peaks[int(status.parent.name)] = max(peaks.get(int(status.parent.name), 0), int(line.split()[1]))
+            pid = int(status.parent.name)
+            peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
         stop.wait(0.2)
 
 
@@ -66,8 +72,9 @@ def timed(arguments: list[str]) -> dict:
     """Run one command in a fresh process: wall seconds, its own peak RSS and the actors' peaks."""
     environment = dict(os.environ, PYTHONPATH=str(SRC))
     peaks: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     stop = threading.Event()
-    poller = threading.Thread(target=_actor_peaks, args=(stop, peaks))
+    poller = threading.Thread(target=_watch_actors, args=(stop, peaks, cpu))
     poller.start()
     started = time.perf_counter()
     process = subprocess.Popen(arguments, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -78,7 +85,9 @@ def timed(arguments: list[str]) -> dict:
     summary = process.stderr.read().strip().splitlines()[-1]
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(arguments)} failed: {summary}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "summary": summary,
+    # CPU seconds: the process and the descendants it waited for; Ray's actors are counted from /proc.
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "actor_cpu_s": round(sum(cpu.values()), 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "summary": summary,
             "actor_peak_rss_mb": sorted(round(kb / 1024, 1) for kb in peaks.values())}
 
 
@@ -126,18 +135,21 @@ def main() -> None:
 
 
 def derive(record: dict) -> None:
-    """Overheads against the local command and the cluster size on paper."""
+    """Overheads against the local command (wall and CPU) and the cluster size on paper."""
     runs, files = record["runs"], record["files"]
+    audio_seconds = record["audio_hours"] * 3600
     local1, one, two = runs["local --threads 1"], runs["--ray, 1 actor"], runs["--ray, 2 actors"]
-    record["overhead_per_file_ms"] = round(1000 * (one["wall_s"] - local1["wall_s"]) / files, 1)
-    record["overhead_per_file_after_start_ms"] = round(1000 * (one["wall_s"] - record["ray_start_s"] - local1["wall_s"]) / files, 1)
-    record["overhead_vs_local_percent"] = round(100 * (one["wall_s"] / local1["wall_s"] - 1), 1)
+    for run in runs.values():
+        run["total_cpu_s"] = round(run["cpu_s"] + run["actor_cpu_s"], 1)
+    record["overhead_wall_percent"] = round(100 * (one["wall_s"] / local1["wall_s"] - 1), 1)
+    record["overhead_wall_per_file_ms"] = round(1000 * (one["wall_s"] - local1["wall_s"]) / files, 1)
+    record["overhead_cpu_percent"] = round(100 * (one["total_cpu_s"] / local1["total_cpu_s"] - 1), 1)
+    record["overhead_cpu_per_file_ms"] = round(1000 * (one["total_cpu_s"] - local1["total_cpu_s"]) / files, 1)
     record["two_vs_one_actor"] = round(one["wall_s"] / two["wall_s"], 2)
-    # Steady state per actor (one thread each): audio hours per wall hour, Ray's fixed start taken out.
-    per_actor = record["audio_hours"] * 3600 / (two["wall_s"] - record["ray_start_s"]) / 2
-    needed = TARGET_HOURS / TARGET_DAYS_HOURS / per_actor
-    record["per_actor_audio_h_per_h"] = round(per_actor, 1)
-    record["cpus_for_10000_h_in_24_h"] = round(needed, 1)
+    # On paper: an actor that has a core to itself does audio / (its CPU seconds) real time.
+    per_actor = audio_seconds / one["actor_cpu_s"]
+    record["per_actor_realtime_on_a_core"] = round(per_actor, 1)
+    record["cpus_for_10000_h_in_24_h"] = round(TARGET_HOURS / TARGET_DAYS_HOURS / per_actor, 1)
 
 
 def report(record: dict) -> str:
@@ -146,29 +158,32 @@ def report(record: dict) -> str:
         "",
         f"`python benchmarks/corpus.py`: {record['files']} real recordings ({record['audio_hours'] * 60:.1f} min of audio: every noisy file of "
         "real_noisy_dev, valentini_dev and valentini_test_dev, the rest spread over the speech sets), default model (hushnet-dfl, onnxruntime), "
-        f"each command in a fresh process; `--ray` starts its own local Ray (alone: {record['ray_start_s']} s). "
-        f"{record['cpus']} CPUs, **shared**: the lead's training run holds about one core; `uptime` before: `{record['uptime']}`, "
-        f"load after: {record['load_average_after']}.",
+        f"each command in a fresh process, one after the other; `--ray` starts its own local Ray (start and stop alone: {record['ray_start_s']} s). "
+        f"{record['cpus']} CPUs, **shared** (the lead's training and other sessions' tests ran at the same time): `uptime` before: "
+        f"`{record['uptime']}`, load average after: {record['load_average_after']}. With the load far above the core count, wall "
+        "times say more about the neighbours than about Ray; CPU seconds (the command's process tree, plus the actors read from /proc) do not.",
         "",
-        "| run | wall s | files/s | audio h/h | peak RSS MB (process) | peak RSS MB per actor |",
-        "|---|---|---|---|---|---|",
+        "| run | wall s | files/s | audio h/h | CPU s (process tree + actors) | peak RSS MB (process) | peak RSS MB per actor |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, run in record["runs"].items():
         actors = ", ".join(str(x) for x in run["actor_peak_rss_mb"]) or "-"
-        lines.append(f"| {name} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {run['peak_rss_mb']} | {actors} |")
+        cpu = f"{run['total_cpu_s']} ({run['cpu_s']} + {run['actor_cpu_s']})" if run["actor_cpu_s"] else f"{run['total_cpu_s']}"
+        lines.append(f"| {name} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {cpu} | {run['peak_rss_mb']} | {actors} |")
     lines += [
         "",
-        f"- Overhead of `--ray` (1 actor, 1 thread) against the local command with `--threads 1`: {record['overhead_vs_local_percent']} % of the wall "
-        f"time, {record['overhead_per_file_ms']} ms per file with Ray's start, {record['overhead_per_file_after_start_ms']} ms per file without it.",
-        f"- 2 actors against 1: {record['two_vs_one_actor']}x the throughput.",
-        f"- On paper: one actor (one thread) does {record['per_actor_audio_h_per_h']} audio hours per hour here, so 10,000 h in 24 h "
-        f"({TARGET_HOURS / TARGET_DAYS_HOURS:.0f} audio h/h) needs about {record['cpus_for_10000_h_in_24_h']} such CPUs "
-        "(actors), before any allowance for slower cores or stragglers.",
+        f"- Overhead of `--ray` with 1 actor against the local command with `--threads 1` (Ray's start included): CPU "
+        f"{record['overhead_cpu_percent']} % ({record['overhead_cpu_per_file_ms']} ms per file); wall {record['overhead_wall_percent']} % "
+        f"({record['overhead_wall_per_file_ms']} ms per file).",
+        f"- 2 actors against 1: {record['two_vs_one_actor']}x the throughput (wall; on this loaded machine the second core was not free).",
+        f"- On paper: an actor with a core of its own runs at {record['per_actor_realtime_on_a_core']}x real time (audio seconds per actor CPU "
+        f"second, 1-actor run), so 10,000 h in 24 h ({TARGET_HOURS / TARGET_DAYS_HOURS:.0f} audio h/h) needs about "
+        f"{record['cpus_for_10000_h_in_24_h']} such cores (one actor each), before any allowance for slower cores, SMT siblings or stragglers.",
         "",
         "Summary lines:",
         "",
     ]
-    lines += [f"- {name}: `{run['summary']}`" for name, run in record["runs"].items()]
+    lines += [f"- {name}: `{run['summary'].split('; results in')[0]}`" for name, run in record["runs"].items()]
     return "\n".join(lines) + "\n"
 
 
