@@ -29,6 +29,8 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 SRC = ROOT / "src"
 TARGET_HOURS, TARGET_DAYS_HOURS = 10_000, 24
+RUNS = {"local (threads: all cores)": [], "local --threads 1": ["--threads", "1"],
+        "--ray, 1 actor": ["--ray", "--actors", "1"], "--ray, 2 actors": ["--ray", "--actors", "2"]}
 
 
 def pick_recordings(count: int) -> list[Path]:
@@ -70,7 +72,9 @@ def _watch_actors(stop: threading.Event, peaks: dict[int, int], cpu: dict[int, f
 
 def timed(arguments: list[str]) -> dict:
     """Run one command in a fresh process: wall seconds, its own peak RSS and the actors' peaks."""
-    environment = dict(os.environ, PYTHONPATH=str(SRC))
+    # Ray starts its workers at nice 15 (so that its own daemons come first); on a shared machine that
+    # would compare a starved actor with a local command at nice 0, so here they get the same priority.
+    environment = dict(os.environ, PYTHONPATH=str(SRC), RAY_worker_niceness="0")
     peaks: dict[int, int] = {}
     cpu: dict[int, float] = {}
     stop = threading.Event()
@@ -107,26 +111,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--output", default=str(RESULTS / "corpus"))
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
+                        help="measure only these runs and keep the others from the existing JSON (each run is saved as it ends)")
     args = parser.parse_args()
-    hushnet = [sys.executable, "-m", "hushnet.cli", "denoise"]
-    load = os.getloadavg()
-    record = {"files": args.files, "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load],
-              "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), "runs": {}}
+    saved = Path(args.output + ".json")
+    record = json.loads(saved.read_text()) if saved.is_file() and set(args.runs) != set(RUNS) else {"runs": {}}
+    record.update(files=args.files, cpus=os.cpu_count())
     with tempfile.TemporaryDirectory(prefix="hushnet-corpus-") as scratch:
         source = Path(scratch) / "corpus"
         copy_corpus(pick_recordings(args.files), source)
         record["audio_hours"] = round(audio_seconds(source) / 3600, 4)
-        record["ray_start_s"] = round(ray_start_seconds(), 2)
-        runs = {"local (threads: all cores)": [], "local --threads 1": ["--threads", "1"],
-                "--ray, 1 actor": ["--ray", "--actors", "1"], "--ray, 2 actors": ["--ray", "--actors", "2"]}
-        for name, extra in runs.items():
+        if any(name.startswith("--ray") for name in args.runs):
+            record["ray_start_s"] = round(ray_start_seconds(), 2)
+        for name in args.runs:
             out = Path(scratch) / name.replace(" ", "_").replace(",", "").replace(":", "").replace("(", "").replace(")", "")
-            run = timed([*hushnet, str(source), "-o", str(out), "-q", *extra])
-            run["files_per_s"] = round(args.files / run["wall_s"], 2)
-            run["audio_h_per_h"] = round(record["audio_hours"] * 3600 / run["wall_s"], 1)
+            started_at = time.strftime("%H:%M UTC", time.gmtime())
+            load = [round(x, 2) for x in os.getloadavg()]
+            run = timed([sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(out), "-q", *RUNS[name]])
+            run.update(started=started_at, load_average_at_start=load, files_per_s=round(args.files / run["wall_s"], 2),
+                       audio_h_per_h=round(record["audio_hours"] * 3600 / run["wall_s"], 1))
             record["runs"][name] = run
+            saved.write_text(json.dumps(record, indent=2) + "\n")
             print(name, run, file=sys.stderr)
-    record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    record["runs"] = {name: record["runs"][name] for name in RUNS if name in record["runs"]}
     derive(record)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output + ".json").write_text(json.dumps(record, indent=2) + "\n")
@@ -158,24 +165,28 @@ def report(record: dict) -> str:
         "",
         f"`python benchmarks/corpus.py`: {record['files']} real recordings ({record['audio_hours'] * 60:.1f} min of audio: every noisy file of "
         "real_noisy_dev, valentini_dev and valentini_test_dev, the rest spread over the speech sets), default model (hushnet-dfl, onnxruntime), "
-        f"each command in a fresh process, one after the other; `--ray` starts its own local Ray (start and stop alone: {record['ray_start_s']} s). "
-        f"{record['cpus']} CPUs, **shared** (the lead's training and other sessions' tests ran at the same time): `uptime` before: "
-        f"`{record['uptime']}`, load average after: {record['load_average_after']}. With the load far above the core count, wall "
-        "times say more about the neighbours than about Ray; CPU seconds (the command's process tree, plus the actors read from /proc) do not.",
+        f"each command in a fresh process, one after the other, at nice 0 (Ray's workers too: `RAY_worker_niceness=0`, against Ray's default 15); `--ray` starts its own local Ray (start and stop alone: {record['ray_start_s']} s). "
+        f"{record['cpus']} CPUs, **shared** (the lead's training and other sessions' tests ran at the same time; the load average, "
+        "from `uptime`, is given per run). With the load far above the core count, wall times say more about the neighbours than "
+        "about Ray; CPU seconds (the command's process tree, plus the actors read from /proc) much less so.",
         "",
-        "| run | wall s | files/s | audio h/h | CPU s (process tree + actors) | peak RSS MB (process) | peak RSS MB per actor |",
-        "|---|---|---|---|---|---|---|",
+        "| run | started | load average (1, 5, 15 min) | wall s | files/s | audio h/h | CPU s (process tree + actors) | peak RSS MB (process) "
+        "| peak RSS MB per actor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in record["runs"].items():
         actors = ", ".join(str(x) for x in run["actor_peak_rss_mb"]) or "-"
         cpu = f"{run['total_cpu_s']} ({run['cpu_s']} + {run['actor_cpu_s']})" if run["actor_cpu_s"] else f"{run['total_cpu_s']}"
-        lines.append(f"| {name} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {cpu} | {run['peak_rss_mb']} | {actors} |")
+        load = ", ".join(str(x) for x in run["load_average_at_start"])
+        lines.append(f"| {name} | {run['started']} | {load} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {cpu} "
+                     f"| {run['peak_rss_mb']} | {actors} |")
     lines += [
         "",
         f"- Overhead of `--ray` with 1 actor against the local command with `--threads 1` (Ray's start included): CPU "
         f"{record['overhead_cpu_percent']} % ({record['overhead_cpu_per_file_ms']} ms per file); wall {record['overhead_wall_percent']} % "
         f"({record['overhead_wall_per_file_ms']} ms per file).",
-        f"- 2 actors against 1: {record['two_vs_one_actor']}x the throughput (wall; on this loaded machine the second core was not free).",
+        f"- 2 actors against 1: {record['two_vs_one_actor']}x the throughput (wall time, runs minutes apart under a changing load: "
+        "not a clean measure of scaling).",
         f"- On paper: an actor with a core of its own runs at {record['per_actor_realtime_on_a_core']}x real time (audio seconds per actor CPU "
         f"second, 1-actor run), so 10,000 h in 24 h ({TARGET_HOURS / TARGET_DAYS_HOURS:.0f} audio h/h) needs about "
         f"{record['cpus_for_10000_h_in_24_h']} such cores (one actor each), before any allowance for slower cores, SMT siblings or stragglers.",

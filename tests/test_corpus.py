@@ -101,11 +101,15 @@ def test_ray_flag_takes_an_optional_address():
     assert parse("--ray", "ray://head:10001", "a.wav").ray == "ray://head:10001"
 
 
-def test_ray_without_an_output_folder_or_actors_is_one_line(corpus, capsys):
+def test_ray_refuses_bad_options_in_one_line_before_it_starts(corpus, capsys):
     for extra, message in (([], "--ray writes a folder"), (["-o", str(corpus / "one.wav")], "--ray writes a folder"),
                            (["-o", str(corpus / "out"), "--actors", "0"], "--actors must be at least 1")):
         status, _, err = run(["denoise", str(corpus), "--ray", *extra], capsys)
         assert status == 2 and err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+    for arguments in (["--ray", str(corpus), str(corpus / "cd.wav")], ["--ray", str(corpus / "cd.wav"), str(corpus)]):
+        status, _, err = run(["denoise", *arguments, "-o", str(corpus / "out")], capsys)
+        message = "that is a file or folder, not a Ray address; put --ray after the inputs"
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not list(corpus.rglob(f"*{RESULTS}")) and not (corpus / "out").exists()
 
 

@@ -93,7 +93,8 @@ def ray_session(address: str | None) -> Iterator[Any]:
 
 def actor_pool(ray, actors: int | None, threads: int) -> tuple[int, float]:
     """(actors, logical CPUs each reserves): by default one actor per ``threads`` CPUs of the cluster."""
-    check_actors(actors)
+    if actors is not None and actors < 1:
+        raise ValueError("--actors must be at least 1")
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     return actors or max(1, int(cpus // threads)), threads * ACTOR_CPU_SHARE
 
@@ -181,19 +182,21 @@ def _remove_abandoned_temporaries(jobs: list["Job"]) -> None:
 # --- hushnet denoise --ray -----------------------------------------------------------------------------
 
 
-def check_destination(output: str | None, actors: int | None = None) -> Path:
-    """The folder a corpus job writes to; a job without one (or with a file name), or with fewer than
-    one actor, is refused in one line before Ray starts."""
+def check_destination(output: str | None) -> Path:
+    """The folder a corpus job writes to; a job without one, or with a file name, is refused in one line."""
     if output is None or (Path(output).suffix.lower() in AUDIO_EXTENSIONS and not Path(output).is_dir()):
         raise ValueError("--ray writes a folder of outputs and its results table: give -o FOLDER")
-    check_actors(actors)
     return Path(output)
 
 
-def check_actors(actors: int | None) -> None:
-    """Refuse a pool of fewer than one actor (one line, before Ray starts)."""
-    if actors is not None and actors < 1:
+def check_cluster_options(options: ClusterOptions) -> None:
+    """Refuse, in one line before Ray starts, a pool of no actors and an address that is an input
+    (``--ray`` takes an optional value, so ``--ray corpus/`` would read the folder as the address)."""
+    if options.actors is not None and options.actors < 1:
         raise ValueError("--actors must be at least 1")
+    address = options.ray
+    if address and (Path(address).exists() or Path(address).suffix.lower() in AUDIO_EXTENSIONS):
+        raise ValueError(f"--ray {address}: that is a file or folder, not a Ray address; put --ray after the inputs or give its ADDRESS")
 
 
 def _model_reference(model: str | None) -> str:

@@ -12,7 +12,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from hushnet.audio import AudioError, one_line, output_extension
-from hushnet.corpus import ClusterOptions, check_destination, denoise_on_ray
+from hushnet.corpus import ClusterOptions, check_cluster_options, check_destination, denoise_on_ray
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
 from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
 
@@ -62,7 +62,8 @@ def run(config: DenoiseConfig) -> int:
         check_runtime(config)
         options = config.denoiser_options()
         if config.ray is not None:
-            check_destination(config.output, config.actors)
+            check_cluster_options(config)
+            check_destination(config.output)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
-from hushnet.corpus import ClusterOptions, check_actors, ray_session, score_on_ray
+from hushnet.corpus import ClusterOptions, check_cluster_options, ray_session, score_on_ray
 from hushnet.metrics import COMPOSITE_NOTE, dnsmos, score
 from hushnet.options import MODEL_HELP, RuntimeOptions, option
 
@@ -273,7 +273,7 @@ def run(config: EvaluateConfig) -> int:
     if config.ray is None:
         return _run(config)
     try:
-        check_actors(config.actors)
+        check_cluster_options(config)
         with ray_session(config.ray) as ray:
             return _run(config, ray)
     except (RuntimeError, ValueError) as error:  # Ray missing, the cluster unreachable, or no actors
