@@ -100,3 +100,21 @@ def test_rerunning_a_folder_skips_its_own_results(tmp_path, tiny_model_dir, caps
     assert status == 0, err
     assert "skipping 2 earlier results" in err and "2 files denoised, 0 failed" in err
     assert sorted(p.name for p in folder.iterdir()) == first
+
+
+def test_a_manifest_lists_inputs_relative_to_itself(tmp_path, write_wav, tiny_model_dir, capsys):
+    (tmp_path / "set" / "a").mkdir(parents=True)
+    write_wav("set/a/one.wav", speechlike(0.3)[0])
+    write_wav("set/two_denoised.wav", speechlike(0.3, seed=1)[0])  # listed by name: denoised like any named file
+    (tmp_path / "set" / "list.csv").write_text("path,speaker\na/one.wav,s1\ntwo_denoised.wav,s2\nmissing.wav,s3\n")
+    found, missing = find_inputs([str(tmp_path / "set" / "list.csv")])
+    assert [(i.path.name, i.root) for i in found] == [("one.wav", tmp_path / "set"), ("two_denoised.wav", tmp_path / "set")]
+    assert missing == [f"missing.wav (listed in {tmp_path / 'set' / 'list.csv'}): no such file"]
+    status, _, err = run(["denoise", str(tmp_path / "set" / "list.csv"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 1 and "error: missing.wav (listed in" in err
+    assert (tmp_path / "out" / "a" / "one.wav").is_file() and (tmp_path / "out" / "two_denoised.wav").is_file()
+
+
+def test_a_manifest_without_a_path_column_is_one_line(tmp_path):
+    (tmp_path / "list.csv").write_text("file,speaker\na.wav,s1\n")
+    assert find_inputs([str(tmp_path / "list.csv")]) == ([], [f"{tmp_path / 'list.csv'}: a manifest needs a 'path' column (or a single column of paths)"])

@@ -12,6 +12,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from hushnet.audio import AudioError, one_line, output_extension
+from hushnet.corpus import ClusterOptions, check_cluster_options, check_destination, denoise_on_ray
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
 from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DenoiseConfig(RuntimeOptions):
+class DenoiseConfig(RuntimeOptions, ClusterOptions):
     """One ``hushnet denoise`` job."""
 
     inputs: list[str] = option(default_factory=list, positional=True, help="audio files, folders (searched recursively) or glob patterns")
@@ -60,6 +61,9 @@ def run(config: DenoiseConfig) -> int:
     try:
         check_runtime(config)
         options = config.denoiser_options()
+        if config.ray is not None:
+            check_cluster_options(config)
+            check_destination(config.output)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -68,6 +72,8 @@ def run(config: DenoiseConfig) -> int:
         jobs, failed = _plan(config, folders)
         if jobs is None:
             return 2
+        if config.ray is not None:  # a corpus on Ray: the same plan, then a pool of workers
+            return denoise_on_ray(config, jobs, failed)
         denoiser = None
         if any(job.error is None for job in jobs):  # nothing to load when no job can run
             try:

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
+from hushnet.corpus import ClusterOptions, check_cluster_options, ray_session, score_on_ray
 from hushnet.metrics import COMPOSITE_NOTE, dnsmos, score
 from hushnet.options import MODEL_HELP, RuntimeOptions, option
 
@@ -220,7 +221,7 @@ def default_jobs() -> int:
 
 
 @dataclass
-class EvaluateConfig(RuntimeOptions):
+class EvaluateConfig(RuntimeOptions, ClusterOptions):
     """One ``hushnet evaluate`` job: denoise ``noisy`` (unless ``enhanced`` is given), then score against ``clean``."""
 
     clean: str | None = option(None, help="folder of clean references")
@@ -254,7 +255,7 @@ def _matching(config: EvaluateConfig) -> tuple[Matching, str]:
         print(f"denoising {config.noisy} into {enhanced} with {model}", file=sys.stderr)
         # Float output: 16-bit quantization alone moves LLR-based scores (CSIG +0.2 measured on p226_001).
         denoising = DenoiseConfig(inputs=[config.noisy], output=enhanced, model=model, float_output=True, quiet=config.quiet,
-                                  device=config.device, threads=config.threads)
+                                  device=config.device, threads=config.threads, ray=config.ray, actors=config.actors)
         if denoise(denoising) != 0:
             print("warning: some files could not be denoised; they are listed as missing", file=sys.stderr)
         what = f"{model}'s output for {config.noisy}"
@@ -267,7 +268,20 @@ def _matching(config: EvaluateConfig) -> tuple[Matching, str]:
 
 
 def run(config: EvaluateConfig) -> int:
-    """Optionally denoise, then score, print a table and write the reports; returns the exit status."""
+    """Optionally denoise, then score, print a table and write the reports; returns the exit status.
+    With ``--ray`` both steps run on one Ray connection."""
+    if config.ray is None:
+        return _run(config)
+    try:
+        check_cluster_options(config)
+        with ray_session(config.ray) as ray:
+            return _run(config, ray)
+    except (RuntimeError, ValueError) as error:  # Ray missing, the cluster unreachable, or no actors
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _run(config: EvaluateConfig, ray=None) -> int:
     from tqdm import tqdm
 
     try:
@@ -282,7 +296,10 @@ def run(config: EvaluateConfig) -> int:
         return 1
     print(f"scoring {len(matching.pairs)} file{'s' if len(matching.pairs) != 1 else ''}: {what}", file=sys.stderr)
     bar = tqdm(total=len(matching.pairs), unit="file", desc="scoring", disable=not (not config.quiet and sys.stderr.isatty()), file=sys.stderr)
-    rows = score_pairs(matching.pairs, jobs=config.jobs or default_jobs(), progress=lambda: bar.update(1), with_dnsmos=config.dnsmos)
+    if ray is not None:
+        rows = score_on_ray(ray, matching.pairs, with_dnsmos=config.dnsmos, tasks=config.actors, progress=lambda: bar.update(1))
+    else:
+        rows = score_pairs(matching.pairs, jobs=config.jobs or default_jobs(), progress=lambda: bar.update(1), with_dnsmos=config.dnsmos)
     bar.close()
     summary = summarize(rows)
     print(format_table(rows, summary))

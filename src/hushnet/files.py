@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import tempfile
@@ -12,6 +13,7 @@ from typing import Callable, NamedTuple
 from hushnet.audio import AUDIO_EXTENSIONS, WRITABLE_EXTENSIONS
 
 OUTPUT_SUFFIX = "_denoised"
+MANIFEST_EXTENSIONS = {".csv", ".parquet"}
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Input(NamedTuple):
 
 
 def find_inputs(arguments: list[str]) -> tuple[list[Input], list[str]]:
-    """Expand files, folders (recursively, audio extensions only) and globs.
+    """Expand files, folders (recursively, audio extensions only), globs and manifests (CSV/Parquet).
 
     Returns ([inputs], [arguments that matched nothing]).
     """
@@ -41,7 +43,11 @@ def find_inputs(arguments: list[str]) -> tuple[list[Input], list[str]]:
     missing: list[str] = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        if path.suffix.lower() in MANIFEST_EXTENSIONS and path.is_file():
+            listed, absent = manifest_inputs(path)
+            found.extend(listed)
+            missing.extend(absent)
+        elif path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
             found.extend(Input(f, path, True) for f in files)
             if not files:
@@ -152,3 +158,46 @@ def check_writable(target: Path, folders: CreatedFolders) -> str | None:
     except OSError as error:
         return f"cannot write to {folder} ({error.strerror or error})"
     return None
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    """The ``path`` column of a CSV or Parquet manifest (or its only column)."""
+    if manifest.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError(f'{manifest}: reading a Parquet manifest needs pyarrow: pip install "hushnet[ray]"') from None
+        try:
+            table = pq.read_table(manifest)
+        except Exception as error:  # pyarrow raises its own types for a damaged file
+            raise ValueError(f"{manifest}: not a readable Parquet file ({error})") from None
+        columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    else:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+        columns = {name: [row[name] for row in rows] for name in (rows[0] if rows else {})}
+    column = "path" if "path" in columns else next(iter(columns)) if len(columns) == 1 else None
+    if column is None:
+        raise ValueError(f"{manifest}: a manifest needs a 'path' column (or a single column of paths)")
+    return [str(value).strip() for value in columns[column] if value is not None and str(value).strip()]
+
+
+def manifest_inputs(manifest: Path) -> tuple[list[Input], list[str]]:
+    """The files a manifest lists, relative paths read from its folder; ([inputs], [lines about missing ones]).
+    A listed file under the manifest's folder keeps its relative path under an output folder."""
+    base = manifest.parent
+    try:
+        listed = _manifest_paths(manifest)
+    except (ValueError, OSError, UnicodeDecodeError, csv.Error) as error:
+        return [], [str(error) if isinstance(error, ValueError) else f"{manifest}: {error}"]
+    found, missing = [], []
+    for entry in listed:
+        path = base / entry  # an absolute entry stays itself
+        if not path.is_file():
+            missing.append(f"{entry} (listed in {manifest}): no such file")
+            continue
+        inside = not Path(entry).is_absolute() and ".." not in Path(entry).parts
+        found.append(Input(path, base if inside else None))  # listed by name: kept even if named like a result
+    if not listed:
+        missing.append(f"{manifest}: the manifest lists no files")
+    return found, missing

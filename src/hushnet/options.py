@@ -21,9 +21,14 @@ MODEL_HELP = "model directory, or the name of a shipped model"
 
 
 def option(default: Any = MISSING, *, help: str, flag: str | None = None, short: str | None = None, choices: list[str] | None = None,
-           positional: bool = False, default_factory: Callable[[], Any] | Any = MISSING, show_default: bool = True) -> Any:
-    """A dataclass field that is also a command-line flag."""
-    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "positional": positional, "show_default": show_default}
+           positional: bool = False, default_factory: Callable[[], Any] | Any = MISSING, show_default: bool = True,
+           value_optional: Any = MISSING, metavar: str | None = None) -> Any:
+    """A dataclass field that is also a command-line flag.
+
+    ``value_optional``: the flag may be given without a value, and then means this (``--ray`` alone).
+    """
+    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "positional": positional, "show_default": show_default,
+                "value_optional": value_optional, "metavar": metavar}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -80,7 +85,7 @@ def _default(item: dataclasses.Field) -> Any:
 
 
 def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | None, help: str, annotation: Any, default: Any,
-         choices: Any, positional: bool, overrides: bool, show_default: bool) -> None:
+         choices: Any, positional: bool, overrides: bool, show_default: bool, value_optional: Any = MISSING, metavar: str | None = None) -> None:
     kind = _value_type(annotation)
     shown = f" (default {default})" if show_default and default not in (None, MISSING) and kind is not bool else ""
     if positional:
@@ -88,7 +93,7 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
         group.add_argument(dest, nargs="+" if many else None, help=help)
         return
     names = [short, flag] if short else [flag]
-    required = {"required": True} if default is MISSING else {}
+    extra: dict[str, Any] = {"required": True} if default is MISSING else {}
     # Overrides (train): None means "keep what the base config says", so no flag carries a default.
     if kind is bool:
         # A field that is on by default gets an off switch (``--no-compile``), any other an on switch.
@@ -96,8 +101,10 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
         group.add_argument(*names, dest=dest, action=action, default=None if overrides else default, help=help)
     else:
         default = None if overrides or default is MISSING else default
-        metavar = None if choices else flag.lstrip("-").upper().replace("-", "_")
-        group.add_argument(*names, dest=dest, type=kind, choices=choices, default=default, metavar=metavar, help=help + shown, **required)
+        metavar = None if choices else metavar or flag.lstrip("-").upper().replace("-", "_")
+        if value_optional is not MISSING:
+            extra.update(nargs="?", const=value_optional)
+        group.add_argument(*names, dest=dest, type=kind, choices=choices, default=default, metavar=metavar, help=help + shown, **extra)
 
 
 def add_options(parser: argparse.ArgumentParser, config_class: type, overrides: bool = False) -> None:
@@ -115,7 +122,7 @@ def add_options(parser: argparse.ArgumentParser, config_class: type, overrides: 
             meta = item.metadata
             flag = meta["flag"] or "--" + item.name.replace("_", "-")
             _add(parser, item.name, flag, meta["short"], meta["help"], hints[item.name], _default(item), meta["choices"],
-                 meta["positional"], overrides, meta["show_default"])
+                 meta["positional"], overrides, meta["show_default"], meta.get("value_optional", MISSING), meta.get("metavar"))
 
 
 def option_names(config_class: type) -> list[str]:
