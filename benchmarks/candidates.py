@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--lean", action="store_true", help="no composite measures (CSIG/CBAK/COVL)")
     parser.add_argument("--reference", default="authors-dfl", help="row the referenced sets' differences are taken to")
     parser.add_argument("--dnsmos-reference", default="hushnet-dfl", help="row the DNSMOS differences are taken to")
+    parser.add_argument("--merge", nargs="*", default=[], help="other runs' JSON records to merge into this one (rows of the same name are replaced)")
     args = parser.parse_args()
     import torch
 
@@ -208,6 +209,15 @@ def main() -> None:
             record["references"] = {"referenced": args.reference, "dnsmos": args.dnsmos_reference}
             stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
             stem.with_suffix(".md").write_text(markdown(record))
+    for path in args.merge:
+        other = json.loads(Path(path).read_text())
+        for key in ("sets", "per_file"):
+            for set_name, rows in other.get(key, {}).items():
+                record.setdefault(key, {}).setdefault(set_name, {}).update(rows)
+        record["systems"].update(other.get("systems", {}))
+    record["references"] = {"referenced": args.reference, "dnsmos": args.dnsmos_reference}
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(record))
     print(f"wrote {stem.with_suffix('.md')}")
 
 
