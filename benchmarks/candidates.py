@@ -98,7 +98,15 @@ def candidate_enhancer(model: str, options: dict):
     denoiser = Denoiser.from_pretrained(model, **{k: v for k, v in options.items() if k in accepted}, **extra)
     for key, value in overrides.items():
         setattr(denoiser.model.config, key, value)
-    return lambda x: denoiser.denoise(x, RATE)
+
+    def enhance(x: np.ndarray) -> np.ndarray:
+        return denoiser.denoise(x, RATE)
+
+    scheme = denoiser.scheme()
+    plan = f"{scheme.length / RATE:g}-s segments" if scheme.kind == "segments" else "chunks"
+    level = "as is" if denoiser.level_db is None else f"{denoiser.level_db:g} dBFS"
+    enhance.description = f"`{model}`, {denoiser.engine_name} engine, {plan}, level {level}"  # type: ignore[attr-defined]
+    return enhance
 
 
 def noisy_files(root: Path) -> list[Pair]:
@@ -180,6 +188,7 @@ def main() -> None:
     parser.add_argument("--lean", action="store_true", help="no composite measures (CSIG/CBAK/COVL)")
     parser.add_argument("--reference", default="authors-dfl", help="row the referenced sets' differences are taken to")
     parser.add_argument("--dnsmos-reference", default="hushnet-dfl", help="row the DNSMOS differences are taken to")
+    parser.add_argument("--verdict", help="a text file: the written verdict shown above the tables")
     parser.add_argument("--merge", nargs="*", default=[], help="other runs' JSON records to merge into this one (rows of the same name are replaced)")
     args = parser.parse_args()
     import torch
@@ -194,6 +203,7 @@ def main() -> None:
     systems += [(name, PEERS[name], [0.0], "peer") for name in args.peers]
     for name, make, dry_values, what in systems:
         enhance = make()
+        what = getattr(enhance, "description", what)
         for set_name in args.sets:
             pairs = noisy_files(SETS[set_name])
             folder = WORK / "candidates" / set_name / name.replace(":", "_").replace("/", "_")
@@ -215,6 +225,8 @@ def main() -> None:
             for set_name, rows in other.get(key, {}).items():
                 record.setdefault(key, {}).setdefault(set_name, {}).update(rows)
         record["systems"].update(other.get("systems", {}))
+    if args.verdict:
+        record["verdict"] = Path(args.verdict).read_text().strip()
     record["references"] = {"referenced": args.reference, "dnsmos": args.dnsmos_reference}
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(record))
@@ -267,7 +279,9 @@ def markdown(record: dict) -> str:
     present = {s: [c for c in COLUMNS[s] if any(c in row for row in record["sets"][s].values())] for s in sets}
     header = [f"{s}: {c}" for s in sets for c in present[s]]
     found = differences(record)
-    lines = ["# Candidates on the development sets", "", "## Verdict (computed from the per-file scores below)", "", *verdict(record, found), "",
+    written = [record["verdict"], ""] if record.get("verdict") else []
+    lines = ["# Candidates on the development sets", "", "## Verdict", "", *written, "Computed from the per-file scores below:", "",
+             *verdict(record, found), "",
              "## Means", "",
              "`valentini_test_dev` (25 real pairs of the Valentini *test* set, speakers p232 and p257: the fair yardstick), the synthetic "
              "test set (96 files of 10 s, held-out speakers and noise), `valentini_dev` (7 real pairs of Valentini *training* speakers, which "
