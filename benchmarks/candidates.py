@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--lean", action="store_true", help="no composite measures (CSIG/CBAK/COVL)")
     parser.add_argument("--reference", default="authors-dfl", help="row the referenced sets' differences are taken to")
     parser.add_argument("--dnsmos-reference", default="hushnet-dfl", help="row the DNSMOS differences are taken to")
+    parser.add_argument("--missing-only", action="store_true", help="skip a candidate on a set where all its rows are already in the record")
     parser.add_argument("--verdict", help="a text file: the written verdict shown above the tables")
     parser.add_argument("--merge", nargs="*", default=[], help="other runs' JSON records to merge into this one (rows of the same name are replaced)")
     args = parser.parse_args()
@@ -202,9 +203,13 @@ def main() -> None:
                for name, model, options in map(parse_candidate, args.candidate)]
     systems += [(name, PEERS[name], [0.0], "peer") for name in args.peers]
     for name, make, dry_values, what in systems:
+        labels = [name if dry == 0 else f"{name} dry {dry:g}" for dry in dry_values]
+        todo = [s for s in args.sets if not (args.missing_only and all(label in record["per_file"].get(s, {}) for label in labels))]
+        if not todo:
+            continue
         enhance = make()
         what = getattr(enhance, "description", what)
-        for set_name in args.sets:
+        for set_name in todo:
             pairs = noisy_files(SETS[set_name])
             folder = WORK / "candidates" / set_name / name.replace(":", "_").replace("/", "_")
             spent, audio = enhance_set(enhance, pairs, folder)
