@@ -95,9 +95,9 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
         group.add_argument(dest, nargs="+" if many else None, help=help)
         return
     names = [short, flag] if short else [flag]
-    required = {"required": True} if default is MISSING else {}
+    extra: dict[str, Any] = {"required": True} if default is MISSING else {}
     if _is_list(annotation):
-        required["nargs"] = "+"
+        extra["nargs"] = "+"
     # Overrides (train): None means "keep what the base config says", so no flag carries a default.
     if kind is bool:
         # A field that is on by default gets an off switch (``--no-compile``), any other an on switch.
@@ -106,7 +106,7 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
     else:
         default = None if overrides or default is MISSING else default
         metavar = None if choices else flag.lstrip("-").upper().replace("-", "_")
-        group.add_argument(*names, dest=dest, type=kind, choices=choices, default=default, metavar=metavar, help=help + shown, **required)
+        group.add_argument(*names, dest=dest, type=kind, choices=choices, default=default, metavar=metavar, help=help + shown, **extra)
 
 
 def add_options(parser: argparse.ArgumentParser, config_class: type, overrides: bool = False) -> None:
