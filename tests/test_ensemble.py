@@ -150,3 +150,28 @@ def test_ensemble_refuses_to_overwrite_a_member_or_another_model(members, tmp_pa
     assert load_model(other).config.norm == "batch"  # untouched
     with pytest.raises(ModelError, match="at least 2"):
         build_ensemble(members[:1])
+
+
+LIGHT_RUNTIME = """
+import sys
+for name in ("torch", "safetensors"):
+    sys.modules[name] = None  # as if not installed: any import of them fails
+from hushnet.cli import main
+print("STATUS", main(sys.argv[1:]))
+"""
+
+
+def test_the_light_runtime_runs_an_ensemble_without_torch(ensemble_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    x = speechlike(0.6, seed=5)[0]
+    sf.write(tmp_path / "noisy.wav", x, 16000, subtype="FLOAT")
+    source = Path(__file__).resolve().parents[1] / "src"
+    result = subprocess.run([sys.executable, "-c", LIGHT_RUNTIME, "denoise", str(tmp_path / "noisy.wav"), "--model", str(ensemble_dir),
+                             "-o", str(tmp_path / "out.wav"), "--float", "-q"],
+                            capture_output=True, text=True, env={"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert "STATUS 0" in result.stdout, result.stderr
+    expected = Denoiser.from_pretrained(str(ensemble_dir), engine="torch").denoise(x, 16000)
+    assert np.abs(sf.read(tmp_path / "out.wav", dtype="float32")[0] - expected).max() < 1e-5
