@@ -18,5 +18,5 @@ run valentini_test_dev "0 0.05 0.1" authors-dfl "$A23" "$E75" "$H" "$W25" "$E50"
 run real_noisy_dev "0 0.05" "$H" "$A23" "$E75" "$E50" "$W25" "$W50" "$EP" "$P" "$W75"
 run valentini_dev "0 0.05 0.1" "$A23" "$H" "$E75" "$E50" "$W25" "$W50" "$P" "$EP" "$W75"
 run synthetic "0 0.05" authors-dfl "$H" "$E75" "$E50" "$W25" "$P" "$W50" "$EP" "$W75" "$A23"
-nice -n 15 python benchmarks/candidates.py --lean --peers noisy rnnoise deepfilternet3 --sets valentini_test_dev
+nice -n 15 python benchmarks/candidates.py --lean --missing-only --peers noisy rnnoise deepfilternet3 --sets valentini_test_dev
 echo SWEEP DONE
