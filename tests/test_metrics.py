@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hushnet.metrics import align, composite, estimate_delay, score, segmental_snr, si_sdr, snr
+from hushnet.metrics import align, composite, estimate_delay, paired_bootstrap, score, segmental_snr, si_sdr, snr
 
 from conftest import DEV, REFERENCE, speechlike
 
@@ -100,3 +100,36 @@ def test_composite_parts_are_reported():
     # A tenth of the noise scores higher on every scale.
     quieter = composite(clean, clean + 0.1 * (noisy - clean), rate)
     assert all(quieter[key] > parts[key] + 0.5 for key in ("csig", "cbak", "covl", "pesq_wb", "ssnr_db"))
+
+
+def test_paired_bootstrap_excludes_zero_for_a_clear_shift():
+    rng = np.random.default_rng(3)
+    reference = rng.uniform(1.5, 3.0, 25)  # files of very different difficulty
+    candidate = reference + 0.1 + rng.normal(0, 0.03, 25)
+    difference = paired_bootstrap(candidate, reference)
+    assert difference.mean == pytest.approx(np.mean(candidate - reference))
+    assert 0 < difference.low < difference.mean < difference.high < 0.2 and difference.win
+    # Unpaired, the spread between files (0.43) would swamp the 0.1 shift; paired it does not.
+    assert difference.high - difference.low < 0.05
+
+
+def test_paired_bootstrap_includes_zero_for_pure_noise():
+    rng = np.random.default_rng(4)
+    reference = rng.uniform(1.5, 3.0, 25)
+    candidate = reference + rng.normal(0, 0.05, 25)
+    candidate -= np.mean(candidate - reference)  # a mean difference of exactly 0
+    difference = paired_bootstrap(candidate, reference)
+    assert difference.low < 0 < difference.high and not difference.win
+
+
+def test_paired_bootstrap_is_reproducible_and_drops_nan_pairs():
+    rng = np.random.default_rng(5)
+    reference = rng.uniform(1.5, 3.0, 12)
+    candidate = reference + rng.normal(0.05, 0.1, 12)
+    first, second = paired_bootstrap(candidate, reference, seed=7), paired_bootstrap(candidate, reference, seed=7)
+    assert first == second
+    with_nan = paired_bootstrap(np.append(candidate, np.nan), np.append(reference, 2.0), seed=7)
+    assert with_nan == first  # the NaN file is left out of both
+    assert paired_bootstrap([2.1, 2.3, 2.0], [2.0, 2.2, 1.9]).low == pytest.approx(0.1)  # a constant shift: a point interval
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap([1.0, 2.0], [1.0, 2.0, 3.0])

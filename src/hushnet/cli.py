@@ -36,6 +36,8 @@ COMMANDS = {
                         needs=("torch", "safetensors", "pesq", "pystoi", "scipy")),
     "export-onnx": Command("hushnet.inference.networks", "ExportConfig", "write a denoising model as one self-contained ONNX file",
                            needs=("torch", "safetensors", "onnx")),
+    "ensemble": Command("hushnet.ensemble", "EnsembleConfig", "build a model that averages the outputs of several models (one ONNX graph)",
+                        needs=("torch", "safetensors", "onnx")),
     "serve": Command("hushnet.serve.config", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
     "train": Command("hushnet.training.denoiser", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
                      needs=("torch", "safetensors", "scipy", "auraloss")),

@@ -265,3 +265,44 @@ def dnsmos(signal: np.ndarray, rate: int = METRIC_RATE) -> dict[str, float]:
         signal = signal / peak
     result = speechmos_dnsmos.run(signal, METRIC_RATE)
     return {f"dnsmos_{key}": float(result[f"{key}_mos"]) for key in ("sig", "bak", "ovrl")}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean per-file difference (candidate - reference) with a bootstrap confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    files: int
+
+    @property
+    def win(self) -> bool:
+        """Whether the interval lies wholly on one side of 0 (a difference inside it is noise)."""
+        return not self.low <= 0.0 <= self.high
+
+
+def paired_bootstrap(candidate, reference, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> PairedDifference:
+    """Paired bootstrap interval (BCa, ``scipy.stats.bootstrap``) of the mean of ``candidate - reference``.
+
+    Both are per-file scores of the same files in the same order; files are resampled together, so
+    what varies between files (how hard each one is) cancels. Files where either score is NaN (PESQ
+    finding no speech) are left out of both.
+    """
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired scores need two 1-D arrays of one length, got shapes {a.shape} and {b.shape}")
+    kept = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[kept], b[kept]
+    if a.size < 2:
+        raise ValueError(f"a bootstrap needs at least 2 paired files, got {a.size}")
+    difference = a - b
+    mean = float(difference.mean())
+    if np.ptp(difference) == 0:  # every file moved by the same amount: no spread to resample
+        return PairedDifference(mean, mean, mean, int(a.size))
+    result = bootstrap((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), paired=True, vectorized=True,
+                       n_resamples=resamples, confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
+    interval = result.confidence_interval
+    return PairedDifference(mean, float(interval.low), float(interval.high), int(a.size))

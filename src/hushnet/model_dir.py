@@ -18,7 +18,8 @@ from hushnet.models.lossnet import LossNet, LossNetConfig
 
 # Directory lookup and config reading live in the torch-free model_files (the light runtime's).
 from hushnet.model_files import (  # noqa: E402,F401
-    CARD_FILE, CONFIG_FILE, DEFAULT_MODEL, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, ModelError, available_models, read_config, resolve_model_dir,
+    CARD_FILE, CONFIG_FILE, DEFAULT_MODEL, ENSEMBLE_KIND, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, ModelError, available_models, read_config,
+    resolve_model_dir,
 )
 
 _KINDS: dict[str, tuple[type, type]] = {"can": (CAN, CANConfig), "lossnet": (LossNet, LossNetConfig)}
@@ -62,6 +63,10 @@ def load_model(path_or_name: str | os.PathLike | None, kind: str | None = None) 
     """Rebuild a network from a model directory (or shipped name), in eval mode."""
     directory = resolve_model_dir(path_or_name)
     config = read_config(directory)
+    if config["kind"] == ENSEMBLE_KIND and kind in (None, "can"):  # an ensemble denoises like a CAN
+        from hushnet.ensemble import load_ensemble
+
+        return load_ensemble(directory)
     if kind is not None and config["kind"] != kind:
         raise ModelError(f"{directory} holds a {config['kind']} model, not a {kind}")
     network_class, config_class = _KINDS[config["kind"]]

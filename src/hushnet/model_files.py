@@ -16,7 +16,8 @@ WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
-KINDS = ("can", "lossnet")
+ENSEMBLE_KIND = "can-ensemble"  # a weighted output average of CANs (hushnet.ensemble)
+KINDS = ("can", "lossnet", ENSEMBLE_KIND)
 
 
 class ModelError(ValueError):

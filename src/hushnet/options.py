@@ -76,6 +76,13 @@ def _value_type(annotation: Any) -> Any:
     return annotation
 
 
+def _is_list(annotation: Any) -> bool:
+    """Whether a field takes several values (``list[float]``, ``list[str] | None``)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_list(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list
+
+
 def _default(item: dataclasses.Field) -> Any:
     if item.default is not MISSING:
         return item.default
@@ -94,6 +101,8 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
         return
     names = [short, flag] if short else [flag]
     extra: dict[str, Any] = {"required": True} if default is MISSING else {}
+    if _is_list(annotation):
+        extra["nargs"] = "+"
     # Overrides (train): None means "keep what the base config says", so no flag carries a default.
     if kind is bool:
         # A field that is on by default gets an off switch (``--no-compile``), any other an on switch.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hushnet.model_files import ONNX_FILE, ModelError, read_config, resolve_model_dir
+from hushnet.model_files import ENSEMBLE_KIND, ONNX_FILE, ModelError, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
 
 ENGINES = ("auto", "onnx", "torch")
@@ -74,8 +74,13 @@ class TorchEngine:
         self.device = torch.device(device)
         self.model = model.eval()
         self.config = model.config
-        # Per-input models run their own forward (the reference, working in place at inference).
-        self.network = (FoldedCAN(model) if model.config.norm == "batch" else model).to(self.device).eval()
+        # Per-input models run their own forward (the reference, working in place at inference);
+        # an ensemble runs each member in that form, then its weighted sum.
+        if hasattr(model, "inference_network"):
+            network = model.inference_network(exportable=False)
+        else:
+            network = FoldedCAN(model) if model.config.norm == "batch" else model
+        self.network = network.to(self.device).eval()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -112,7 +117,7 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
     """Load the model of a directory (or shipped name) once, into the chosen engine."""
     directory = resolve_model_dir(path_or_name)
     config = read_config(directory)
-    if config["kind"] != "can":
+    if config["kind"] not in ("can", ENSEMBLE_KIND):
         raise ModelError(f"{directory} holds a {config['kind']} model, not a denoiser (can)")
     on_cpu = device in (None, "cpu")
     if engine == "onnx" and not on_cpu:

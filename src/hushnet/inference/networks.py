@@ -96,7 +96,10 @@ class PerInputCAN(nn.Module):
 
 
 def inference_network(model: CAN) -> nn.Module:
-    """The fastest exact inference form of ``model``: folded (batch) or exportable per-input."""
+    """The fastest exact inference form of ``model``: folded (batch) or exportable per-input (an
+    ensemble: each member in its form, one weighted sum)."""
+    if hasattr(model, "inference_network"):
+        return model.inference_network(exportable=True)
     return FoldedCAN(model) if model.config.norm == "batch" else PerInputCAN(model)
 
 
