@@ -201,7 +201,7 @@ class EnsembleConfig:
     weights: list[float] | None = option(None, help="one weight per member, positive, summing to 1 (default: equal)", show_default=False)
     level_db: str = option("auto", help="input level for every member, dBFS (e.g. -23), off = as is, or auto: the members' own "
                                         "where they agree, else the heaviest member's that has one")
-    onnx: bool = option(True, help="also write model.onnx (one graph) for the onnxruntime engine")
+    onnx: bool = option(True, flag="--no-onnx", help="do not write model.onnx (the one-graph file the onnxruntime engine runs)")
 
 
 def run(config: EnsembleConfig) -> int:
