@@ -22,9 +22,8 @@ import numpy as np
 from hushnet.inference.plan import fixed_length
 from hushnet.model_files import ONNX_FILE, ModelError, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
+from hushnet.options import ENGINES, PRECISIONS
 
-ENGINES = ("auto", "openvino", "onnx", "torch")
-PRECISIONS = ("auto", "float32", "bf16")
 # CPU flags of native bf16 matrix arithmetic (Linux /proc/cpuinfo names).
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -87,7 +86,7 @@ class OnnxEngine:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for unreadable files
             raise ModelError(f"cannot load {path}: {str(error).strip().splitlines()[0]}") from None
-        self.config = config
+        self.config, self.threads = config, threads
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -109,7 +108,7 @@ class TorchEngine:
         self.torch = torch
         self.device = torch.device(device)
         self.model = model.eval()
-        self.config = model.config
+        self.config, self.threads = model.config, threads
         self.precision = precision
         # Per-input models run their own forward (the reference, working in place at inference).
         self.network = (FoldedCAN(model) if model.config.norm == "batch" else model).to(self.device).eval()
