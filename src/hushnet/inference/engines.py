@@ -123,11 +123,11 @@ class TorchEngine:
 class OpenVinoEngine:
     """OpenVINO on the CPU, float32 or bf16 (``INFERENCE_PRECISION_HINT``), compiled once per input shape.
 
-    Compiling a shape costs about as much as running it 15 times in bf16 (oneDNN builds its kernels
-    per width; OpenVINO's model cache does not keep them), so few shapes are used. Fixed-statistics
-    models run every input at one length (``chunk_input``; the Denoiser cuts chunks to fit it): an
-    input is zero-padded up to the smallest compiled length that holds it (else ``plan.fixed_length``
-    of it is compiled), and a 0/1 mask, multiplied into every layer's activations, zeroes them past
+    Compiling a shape in bf16 costs about as much as running it 15 times (oneDNN builds its kernels
+    per width; OpenVINO's model cache does not keep them), so bf16 uses few shapes. Fixed-statistics
+    models run chunks at one length (``chunk_input``; the Denoiser cuts chunks to fit it); a shorter
+    input is zero-padded, in bf16 up to the smallest compiled length that holds it, in float32 (whose
+    compiles are cheap) up to its own ``plan.fixed_length``; a 0/1 mask, multiplied into every layer's activations, zeroes them past
     the input's end as the network's own zero padding does at a true end, so the output equals the
     unpadded one. Per-input models, whose statistics cover the whole input, run at exactly their
     segment length; other lengths (a file shorter than a segment) go to onnxruntime (float32,
@@ -181,8 +181,7 @@ class OpenVinoEngine:
         self._local = threading.local()
 
     def _compiled_model(self, length: int):
-        """The model compiled for [1, length] inputs, compiled (and run once, which builds its
-        kernels) on first use."""
+        """The model compiled for [1, length] inputs, compiled on first use."""
         with self._lock:
             compiled = self._compiled.get(length)
             if compiled is None:
@@ -194,7 +193,6 @@ class OpenVinoEngine:
                 started = time.perf_counter()
                 try:
                     compiled = self.core.compile_model(model, "CPU", self.properties)
-                    compiled.create_infer_request().infer([np.zeros((1, length), np.float32)] + ([np.ones((1, 1, length), np.float32)] if self.masked else []))
                 except Exception as error:
                     raise RuntimeError(f"OpenVINO could not compile the model: {_first_line(error)}") from None
                 self.compile_seconds[length] = time.perf_counter() - started
@@ -216,7 +214,9 @@ class OpenVinoEngine:
             self._compiled_model(length)
 
     def _padded_length(self, length: int) -> int:
-        fitting = [compiled for compiled in self._compiled if compiled >= length]
+        """bf16: the smallest compiled length that holds ``length`` (a compile costs more than the
+        padding); float32, which compiles in a fraction of a second: its own fixed length."""
+        fitting = [compiled for compiled in self._compiled if compiled >= length] if self.precision == "bf16" else []
         return min(fitting) if fitting else fixed_length(length)
 
     def _exact(self, x: np.ndarray) -> np.ndarray:
