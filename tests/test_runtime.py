@@ -167,4 +167,5 @@ def test_pyproject_core_dependencies_have_no_torch():
     core = {d.split(">")[0].split("=")[0].split("<")[0].strip() for d in project["dependencies"]}
     assert core == {"numpy", "soundfile", "soxr", "onnxruntime", "tqdm"}
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
-    assert "hushnet[train,serve]" in project["optional-dependencies"]["dev"]
+    assert "hushnet[train,serve,openvino]" in project["optional-dependencies"]["dev"]
+    assert project["optional-dependencies"]["openvino"] == ["openvino>=2026.4"]

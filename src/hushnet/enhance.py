@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import soundfile as sf
-from tqdm import tqdm
 
 from hushnet.audio import AudioError, one_line, output_extension
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
@@ -119,6 +118,12 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     return jobs, len(missing)
 
 
+def _progress_bar(name: str):
+    from tqdm import tqdm  # only on a terminal: the import costs about 40 ms of start-up
+
+    return tqdm(total=0, unit="sample", unit_scale=True, desc=name[:30], leave=False, file=sys.stderr)
+
+
 def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False) -> int:
     """Run planned jobs; returns the exit status (0 when every file succeeded, 1 otherwise).
 
@@ -132,16 +137,18 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
             print(f"error: {job.input}: {job.error}", file=sys.stderr)
             failed += 1
             continue
-        bar = tqdm(total=0, unit="sample", unit_scale=True, desc=job.input.name[:30], leave=False, disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+        bar = _progress_bar(job.input.name) if progress and sys.stderr.isatty() else None
         try:
-            result = denoiser.denoise_file(job.input, job.output, progress=bar.update, on_start=lambda total: setattr(bar, "total", total) or bar.refresh(),
+            result = denoiser.denoise_file(job.input, job.output, progress=bar.update if bar else None,
+                                           on_start=(lambda total: setattr(bar, "total", total) or bar.refresh()) if bar else None,
                                            subtype="FLOAT" if float_output else None)
         except (AudioError, OSError, sf.LibsndfileError, RuntimeError) as error:
             print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
             failed += 1
             continue
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         done += 1
         audio_seconds += result.seconds
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
