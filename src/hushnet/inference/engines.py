@@ -344,6 +344,8 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
         try:
             loaded = OpenVinoEngine(directory / ONNX_FILE, _can_config(directory, config), threads, precision, streams=streams)
             why = loaded.precision_reason
+            if not loaded.masked:
+                notes.append("inputs other than a whole segment: onnxruntime float32")
         except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
             if engine == "openvino" or (precision == "bf16" and isinstance(error, ModelError)):
                 raise error if isinstance(error, ModelError) else ModelError(f"OpenVINO cannot run {directory / ONNX_FILE}: {_first_line(error)}") from None
