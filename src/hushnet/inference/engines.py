@@ -218,7 +218,7 @@ class OpenVinoEngine:
     def _padded_length(self, length: int) -> int:
         """bf16: the smallest compiled length that holds ``length`` (a compile costs more than the
         padding); float32, which compiles in a fraction of a second: its own fixed length."""
-        fitting = [compiled for compiled in self._compiled if compiled >= length] if self.precision == "bf16" else []
+        fitting = [compiled for compiled in tuple(self._compiled) if compiled >= length] if self.precision == "bf16" else []
         return min(fitting) if fitting else fixed_length(length)
 
     def _exact(self, x: np.ndarray) -> np.ndarray:
