@@ -231,12 +231,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the --compare file (default 120)")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="systems of --compare")
     parser.add_argument("--engines", nargs="+", default=["auto", "onnx"], help="engines of --compare-long (auto: the shipped default)")
+    parser.add_argument("--output", default="runtime", help="results name of --compare under benchmarks/results (default runtime)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.compare:
         record = compare(args.seconds, args.repeats, args.model, tuple(args.systems))
-        (RESULTS / "runtime.json").write_text(json.dumps(record, indent=2) + "\n")
-        (RESULTS / "runtime.md").write_text(compare_markdown(record))
+        (RESULTS / f"{args.output}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (RESULTS / f"{args.output}.md").write_text(compare_markdown(record))
         print(compare_markdown(record))
         return
     if args.compare_long:

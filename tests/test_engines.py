@@ -142,7 +142,9 @@ def test_bf16_flags_are_read_from_cpuinfo(tmp_path):
 
 
 def test_precision_auto_is_bf16_only_where_the_cpu_and_the_engine_have_it():
-    assert resolve_precision("auto", "torch", "amx_bf16")[0] == "bf16"
+    assert resolve_precision("auto", "openvino", "amx_bf16")[0] == "bf16"
+    assert resolve_precision("auto", "torch", "amx_bf16")[0] == ("bf16" if engines.TORCH_AUTO_BF16 else "float32")
+    assert resolve_precision("bf16", "torch", "amx_bf16")[0] == "bf16"
     assert resolve_precision("auto", "torch", None)[0] == "float32"
     assert resolve_precision("auto", "onnx", "amx_bf16") == ("float32", "onnxruntime runs float32 only")
     assert resolve_precision("float32", "torch", "amx_bf16")[0] == "float32"

@@ -5,7 +5,7 @@ CPU's matrix units, compiled once per fixed input shape; ``OnnxEngine`` runs it 
 both import no torch); ``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form
 of the torch model, bf16 through autocast. ``load_engine`` picks one: ``auto`` = OpenVINO when it is
 installed and loads, else onnxruntime, else torch; precision ``auto`` = bf16 where the CPU has native
-bf16 units and the engine runs bf16, else float32.
+bf16 units and the engine runs bf16 faster than float32 (OpenVINO), else float32.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from hushnet.options import ENGINES, PRECISIONS
 
 # CPU flags of native bf16 matrix arithmetic (Linux /proc/cpuinfo names).
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# Whether precision auto picks bf16 for the torch engine on such CPUs. Measured on the AMX machine
+# (120-s file, whole command, 1 thread): autocast bf16 of the folded conv1d network took 33 CPU s and
+# 1.6 GB against float32's 21 s and 470 MB, so auto stays float32 there.
+TORCH_AUTO_BF16 = False
 
 
 def installed(module: str) -> bool:
@@ -166,9 +170,10 @@ class OpenVinoEngine:
         self.masked = config.norm == "batch"
         if self.masked:
             _add_activation_mask(self.model)
-        # Measured for the 64-channel CAN: bf16 runs fastest per sample at 2^16-sample inputs (and
-        # compiles 4x faster than at 2^18); float32 compiles quickly and prefers long inputs.
-        self.chunk_input = fixed_length(max(1 << 16 if precision == "bf16" else 1 << 18, 8 * config.receptive_radius))
+        # Measured for the 64-channel CAN: bf16 runs fastest per sample at 2^16-sample inputs and
+        # compiles 4x faster than at 2^18; memory grows with the length in both precisions (about
+        # 2 KB per sample: a whole command peaked at 670 MB with float32 at 2^18, 290 MB at 2^16).
+        self.chunk_input = fixed_length(max(1 << 16, 8 * config.receptive_radius))
         self.exact_lengths = {round(config.segment_seconds * config.sample_rate)} if config.segment_seconds and not self.masked else set()
         # No pinning of threads to cores: on a machine shared with other work, measured (load 8.8, 2
         # threads, bf16) at 0.205 s per 2^16-sample call unpinned vs 0.288 pinned (medians of 4).
@@ -322,6 +327,8 @@ def resolve_precision(precision: str, engine: str, bf16_flag: str | None) -> tup
         return precision, "asked for"
     if bf16_flag is None:
         return "float32", "auto: this CPU has no native bf16 units"
+    if engine == "torch" and not TORCH_AUTO_BF16:
+        return "float32", "auto: the torch engine's bf16 (autocast) is slower than its float32 on this network"
     return "bf16", f"auto: this CPU has native bf16 units ({bf16_flag})"
 
 
