@@ -279,10 +279,11 @@ class Denoiser:
         """``float32`` or ``bf16``: the arithmetic the engine runs the network in."""
         return self.engine.precision
 
-    def prepare(self, streaming: bool = False) -> None:
-        """Compile the input shape of a fixed-shape engine now, not at the first file (or stream)."""
+    def prepare(self, scheme: Scheme | None = None) -> None:
+        """Compile the input shape of ``scheme`` (default: the file scheme) now, for a fixed-shape
+        engine, not at the first file or stream block."""
         if hasattr(self.engine, "prepare"):
-            scheme = self.scheme(streaming=streaming)
+            scheme = scheme or self.scheme()
             self.engine.prepare(scheme.length + 2 * scheme.context if scheme.kind == "chunks" else scheme.length)
 
     @property
@@ -481,8 +482,8 @@ class DenoiseStream:
         scope = "segment" if denoiser.level_db is not None else denoiser.level_scope
         self.level_scope = scope
         self.enhancer = denoiser._enhancer(channels, None, scope, streaming=True)
-        denoiser.prepare(streaming=True)
         self.scheme = self.enhancer.scheme
+        denoiser.prepare(self.scheme)
         make = lambda a, b: soxr.ResampleStream(a, b, channels, dtype="float32", quality="HQ")  # noqa: E731
         self._in = None if sample_rate == MODEL_RATE else make(sample_rate, MODEL_RATE)
         self._out = None if sample_rate == MODEL_RATE else make(MODEL_RATE, sample_rate)
