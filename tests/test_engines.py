@@ -209,3 +209,10 @@ def test_quality_rule_on_a_real_recording(engine, precision):
     assert 0 < np.abs(enhanced - reference).max() < 0.05
     assert abs(pesq_score(clean, enhanced, rate) - pesq_score(clean, reference, rate)) <= 0.02
     assert abs(stoi(clean, enhanced, rate) - stoi(clean, reference, rate)) <= 0.002
+
+
+def test_per_input_models_stay_float32_under_auto(tmp_path):
+    """bf16 missed the quality rule for the authors' per-input model, so auto keeps it float32."""
+    model = tiny_can("per-input", dilated_layers=6)
+    engine = OpenVinoEngine(exported(model, tmp_path, "per_input_auto"), model.config, threads=1, cache_dir=tmp_path)
+    assert engine.precision == "float32" and "quality rule" in engine.precision_reason
