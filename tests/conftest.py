@@ -17,6 +17,20 @@ REFERENCE = SHARED / "reference"
 DEV = SHARED / "data" / "valentini_dev"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Compiled OpenVINO models go to a temporary cache folder, not the user's."""
+    import os
+
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 def tiny_can(norm: str = "batch", seed: int = 0, channels: int = 8, dilated_layers: int = 4, input_rms_db: float | None = None) -> CAN:
     """A small CAN with non-trivial weights and running statistics (as after training)."""
     torch.manual_seed(seed)

@@ -15,6 +15,7 @@ from conftest import DEV, speechlike, tiny_can
 from hushnet.model_dir import save_model
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
+from hushnet.inference.engines import installed
 from hushnet.model_files import ONNX_FILE
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -55,13 +56,16 @@ def test_denoise_command_gives_the_same_output_with_both_engines(exported_dir, t
     source = tmp_path / "in.wav"
     sf.write(source, speechlike(1.2, rate=22050, channels=2).T, 22050, subtype="FLOAT")
     outputs = {}
-    for engine in ("onnx", "torch"):
+    engines = ("onnx", "torch") + (("openvino",) if installed("openvino") else ())
+    for engine in engines:
         target = tmp_path / f"{engine}.wav"
-        status, _, err = run(["denoise", str(source), "-o", str(target), "--model", str(exported_dir), "--engine", engine, "--float", "-q", *extra], capsys)
+        status, _, err = run(["denoise", str(source), "-o", str(target), "--model", str(exported_dir), "--engine", engine,
+                              "--precision", "float32", "--float", "-q", *extra], capsys)
         assert status == 0, err
         outputs[engine], _ = sf.read(target, dtype="float32")
-    assert np.abs(outputs["onnx"] - outputs["torch"]).max() < 1e-5
-    denoiser = Denoiser.from_pretrained(exported_dir, engine="torch", dry=float(extra[1]) if extra[:1] == ["--dry"] else None,
+    for engine in engines[1:]:
+        assert np.abs(outputs["onnx"] - outputs[engine]).max() < 1e-5, engine
+    denoiser = Denoiser.from_pretrained(exported_dir, engine="torch", precision="float32", dry=float(extra[1]) if extra[:1] == ["--dry"] else None,
                                         level_db=float(extra[1]) if extra[:1] == ["--level-db"] else None,
                                         level_scope=extra[3] if len(extra) > 3 else "recording")
     assert np.abs(outputs["torch"] - denoiser.denoise(speechlike(1.2, rate=22050, channels=2), 22050).T).max() < 1e-5
@@ -92,7 +96,7 @@ def test_dry_help_says_the_direction():
 
 NO_TORCH = """
 import sys
-for name in ("torch", "safetensors"):
+for name in ("torch", "safetensors", "openvino"):  # the core install: none of the extras
     sys.modules[name] = None  # as if not installed: any import of them fails
 import hushnet
 from hushnet.cli import main
@@ -123,6 +127,22 @@ def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
     assert (tmp_path / "out.flac").is_file()
 
 
+@pytest.mark.skipif(not installed("openvino"), reason="OpenVINO is not installed")
+def test_denoise_with_the_openvino_engine_imports_no_torch_and_says_what_ran(tmp_path):
+    source = DEV / "noisy" / "p226_001.flac"
+    result = run_python(NO_TORCH_IMPORT, "denoise", str(source), "-o", str(tmp_path / "out.flac"), "--engine", "openvino", "-v", "-q")
+    assert "STATUS 0 TORCH False SAFETENSORS False" in result.stdout, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("engine: ")]
+    assert len(said) == 1 and said[0].startswith("engine: openvino ") and "compiled [1, " in said[0]
+
+
+def test_precision_bf16_with_onnxruntime_is_a_one_line_error(exported_dir, tmp_path, capsys):
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.3)[0], 16000)
+    status, _, err = run(["denoise", str(source), "--model", str(exported_dir), "--engine", "onnx", "--precision", "bf16"], capsys)
+    assert status == 2 and err.strip().splitlines() == ["error: onnxruntime runs this model in float32 only: use --engine openvino or torch for bf16"]
+
+
 def test_the_light_runtime_works_with_torch_and_safetensors_missing(tmp_path):
     source = DEV / "noisy" / "p226_001.flac"
     result = run_python(NO_TORCH, "denoise", str(source), "-o", str(tmp_path / "out.wav"), "--float", "--model", "authors-dfl", "-q")
@@ -147,4 +167,5 @@ def test_pyproject_core_dependencies_have_no_torch():
     core = {d.split(">")[0].split("=")[0].split("<")[0].strip() for d in project["dependencies"]}
     assert core == {"numpy", "soundfile", "soxr", "onnxruntime", "tqdm"}
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
-    assert "hushnet[train,serve,ray]" in project["optional-dependencies"]["dev"]
+    assert "hushnet[train,serve,openvino,ray]" in project["optional-dependencies"]["dev"]
+    assert project["optional-dependencies"]["openvino"] == ["openvino>=2026.4"]

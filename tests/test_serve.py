@@ -65,6 +65,7 @@ def job_folder_files(client: TestClient) -> list:
 def test_health(client):
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["sample_rate"] == 16000 and health["engine"] == "torch"
+    assert health["precision"] in ("float32", "bf16")
     assert health["version"] and health["model"]
 
 
@@ -343,3 +344,29 @@ def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tm
         _, err = server.communicate(timeout=60)
     assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_loads_the_model_into_its_engine_precision_threads_and_workers(tmp_path, monkeypatch):
+    """What `hushnet serve --engine --precision --threads --workers` hands the Denoiser, read back
+    from the app it would serve (uvicorn.run only receives the app here)."""
+    pytest.importorskip("openvino")
+    import uvicorn
+
+    from hushnet.inference.networks import export_onnx
+    from hushnet.model_dir import save_model
+    from hushnet.model_files import ONNX_FILE
+    from hushnet.serve.server import serve
+
+    directory = tmp_path / "tiny"
+    save_model(tiny_can(), directory, "# tiny\n")
+    export_onnx(tiny_can(), directory / ONNX_FILE)
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
+    config = ServeConfig(model=str(directory), engine="openvino", precision="float32", threads=1, workers=2)
+    assert serve(config) == 0
+    engine = served["app"].state.store.denoiser.engine
+    assert (engine.name, engine.precision, engine.threads) == ("openvino", "float32", 1)
+    assert engine.properties["NUM_STREAMS"] == 2 and engine.properties["INFERENCE_NUM_THREADS"] == 2
+    with TestClient(served["app"], base_url=BASE) as test_client:
+        health = test_client.get("/api/health").json()
+    assert (health["engine"], health["precision"]) == ("openvino", "float32")

@@ -6,7 +6,7 @@ are staged at 16 kHz on disk, in files unlinked as soon as they are mapped, so n
 even after ``kill -9``), any level (level normalisation), and a dry/wet mix.
 
 The path of one channel: resample to 16 kHz -> level gain -> chunks (fixed-statistics models, exact) or
-crossfaded segments (per-input models; see ``inference.plan``) through the engine (onnxruntime or torch)
+crossfaded segments (per-input models; see ``inference.plan``) through the engine (OpenVINO, onnxruntime or torch)
 -> level back -> ``out = enhanced + dry * (input - enhanced)`` -> resample back.
 
 This module imports no torch: with the onnx engine, denoising needs neither torch nor safetensors.
@@ -27,15 +27,19 @@ import numpy as np
 import soxr
 
 from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, output_format, read_resampled, resample
-from hushnet.inference.engines import OnnxEngine, TorchEngine, load_engine
-from hushnet.inference.plan import Enhancer, Scheme
+from hushnet.inference.engines import OnnxEngine, OpenVinoEngine, TorchEngine, load_engine
+from hushnet.inference.plan import Enhancer, Scheme, fitted_chunk
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
 IN_MEMORY_LIMIT_BYTES = 64 * 2**20
 DEFAULT_MEMORY_BUDGET_MB = 512
 # Fixed-statistics models: output samples per chunk (plus the receptive radius of context each side,
-# 8192 samples for the 64-channel CAN: 6 % overhead at 16 s).
+# 8192 samples for the 64-channel CAN: 6 % overhead at 16 s), cut to the largest chunk whose input
+# is one of the fixed lengths (15.36 s for the 64-channel CAN: inputs of 2^18 samples).
 DEFAULT_CHUNK_SECONDS = 16.0
+# Streams of fixed-statistics models: chunks short enough that no output sample waits for more than
+# this much input past it (chunk + receptive radius; 1.28 s for the 64-channel CAN).
+STREAM_LATENCY_SECONDS = 1.5
 # Per-input models: the crossfade between segments (issue 11 measured 4-s segments with a 1-s linear
 # crossfade as the best of those tried: PESQ-WB 2.191 vs 2.202 per file and 2.088 whole-file).
 CROSSFADE_SECONDS = 1.0
@@ -232,7 +236,7 @@ class Denoiser:
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, threads: int | None = None) -> None:
         """``model``: a torch CAN (torch engine) or an engine from ``inference.load_engine``.
         ``block`` is accepted for compatibility and unused (the chunk plan replaced block streaming)."""
-        if isinstance(model, (OnnxEngine, TorchEngine)):
+        if isinstance(model, (OpenVinoEngine, OnnxEngine, TorchEngine)):
             self.engine = model
         else:
             self.engine = TorchEngine(model, device=device, threads=threads)
@@ -254,17 +258,33 @@ class Denoiser:
         if level_scope not in LEVEL_SCOPES:
             raise AudioError(f"level scope must be one of {', '.join(LEVEL_SCOPES)}, got {level_scope!r}")
         self.level_scope = level_scope
+        self.prepare()
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, device: str = "cpu", engine: str = "auto",
-                        threads: int | None = None, **options) -> "Denoiser":
+                        threads: int | None = None, precision: str = "auto", workers: int = 1, **options) -> "Denoiser":
         """Load a model directory by path, or a shipped model by name (default: the package default),
-        once, into ``engine`` (auto: onnxruntime when installed and the directory has model.onnx)."""
-        return cls(load_engine(path_or_name, engine=engine, device=device, threads=threads), device=device, **options)
+        once, into ``engine`` (auto: OpenVINO where installed and loadable, else onnxruntime, else
+        torch) at ``precision`` (auto: bf16 where the CPU has native bf16 units and the engine runs
+        bf16). ``workers``: threads that will call it at once (the server), each with ``threads``."""
+        return cls(load_engine(path_or_name, engine=engine, device=device, threads=threads, precision=precision, streams=workers),
+                   device=device, **options)
 
     @property
     def engine_name(self) -> str:
         return self.engine.name
+
+    @property
+    def precision(self) -> str:
+        """``float32`` or ``bf16``: the arithmetic the engine runs the network in."""
+        return self.engine.precision
+
+    def prepare(self, scheme: Scheme | None = None) -> None:
+        """Compile the input shape of ``scheme`` (default: the file scheme) now, for a fixed-shape
+        engine, not at the first file or stream block."""
+        if hasattr(self.engine, "prepare"):
+            scheme = scheme or self.scheme()
+            self.engine.prepare(scheme.length + 2 * scheme.context if scheme.kind == "chunks" else scheme.length)
 
     @property
     def model(self):
@@ -279,12 +299,21 @@ class Denoiser:
     def _target_rms(self) -> float | None:
         return None if self.level_db is None else 10 ** (self.level_db / 20)
 
-    def scheme(self, level_scope: str | None = None) -> Scheme:
-        """How signals are processed (chunks or segments) with this level scope (default: the denoiser's)."""
+    def scheme(self, level_scope: str | None = None, streaming: bool = False) -> Scheme:
+        """How signals are processed (chunks or segments) with this level scope (default: the denoiser's);
+        ``streaming``: chunks within STREAM_LATENCY_SECONDS of lookahead."""
         rate = self.config.sample_rate
         segment_level = self.level_db is not None and (level_scope or self.level_scope) == "segment"
         if self.config.norm == "batch" and not segment_level:
-            return Scheme("chunks", max(1, round(self.chunk_seconds * rate)), context=self.config.receptive_radius)
+            radius = self.config.receptive_radius
+            target = max(1, round(self.chunk_seconds * rate))
+            chunk_input = getattr(self.engine, "chunk_input", None)  # the input length a fixed-shape engine runs best at
+            if chunk_input:
+                target = min(target, max(1, chunk_input - 2 * radius))
+            chunk = fitted_chunk(target, radius)
+            if streaming:
+                chunk = min(chunk, fitted_chunk(max(1, round(STREAM_LATENCY_SECONDS * rate) - radius), radius))
+            return Scheme("chunks", chunk, context=radius)
         if self.config.segment_seconds:
             length = round(self.config.segment_seconds * rate)
         elif self.config.norm == "batch":
@@ -297,14 +326,14 @@ class Denoiser:
         overlap = min(round(CROSSFADE_SECONDS * rate), length // 3)
         return Scheme("segments", length, overlap=overlap)
 
-    def _enhancer(self, channels: int, gains: np.ndarray | None, scope: str | None = None) -> Enhancer:
+    def _enhancer(self, channels: int, gains: np.ndarray | None, scope: str | None = None, streaming: bool = False) -> Enhancer:
         """The incremental processor for ``channels`` channels; ``gains``: per-channel recording gains."""
         scope = scope or self.level_scope
         target = self._target_rms()
         segment_level = target if (target is not None and scope == "segment") else None
         if target is not None and scope == "recording" and gains is None:
             raise ValueError("recording-level normalisation needs the gains")
-        return Enhancer(self.engine, self.scheme(scope), channels, gains=None if segment_level is not None else gains,
+        return Enhancer(self.engine, self.scheme(scope, streaming), channels, gains=None if segment_level is not None else gains,
                         segment_level=segment_level, dry=self.dry)
 
     def _recording_gains(self, sum_of_squares: np.ndarray, count: int) -> np.ndarray | None:
@@ -452,8 +481,9 @@ class DenoiseStream:
         # A level per recording needs the whole recording: streams normalise it per segment.
         scope = "segment" if denoiser.level_db is not None else denoiser.level_scope
         self.level_scope = scope
-        self.enhancer = denoiser._enhancer(channels, None, scope)
+        self.enhancer = denoiser._enhancer(channels, None, scope, streaming=True)
         self.scheme = self.enhancer.scheme
+        denoiser.prepare(self.scheme)
         make = lambda a, b: soxr.ResampleStream(a, b, channels, dtype="float32", quality="HQ")  # noqa: E731
         self._in = None if sample_rate == MODEL_RATE else make(sample_rate, MODEL_RATE)
         self._out = None if sample_rate == MODEL_RATE else make(MODEL_RATE, sample_rate)

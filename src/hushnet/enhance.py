@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import soundfile as sf
-from tqdm import tqdm
 
 from hushnet.audio import AudioError, one_line, output_extension
 from hushnet.corpus import ClusterOptions, check_cluster_options, check_destination, denoise_on_ray
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
-from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
+from hushnet.options import ENGINE_HELP, ENGINES, MODEL_HELP, PRECISION_HELP, PRECISIONS, RuntimeOptions, check_runtime, option
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser
@@ -31,8 +30,9 @@ class DenoiseConfig(RuntimeOptions, ClusterOptions):
     memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
     float_output: bool = option(False, flag="--float", help="write 32-bit float WAV instead of the input's format")
     quiet: bool = option(False, short="-q", help="no progress bar")
-    engine: str = option("auto", choices=["auto", "onnx", "torch"],
-                         help="inference engine (auto: onnxruntime when installed and the model has model.onnx, else torch)")
+    engine: str = option("auto", choices=list(ENGINES), help=ENGINE_HELP)
+    precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
+    verbose: bool = option(False, short="-v", help="say which engine and precision ran, and how long loading and compiling took")
     dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
                                           "(default: the model's own)", show_default=False)
     level_db: str | None = option(None, help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
@@ -47,7 +47,8 @@ class DenoiseConfig(RuntimeOptions, ClusterOptions):
                 level = float(level)
             except ValueError:
                 raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
-        return {"device": self.device, "engine": self.engine, "threads": self.threads, "memory_budget_mb": self.memory_budget_mb,
+        return {"device": self.device, "engine": self.engine, "precision": self.precision, "threads": self.threads,
+                "memory_budget_mb": self.memory_budget_mb,
                 "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
 
 
@@ -81,9 +82,24 @@ def run(config: DenoiseConfig) -> int:
             except (ModelError, AudioError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
+            if config.verbose:
+                print(describe_engine(denoiser), file=sys.stderr)
         return denoise_jobs(denoiser, jobs, failed, progress=not config.quiet, float_output=config.float_output)
     finally:
         folders.remove_empty()
+
+
+def describe_engine(denoiser: "Denoiser") -> str:
+    """One line: the engine and precision that run, why, and the seconds spent loading and compiling."""
+    engine = denoiser.engine
+    parts = [f"engine: {getattr(engine, 'choice', f'{engine.name} {engine.precision}')}",
+             f"threads: {engine.threads if getattr(engine, 'threads', None) else 'all cores'}"]
+    if hasattr(engine, "load_seconds"):
+        parts.append(f"model loaded in {engine.load_seconds:.2f} s")
+    compiled = getattr(engine, "compile_seconds", {})
+    if compiled:
+        parts.append("compiled " + ", ".join(f"[1, {length}] in {seconds:.2f} s" for length, seconds in compiled.items()))
+    return "; ".join(parts)
 
 
 def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | None, int]:
@@ -108,6 +124,12 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     return jobs, len(missing)
 
 
+def _progress_bar(name: str):
+    from tqdm import tqdm  # only on a terminal: the import costs about 40 ms of start-up
+
+    return tqdm(total=0, unit="sample", unit_scale=True, desc=name[:30], leave=False, file=sys.stderr)
+
+
 def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False) -> int:
     """Run planned jobs; returns the exit status (0 when every file succeeded, 1 otherwise).
 
@@ -121,16 +143,18 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
             print(f"error: {job.input}: {job.error}", file=sys.stderr)
             failed += 1
             continue
-        bar = tqdm(total=0, unit="sample", unit_scale=True, desc=job.input.name[:30], leave=False, disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+        bar = _progress_bar(job.input.name) if progress and sys.stderr.isatty() else None
         try:
-            result = denoiser.denoise_file(job.input, job.output, progress=bar.update, on_start=lambda total: setattr(bar, "total", total) or bar.refresh(),
+            result = denoiser.denoise_file(job.input, job.output, progress=bar.update if bar else None,
+                                           on_start=(lambda total: setattr(bar, "total", total) or bar.refresh()) if bar else None,
                                            subtype="FLOAT" if float_output else None)
         except (AudioError, OSError, sf.LibsndfileError, RuntimeError) as error:
             print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
             failed += 1
             continue
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         done += 1
         audio_seconds += result.seconds
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""

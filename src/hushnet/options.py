@@ -18,6 +18,12 @@ from typing import Any, Callable
 DEVICE_HELP = "cpu or cuda"
 THREADS_HELP = "CPU threads (default: the engine's choice, all cores)"
 MODEL_HELP = "model directory, or the name of a shipped model"
+# Spelled here (not imported from the engines) so that building the parser imports no engine.
+ENGINES = ("auto", "openvino", "onnx", "torch")
+PRECISIONS = ("auto", "float32", "bf16")
+ENGINE_HELP = "inference engine (auto: OpenVINO where installed and loadable, else onnxruntime, else torch)"
+PRECISION_HELP = ("arithmetic of the network (auto: bf16 where the CPU has native bf16 units and the engine runs it, "
+                  "else float32; onnxruntime runs float32 only)")
 
 
 def option(default: Any = MISSING, *, help: str, flag: str | None = None, short: str | None = None, choices: list[str] | None = None,

@@ -1,8 +1,8 @@
 """Running a CAN on signals of any length: chunk/segment plans and crossfades (``plan``), the engines
-(onnxruntime and torch, ``engines``), the inference and export forms of the network (``networks``,
+(OpenVINO, onnxruntime and torch, ``engines``), the inference and export forms of the network (``networks``,
 torch only). Importing this package imports no torch."""
 
-from hushnet.inference.engines import ENGINES, OnnxEngine, TorchEngine, load_engine, resolve_engine
+from hushnet.inference.engines import ENGINES, PRECISIONS, OnnxEngine, OpenVinoEngine, TorchEngine, load_engine, resolve_engine
 from hushnet.inference.plan import Enhancer, Scheme
 
-__all__ = ["ENGINES", "Enhancer", "OnnxEngine", "Scheme", "TorchEngine", "load_engine", "resolve_engine"]
+__all__ = ["ENGINES", "PRECISIONS", "Enhancer", "OnnxEngine", "OpenVinoEngine", "Scheme", "TorchEngine", "load_engine", "resolve_engine"]

@@ -1,23 +1,35 @@
 """Engines: something that maps a [batch, samples] float32 array through the CAN.
 
-``OnnxEngine`` runs a model directory's ``model.onnx`` in onnxruntime and imports no torch;
-``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form of the torch model.
-``load_engine`` picks one: ``auto`` = onnxruntime when it is installed and the directory has a
-``model.onnx``, else torch.
+``OpenVinoEngine`` runs a model directory's ``model.onnx`` in OpenVINO, in float32 or bf16 on the
+CPU's matrix units, compiled once per fixed input shape; ``OnnxEngine`` runs it in onnxruntime (float32;
+both import no torch); ``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form
+of the torch model, bf16 through autocast. ``load_engine`` picks one: ``auto`` = OpenVINO when it is
+installed and loads, else onnxruntime, else torch; precision ``auto`` = bf16 where the CPU has native
+bf16 units and the engine runs bf16 faster than float32 (OpenVINO), else float32.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
+from hushnet.inference.plan import fixed_length
 from hushnet.model_files import ENSEMBLE_KIND, ONNX_FILE, ModelError, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
+from hushnet.options import ENGINES, PRECISIONS
 
-ENGINES = ("auto", "onnx", "torch")
+# CPU flags of native bf16 matrix arithmetic (Linux /proc/cpuinfo names).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# Whether precision auto picks bf16 for the torch engine on such CPUs. Measured on the AMX machine
+# (120-s file, whole command, 1 thread): autocast bf16 of the folded conv1d network took 33 CPU s and
+# 1.6 GB against float32's 21 s and 470 MB, so auto stays float32 there.
+TORCH_AUTO_BF16 = False
 
 
 def installed(module: str) -> bool:
@@ -27,10 +39,37 @@ def installed(module: str) -> bool:
         return False
 
 
+def cpu_bf16_flag(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The first of BF16_FLAGS this CPU reports, or None (also where there is no /proc/cpuinfo)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return next((flag for flag in BF16_FLAGS if flag in flags), None)
+
+
+def openvino_cache_dir() -> Path:
+    """Where compiled OpenVINO models are kept between runs: $XDG_CACHE_HOME/hushnet/openvino
+    (default ~/.cache/hushnet/openvino)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hushnet" / "openvino"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class OnnxEngine:
     """onnxruntime on the CPU; ``threads`` intra-op threads (None: onnxruntime's choice, all cores)."""
 
     name = "onnx"
+    precision = "float32"  # onnxruntime has no bf16 kernels for this graph on the CPU
 
     def __init__(self, path: str | os.PathLike, config: CANConfig, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -51,7 +90,7 @@ class OnnxEngine:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for unreadable files
             raise ModelError(f"cannot load {path}: {str(error).strip().splitlines()[0]}") from None
-        self.config = config
+        self.config, self.threads = config, threads
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -63,7 +102,7 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "float32") -> None:
         import torch
 
         from hushnet.inference.networks import FoldedCAN
@@ -73,7 +112,8 @@ class TorchEngine:
         self.torch = torch
         self.device = torch.device(device)
         self.model = model.eval()
-        self.config = model.config
+        self.config, self.threads = model.config, threads
+        self.precision = precision
         # Per-input models run their own forward (the reference, working in place at inference);
         # an ensemble runs each member in that form, then its weighted sum.
         if hasattr(model, "inference_network"):
@@ -83,52 +123,268 @@ class TorchEngine:
         self.network = network.to(self.device).eval()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
+        bf16 = self.precision == "bf16"
+        with self.torch.inference_mode(), self.torch.autocast(self.device.type, dtype=self.torch.bfloat16, enabled=bf16):
             tensor = self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
             return self.network(tensor).float().cpu().numpy()
 
 
+class OpenVinoEngine:
+    """OpenVINO on the CPU, float32 or bf16 (``INFERENCE_PRECISION_HINT``), compiled once per input shape.
+
+    Compiling a shape in bf16 costs about as much as running it 15 times (oneDNN builds its kernels
+    per width; OpenVINO's model cache does not keep them), so bf16 uses few shapes. Fixed-statistics
+    models run chunks at one length (``chunk_input``; the Denoiser cuts chunks to fit it); a shorter
+    input is zero-padded, in bf16 up to the smallest compiled length that holds it, in float32 (whose
+    compiles are cheap) up to its own ``plan.fixed_length``; a 0/1 mask, multiplied into every layer's activations, zeroes them past
+    the input's end as the network's own zero padding does at a true end, so the output equals the
+    unpadded one. Per-input models, whose statistics cover the whole input, run at exactly their
+    segment length; other lengths (a file shorter than a segment) go to onnxruntime (float32,
+    exact), which needs no compile. ``streams``: concurrent callers (the server's workers), each
+    with its own ``threads``; safe to call from several threads.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike, config: CANConfig, threads: int | None = None, precision: str = "auto",
+                 cache_dir: str | os.PathLike | None = None, streams: int = 1) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        if "CPU" not in self.core.available_devices:
+            raise ModelError("OpenVINO found no CPU device it can run on")
+        native_bf16 = "BF16" in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if precision == "bf16" and not native_bf16:
+            raise ModelError("OpenVINO reports no bf16 support on this CPU; use --precision float32")
+        if precision == "auto" and native_bf16 and config.norm != "batch":
+            # Measured (benchmarks/results/engines.md): authors-dfl in bf16 lost 0.0265 PESQ-WB on
+            # valentini_test_dev, outside the 0.02 the quality rule allows.
+            precision, self.precision_reason = "float32", "auto: per-input models stay float32 (bf16 missed the quality rule)"
+        elif precision == "auto":
+            precision = "bf16" if native_bf16 else "float32"
+            self.precision_reason = f"auto: OpenVINO {'reports' if native_bf16 else 'reports no'} native bf16 on this CPU"
+        else:
+            self.precision_reason = "asked for"
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.core.set_property({"CACHE_DIR": str(self.cache_dir)})
+        except OSError:  # a read-only home: compile every run instead
+            self.cache_dir = None
+        try:
+            self.model = self.core.read_model(str(path))
+        except Exception as error:  # OpenVINO raises RuntimeError with a long trace for unreadable files
+            raise ModelError(f"cannot load {path}: {_first_line(error)}") from None
+        self.path, self.config, self.precision, self.threads = Path(path), config, precision, threads
+        self.masked = config.norm == "batch"
+        if self.masked:
+            _add_activation_mask(self.model)
+        # Measured for the 64-channel CAN: bf16 runs fastest per sample at 2^16-sample inputs and
+        # compiles 4x faster than at 2^18; memory grows with the length in both precisions (about
+        # 2 KB per sample: a whole command peaked at 670 MB with float32 at 2^18, 290 MB at 2^16).
+        self.chunk_input = fixed_length(max(1 << 16, 8 * config.receptive_radius))
+        self.exact_lengths = {round(config.segment_seconds * config.sample_rate)} if config.segment_seconds and not self.masked else set()
+        # No pinning of threads to cores: on a machine shared with other work, measured (load 8.8, 2
+        # threads, bf16) at 0.205 s per 2^16-sample call unpinned vs 0.288 pinned (medians of 4).
+        self.properties = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+                           "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}
+        if threads is not None:
+            self.properties["INFERENCE_NUM_THREADS"] = threads * streams
+        self.compile_seconds: dict[int, float] = {}  # input length -> seconds to compile (and build kernels)
+        self._compiled: dict[int, object] = {}
+        self._fallback: OnnxEngine | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _compiled_model(self, length: int):
+        """The model compiled for [1, length] inputs, compiled on first use."""
+        with self._lock:
+            compiled = self._compiled.get(length)
+            if compiled is None:
+                model = self.model.clone()
+                shapes = {model.inputs[0]: [1, length]}
+                if self.masked:
+                    shapes[model.inputs[1]] = [1, 1, length]
+                model.reshape(shapes)
+                started = time.perf_counter()
+                try:
+                    compiled = self.core.compile_model(model, "CPU", self.properties)
+                except Exception as error:
+                    raise RuntimeError(f"OpenVINO could not compile the model: {_first_line(error)}") from None
+                self.compile_seconds[length] = time.perf_counter() - started
+                self._compiled[length] = compiled
+            return compiled
+
+    def _request(self, length: int):
+        requests = self._local.__dict__.setdefault("requests", {})
+        request = requests.get(length)
+        if request is None:
+            request = requests[length] = self._compiled_model(length).create_infer_request()
+        return request
+
+    def prepare(self, length: int) -> None:
+        """Compile now the shape that inputs of ``length`` samples will run at (not at the first call)."""
+        if self.masked:
+            self._compiled_model(fixed_length(length))
+        elif length in self.exact_lengths:
+            self._compiled_model(length)
+
+    def _padded_length(self, length: int) -> int:
+        """bf16: the smallest compiled length that holds ``length`` (a compile costs more than the
+        padding); float32, which compiles in a fraction of a second: its own fixed length."""
+        fitting = [compiled for compiled in tuple(self._compiled) if compiled >= length] if self.precision == "bf16" else []
+        return min(fitting) if fitting else fixed_length(length)
+
+    def _exact(self, x: np.ndarray) -> np.ndarray:
+        """Per-input models at a length other than their segment's: onnxruntime, float32."""
+        if self._fallback is None:
+            with self._lock:
+                if self._fallback is None:
+                    self._fallback = OnnxEngine(self.path, self.config, self.threads)
+        return self._fallback(x)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        rows, length = x.shape
+        out = np.empty_like(x)
+        if length == 0:
+            return out
+        if not self.masked:
+            if length not in self.exact_lengths:
+                return self._exact(x)
+            request = self._request(length)
+            for row in range(rows):
+                out[row] = request.infer({0: x[row : row + 1]})[0][0]
+            return out
+        shape = self._padded_length(length)
+        request = self._request(shape)
+        padded = np.zeros((1, shape), dtype=np.float32)
+        mask = np.zeros((1, 1, shape), dtype=np.float32)
+        mask[..., :length] = 1.0
+        for row in range(rows):
+            padded[0, :length] = x[row]
+            out[row] = request.infer({0: padded, 1: mask})[0][0, :length]
+        return out
+
+
+def _add_activation_mask(model) -> None:
+    """Give ``model`` a second input ``mask`` [batch, 1, samples] multiplied into the output of every
+    activation (the layer inputs of the next convolutions), in place."""
+    from openvino import opset13 as ops
+
+    mask = ops.parameter([-1, 1, -1], np.float32, name="mask")
+    mask.output(0).get_tensor().set_names({"mask"})
+    activations = [op for op in model.get_ordered_ops() if op.get_type_name() in ("PRelu", "Relu", "Elu")]
+    if not activations:
+        raise ModelError("unexpected model.onnx: no activations to mask")
+    for op in activations:
+        consumers = list(op.output(0).get_target_inputs())
+        masked = ops.multiply(op.output(0), mask.output(0))
+        for consumer in consumers:
+            consumer.replace_source_output(masked.output(0))
+    model.add_parameters([mask])
+    model.validate_nodes_and_infer_types()
+
+
+def _needs_onnx(directory: Path | None, engine: str) -> None:
+    if directory is None or not (directory / ONNX_FILE).is_file():
+        raise ModelError(f"{directory} has no {ONNX_FILE}: create it with `hushnet export-onnx {directory} -o {directory / ONNX_FILE}` "
+                         f"(--engine {engine} runs it)")
+
+
 def resolve_engine(engine: str, directory: Path | None) -> str:
-    """``onnx`` or ``torch`` for the requested ``engine`` and model directory, or a ModelError."""
+    """``openvino``, ``onnx`` or ``torch`` for the requested ``engine`` and model directory, or a ModelError.
+    ``auto`` names the first that is installed and can run the directory; whether OpenVINO then
+    loads is :func:`load_engine`'s to find out."""
     if engine not in ENGINES:
         raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     has_onnx = directory is not None and (directory / ONNX_FILE).is_file()
     if engine == "auto":
-        if has_onnx and installed("onnxruntime"):
-            return "onnx"
+        for name, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
+            if has_onnx and installed(module):
+                return name
         if installed("torch"):
             return "torch"
         if not has_onnx:
             raise ModelError(f"{directory} has no {ONNX_FILE} and torch is not installed: run `hushnet export-onnx` where torch is, "
                              'or pip install "hushnet[train]"')
-        raise ModelError("neither onnxruntime nor torch is installed: pip install onnxruntime")
+        raise ModelError("none of OpenVINO, onnxruntime or torch is installed: pip install onnxruntime")
+    if engine == "openvino":
+        if not installed("openvino"):
+            raise ModelError('--engine openvino needs OpenVINO: pip install "hushnet[openvino]"')
+        _needs_onnx(directory, engine)
+        return "openvino"
     if engine == "onnx":
         if not installed("onnxruntime"):
             raise ModelError("--engine onnx needs onnxruntime: pip install onnxruntime")
-        if not has_onnx:
-            raise ModelError(f"{directory} has no {ONNX_FILE}: create it with `hushnet export-onnx {directory} -o {directory / ONNX_FILE}`")
+        _needs_onnx(directory, engine)
         return "onnx"
     if not installed("torch"):
         raise ModelError('--engine torch needs torch: pip install "hushnet[train]"')
     return "torch"
 
 
-def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", device: str = "cpu", threads: int | None = None):
-    """Load the model of a directory (or shipped name) once, into the chosen engine."""
+def resolve_precision(precision: str, engine: str, bf16_flag: str | None) -> tuple[str, str]:
+    """(``float32`` or ``bf16``, why) for ``engine``; ``bf16_flag``: the CPU's native bf16 flag, if any."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if engine == "onnx":
+        if precision == "bf16":
+            raise ModelError("onnxruntime runs this model in float32 only: use --engine openvino or torch for bf16")
+        return "float32", "onnxruntime runs float32 only" if precision == "auto" else "asked for"
+    if precision != "auto":
+        return precision, "asked for"
+    if bf16_flag is None:
+        return "float32", "auto: this CPU has no native bf16 units"
+    if engine == "torch" and not TORCH_AUTO_BF16:
+        return "float32", "auto: the torch engine's bf16 (autocast) is slower than its float32 on this network"
+    return "bf16", f"auto: this CPU has native bf16 units ({bf16_flag})"
+
+
+def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", device: str = "cpu", threads: int | None = None,
+                precision: str = "auto", streams: int = 1):
+    """Load the model of a directory (or shipped name) once, into the chosen engine and precision.
+    The engine's ``choice`` says what was chosen and why (what ``hushnet denoise -v`` prints)."""
+    started = time.perf_counter()
     directory = resolve_model_dir(path_or_name)
     config = read_config(directory)
     if config["kind"] not in ("can", ENSEMBLE_KIND):
         raise ModelError(f"{directory} holds a {config['kind']} model, not a denoiser (can)")
     on_cpu = device in (None, "cpu")
-    if engine == "onnx" and not on_cpu:
-        raise ModelError("the onnx engine runs on the CPU; use --engine torch for --device cuda")
+    if engine in ("onnx", "openvino") and not on_cpu:
+        raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
     chosen = resolve_engine("torch" if engine == "auto" and not on_cpu else engine, directory)
-    if chosen == "onnx":
+    bf16_flag = cpu_bf16_flag() if on_cpu else None  # auto is float32 off the CPU
+    notes = []
+    loaded = None
+    if chosen == "openvino":
+        resolve_precision(precision, "openvino", bf16_flag)  # refuses unknown names
         try:
-            can_config = CANConfig.from_dict(config["config"])
-        except (TypeError, ValueError) as error:
-            raise ModelError(f"{directory}: {error}") from None
-        return OnnxEngine(directory / ONNX_FILE, can_config, threads)
-    from hushnet.model_dir import load_model
+            loaded = OpenVinoEngine(directory / ONNX_FILE, _can_config(directory, config), threads, precision, streams=streams)
+            why = loaded.precision_reason
+            if not loaded.masked:
+                notes.append("inputs other than a whole segment: onnxruntime float32")
+        except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
+            if engine == "openvino" or (precision == "bf16" and isinstance(error, ModelError)):
+                raise error if isinstance(error, ModelError) else ModelError(f"OpenVINO cannot run {directory / ONNX_FILE}: {_first_line(error)}") from None
+            print(f"hushnet: OpenVINO failed to load ({_first_line(error)}); using onnxruntime", file=sys.stderr)
+            chosen = "onnx" if installed("onnxruntime") else resolve_engine("torch", directory)
+            notes.append("OpenVINO failed to load")
+    if loaded is None:
+        value, why = resolve_precision(precision, chosen, bf16_flag)
+        if chosen == "onnx":
+            loaded = OnnxEngine(directory / ONNX_FILE, _can_config(directory, config), threads)
+        else:
+            from hushnet.model_dir import load_model
 
-    return TorchEngine(load_model(directory, kind="can"), device=device, threads=threads)
+            loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
+    loaded.choice = "; ".join([f"{loaded.name} {loaded.precision} ({why})", *notes])
+    loaded.load_seconds = time.perf_counter() - started
+    return loaded
+
+
+def _can_config(directory: Path, config: dict) -> CANConfig:
+    try:
+        return CANConfig.from_dict(config["config"])
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"{directory}: {error}") from None

@@ -31,6 +31,36 @@ RunBatch = Callable[[np.ndarray], np.ndarray]  # [batch, samples] float32 -> sam
 MAX_BATCH_SAMPLES = 1 << 18
 
 
+# Input lengths of the fixed-shape engines (OpenVINO compiles once per shape): multiples of
+# FIXED_QUANTUM samples with at most three significant bits (4096 x 1..8, 10, 12, 14, 16, 20, ...),
+# so padding up to the next one adds at most a quarter and a lifetime of inputs meets few shapes.
+FIXED_QUANTUM = 4096
+
+
+def fixed_length(samples: int) -> int:
+    """The smallest fixed input length that holds ``samples`` samples."""
+    quanta = max(1, -(-samples // FIXED_QUANTUM))
+    shift = max(0, quanta.bit_length() - 3)
+    return -(-quanta // (1 << shift)) * (1 << shift) * FIXED_QUANTUM
+
+
+def fitted_chunk(samples: int, context: int) -> int:
+    """The largest chunk of at most ``samples`` output samples whose input (chunk + context on each
+    side) is exactly a fixed length, so that every full chunk fills its shape; ``samples`` itself
+    where no such chunk is that small."""
+    best = samples
+    quanta = 1
+    while True:
+        length = fixed_length(quanta * FIXED_QUANTUM)
+        chunk = length - 2 * context
+        if chunk > samples:
+            break
+        if chunk >= 1:
+            best = chunk
+        quanta = length // FIXED_QUANTUM + 1
+    return best
+
+
 @dataclass(frozen=True)
 class Scheme:
     """``chunks`` (length = chunk, context = receptive radius) or ``segments`` (length, overlap, and

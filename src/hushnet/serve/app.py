@@ -230,10 +230,10 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/api/health", summary="model, version, engine, sample rate, limits")
+    @app.get("/api/health", summary="model, version, engine, precision, sample rate, limits")
     def health() -> dict:
         return {"status": "ok", "model": model_name or getattr(config, "model", None) or "hushnet-dfl", "version": hushnet.__version__,
-                "engine": denoiser.engine_name, "device": str(denoiser.device), "sample_rate": denoiser.config.sample_rate,
+                "engine": denoiser.engine_name, "precision": denoiser.precision, "device": str(denoiser.device), "sample_rate": denoiser.config.sample_rate,
                 "workers": config.workers, "max_upload_mb": config.max_upload_mb, "max_jobs": config.max_jobs, "keep_minutes": config.keep_minutes}
 
     @app.post("/api/denoise", summary="denoise one file and return it (same format, rate, channels, length; WAV where the format cannot be written)",

@@ -9,7 +9,7 @@ import ipaddress
 import sys
 from dataclasses import dataclass
 
-from hushnet.options import MODEL_HELP, RuntimeOptions, option
+from hushnet.options import ENGINE_HELP, ENGINES, MODEL_HELP, PRECISION_HELP, PRECISIONS, RuntimeOptions, option
 
 
 @dataclass
@@ -25,6 +25,8 @@ class ServeConfig(RuntimeOptions):
     max_jobs: int = option(32, help="jobs held at once, finished or not; more get 429")
     keep_minutes: float = option(60.0, help="delete a job's files this long after it was last used")
     memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
+    engine: str = option("auto", choices=list(ENGINES), help=ENGINE_HELP)
+    precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for settings that cannot work."""

@@ -21,15 +21,16 @@ def serve(config: ServeConfig) -> int:
         return 2
     from hushnet.denoiser import Denoiser
     from hushnet.model_dir import DEFAULT_MODEL, ModelError
-    from hushnet.options import configure_runtime
+    from hushnet.options import check_runtime
 
     try:
-        configure_runtime(config)
+        check_runtime(config)  # threads go to the engine; torch is imported only by the torch engine
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        denoiser = Denoiser.from_pretrained(config.model, device=config.device, memory_budget_mb=config.memory_budget_mb)
+        denoiser = Denoiser.from_pretrained(config.model, device=config.device, engine=config.engine, precision=config.precision,
+                                            threads=config.threads, workers=config.workers, memory_budget_mb=config.memory_budget_mb)
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,218 @@
+"""The engines: OpenVINO at fixed shapes (padding made exact by the activation mask), the choice of
+engine and precision, the fallback when OpenVINO cannot load (tiny models, short audio)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import DEV, speechlike, tiny_can
+from hushnet.denoiser import Denoiser
+from hushnet.inference import engines
+from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine, resolve_precision
+from hushnet.inference.networks import export_onnx
+from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
+from hushnet.model_dir import save_model
+from hushnet.model_files import ONNX_FILE, ModelError
+
+openvino = pytest.importorskip("openvino")
+from hushnet.inference.engines import OpenVinoEngine  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def exported(model, folder, name: str):
+    return export_onnx(model, folder / f"{name}.onnx")
+
+
+@pytest.fixture(scope="module")
+def batch_onnx(tmp_path_factory):
+    model = tiny_can("batch", dilated_layers=6)
+    return model, exported(model, tmp_path_factory.mktemp("ov"), "batch")
+
+
+def test_fixed_lengths_have_three_significant_bits_and_waste_at_most_a_quarter():
+    for samples in list(range(1, 20 * FIXED_QUANTUM, 997)) + [262144, 262145, 10**6]:
+        length = fixed_length(samples)
+        quanta = length // FIXED_QUANTUM
+        assert length % FIXED_QUANTUM == 0 and length >= samples and fixed_length(length) == length
+        assert bin(quanta).rstrip("0").count("1") <= 3 or quanta <= 8
+        assert length <= max(8 * FIXED_QUANTUM, 1.25 * samples + FIXED_QUANTUM)
+    for target, radius in [(256000, 8192), (15808, 8192), (49152, 8192), (9000, 31)]:
+        chunk = fitted_chunk(target, radius)
+        assert chunk <= target and fixed_length(chunk + 2 * radius) == chunk + 2 * radius
+    assert fitted_chunk(256000, 8192) == 245760  # inputs of 2^18 samples for the 64-channel CAN
+    assert fitted_chunk(100, 8192) == 100 and fitted_chunk(800, 31) == 800  # nothing fits: the chunk asked for
+
+
+@pytest.mark.parametrize("length", [1, 31, 1000, 4096, 5001, 20000])
+def test_padded_fixed_shape_input_gives_the_unpadded_output(batch_onnx, length, tmp_path):
+    model, path = batch_onnx
+    reference = OnnxEngine(path, model.config)
+    engine = OpenVinoEngine(path, model.config, threads=1, precision="float32", cache_dir=tmp_path)
+    x = speechlike(1.3, channels=2)[:, :length]
+    got = engine(x)
+    assert got.shape == x.shape and np.abs(got - reference(x)).max() < 1e-5
+    assert set(engine.compile_seconds) == {fixed_length(length)}
+    if length > 100 and fixed_length(length) > length:  # zero padding alone is not the network's own zero padding at the end
+        padded = np.pad(x, ((0, 0), (0, fixed_length(length) - length)))
+        assert np.abs(reference(padded)[:, :length] - reference(x)).max() > 1e-3
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_files_of_any_length_run_at_few_compiled_shapes(batch_onnx, tmp_path, precision):
+    """float32 pads each input to its own fixed length; bf16, whose compiles are dear, pads every
+    file to the one chunk shape compiled when the Denoiser was made."""
+    if precision == "bf16" and cpu_bf16_flag() is None:
+        pytest.skip("this CPU has no native bf16 units")
+    model, path = batch_onnx
+    engine = OpenVinoEngine(path, model.config, threads=1, precision=precision, cache_dir=tmp_path)
+    reference = Denoiser(OnnxEngine(path, model.config))
+    denoiser = Denoiser(engine, chunk_seconds=0.5)
+    scheme = denoiser.scheme()
+    assert list(engine.compile_seconds) == [scheme.length + 2 * scheme.context]  # compiled at construction
+    for seconds in (0.1, 0.77, 1.9, 3.3):
+        x = speechlike(seconds, rate=22050, channels=2)
+        expected = reference.denoise(x, 22050)
+        error = np.abs(denoiser.denoise(x, 22050) - expected).max()
+        assert error < (1e-5 if precision == "float32" else 0.02 * np.abs(expected).max())
+    if precision == "bf16":
+        assert list(engine.compile_seconds) == [scheme.length + 2 * scheme.context]
+    else:
+        assert all(fixed_length(length) == length for length in engine.compile_seconds)
+    assert any(path.is_file() for path in tmp_path.iterdir())  # the compiled model is cached for the next run
+
+
+def test_per_input_model_runs_its_segments_and_other_lengths_exactly(tmp_path):
+    model = tiny_can("per-input", dilated_layers=6)
+    model.config.segment_seconds = 0.25
+    path = exported(model, tmp_path, "per_input")
+    reference = OnnxEngine(path, model.config)
+    engine = OpenVinoEngine(path, model.config, threads=1, precision="float32", cache_dir=tmp_path)
+    segment = speechlike(0.25, channels=2)
+    assert np.abs(engine(segment) - reference(segment)).max() < 1e-5
+    short = segment[:, :2345]  # statistics over the whole input: not padded, run exactly
+    assert np.array_equal(engine(short), reference(short))
+    assert list(engine.compile_seconds) == [4000]
+    x = speechlike(1.1, channels=2)
+    assert np.abs(Denoiser(engine).denoise(x, 16000) - Denoiser(reference).denoise(x, 16000)).max() < 1e-5
+
+
+def test_stream_of_the_openvino_engine_equals_denoise(batch_onnx, tmp_path):
+    model, path = batch_onnx
+    denoiser = Denoiser(OpenVinoEngine(path, model.config, threads=1, precision="float32", cache_dir=tmp_path))
+    x = speechlike(2.5)[0]
+    stream = denoiser.stream()
+    got = np.concatenate([stream.feed(x[i : i + 777]) for i in range(0, x.size, 777)] + [stream.flush()])
+    assert np.abs(got - denoiser.denoise(x, 16000)).max() < 1e-5
+    assert stream.latency <= 1.5
+
+
+def test_calls_from_several_threads_get_their_own_requests(batch_onnx, tmp_path):
+    model, path = batch_onnx
+    engine = OpenVinoEngine(path, model.config, threads=1, precision="float32", cache_dir=tmp_path, streams=2)
+    inputs = [speechlike(0.5, seed=seed) for seed in range(4)]
+    expected = [engine(x) for x in inputs]
+    results: dict[int, np.ndarray] = {}
+    workers = [threading.Thread(target=lambda k=k: results.__setitem__(k, engine(inputs[k]))) for k in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(np.array_equal(results[k], expected[k]) for k in range(4))
+
+
+def test_bf16_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_bf16_flag(info) == "avx512_bf16"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert cpu_bf16_flag(info) is None
+    assert cpu_bf16_flag(tmp_path / "missing") is None
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_and_the_engine_have_it():
+    assert resolve_precision("auto", "openvino", "amx_bf16")[0] == "bf16"
+    assert resolve_precision("auto", "torch", "amx_bf16")[0] == ("bf16" if engines.TORCH_AUTO_BF16 else "float32")
+    assert resolve_precision("bf16", "torch", "amx_bf16")[0] == "bf16"
+    assert resolve_precision("auto", "torch", None)[0] == "float32"
+    assert resolve_precision("auto", "onnx", "amx_bf16") == ("float32", "onnxruntime runs float32 only")
+    assert resolve_precision("float32", "torch", "amx_bf16")[0] == "float32"
+    with pytest.raises(ModelError, match="float32 only"):
+        resolve_precision("bf16", "onnx", "amx_bf16")
+    with pytest.raises(ModelError, match="precision must be one of"):
+        resolve_precision("fp16", "torch", None)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("models") / "tiny"
+    model = tiny_can("batch", dilated_layers=6)
+    save_model(model, directory, "# tiny\n")
+    export_onnx(model, directory / ONNX_FILE)
+    return directory
+
+
+def test_auto_engine_is_openvino(model_dir):
+    engine = load_engine(model_dir, precision="float32")
+    assert engine.name == "openvino" and engine.precision == "float32" and engine.choice.startswith("openvino float32")
+
+
+def test_auto_engine_falls_back_to_onnxruntime_with_one_line_when_openvino_fails(model_dir, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("libopenvino.so: cannot open shared object file\nmore detail")
+
+    monkeypatch.setattr(engines, "OpenVinoEngine", broken)
+    engine = load_engine(model_dir)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert isinstance(engine, OnnxEngine) and engine.precision == "float32"
+    assert lines == ["hushnet: OpenVINO failed to load (libopenvino.so: cannot open shared object file); using onnxruntime"]
+    with pytest.raises(ModelError, match="OpenVINO cannot run"):
+        load_engine(model_dir, engine="openvino")
+
+
+def test_torch_bf16_runs_under_autocast_and_stays_close(model_dir):
+    model = tiny_can("batch", dilated_layers=6)
+    x = speechlike(0.5, channels=2)
+    full, half = TorchEngine(model)(x), TorchEngine(model, precision="bf16")(x)
+    assert full.dtype == half.dtype == np.float32
+    error = np.abs(half - full).max()
+    assert 0 < error < 0.05 * np.abs(full).max()  # bf16 really ran (not bit-equal), and stays close
+
+
+@pytest.mark.parametrize("engine,precision", [("openvino", "float32"), ("openvino", "bf16"), ("torch", "bf16")])
+def test_quality_rule_on_a_real_recording(engine, precision):
+    """The rule of the engine table on one Valentini file: PESQ-WB within 0.02 and STOI within 0.002
+    of onnxruntime float32 (the full sets are in benchmarks/results/engines.md)."""
+    from pystoi import stoi
+
+    from hushnet.metrics import pesq_score
+
+    if precision == "bf16" and cpu_bf16_flag() is None:
+        pytest.skip("this CPU has no native bf16 units")
+    noisy, rate = sf.read(DEV / "noisy" / "p287_003.flac", dtype="float32")
+    clean, _ = sf.read(DEV / "clean" / "p287_003.flac", dtype="float32")
+    reference = Denoiser.from_pretrained("hushnet-dfl", engine="onnx", threads=1).denoise(noisy, rate)
+    denoiser = Denoiser.from_pretrained("hushnet-dfl", engine=engine, precision=precision, threads=1)
+    assert (denoiser.engine_name, denoiser.precision) == (engine, precision)
+    enhanced = denoiser.denoise(noisy, rate)
+    assert 0 < np.abs(enhanced - reference).max() < 0.05
+    assert abs(pesq_score(clean, enhanced, rate) - pesq_score(clean, reference, rate)) <= 0.02
+    assert abs(stoi(clean, enhanced, rate) - stoi(clean, reference, rate)) <= 0.002
+
+
+def test_per_input_models_stay_float32_under_auto(tmp_path):
+    """bf16 missed the quality rule for the authors' per-input model, so auto keeps it float32."""
+    model = tiny_can("per-input", dilated_layers=6)
+    engine = OpenVinoEngine(exported(model, tmp_path, "per_input_auto"), model.config, threads=1, cache_dir=tmp_path)
+    assert engine.precision == "float32" and "quality rule" in engine.precision_reason
