@@ -20,7 +20,7 @@ THREADS_HELP = "CPU threads (default: the engine's choice, all cores)"
 MODEL_HELP = "model directory, or the name of a shipped model"
 # Spelled here (not imported from the engines) so that building the parser imports no engine.
 ENGINES = ("auto", "openvino", "onnx", "torch")
-PRECISIONS = ("auto", "float32", "bf16")
+from hushnet.precision import PRECISIONS  # noqa: E402,F401 - one list of precisions
 ENGINE_HELP = "inference engine (auto: OpenVINO where installed and loadable, else onnxruntime, else torch)"
 PRECISION_HELP = ("arithmetic of the network (auto: bf16 where the CPU has native bf16 units and the engine runs it, "
                   "else float32; onnxruntime runs float32 only)")

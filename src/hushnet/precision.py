@@ -8,35 +8,38 @@ is emulated and slower than float32. Torch-free, so the light runtime can decide
 from __future__ import annotations
 
 import functools
-import platform
+import os
+from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "bf16")
 PRECISION_HELP = "auto (bf16 where the CPU or GPU has native bf16 units, else float32), float32 or bf16"
 
-# CPU flags (Linux /proc/cpuinfo) that mean bf16 matrix arithmetic in hardware.
-BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
+# CPU flags (Linux /proc/cpuinfo) that mean bf16 matrix arithmetic in hardware, in order of preference.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere, or when unreadable)."""
-    if platform.system() != "Linux":
-        return frozenset()
+def cpu_bf16_flag(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The first of BF16_FLAGS this CPU reports, or None (also where there is no /proc/cpuinfo)."""
     try:
-        text = open("/proc/cpuinfo", encoding="ascii", errors="replace").read()
+        text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return None
     flags: set[str] = set()
     for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86, Arm
-            flags.update(value.split())
-    return frozenset(flags)
+        if line.startswith(("flags", "Features")):  # x86, Arm
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return next((flag for flag in BF16_FLAGS if flag in flags), None)
 
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 matrix products in hardware."""
-    return bool(cpu_flags() & BF16_CPU_FLAGS)
+    return _cached_flag() is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_flag() -> str | None:
+    return cpu_bf16_flag()
 
 
 def device_has_native_bf16(device: str = "cpu") -> bool:

@@ -22,10 +22,9 @@ import numpy as np
 from hushnet.inference.plan import fixed_length
 from hushnet.model_files import ENSEMBLE_KIND, ONNX_FILE, ModelError, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
+from hushnet.precision import cpu_bf16_flag  # noqa: F401 - also this module's public name
 from hushnet.options import ENGINES, PRECISIONS
 
-# CPU flags of native bf16 matrix arithmetic (Linux /proc/cpuinfo names).
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # Whether precision auto picks bf16 for the torch engine on such CPUs. Measured on the AMX machine
 # (120-s file, whole command, 1 thread): autocast bf16 of the folded conv1d network took 33 CPU s and
 # 1.6 GB against float32's 21 s and 470 MB, so auto stays float32 there.
@@ -37,20 +36,6 @@ def installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a module blocked with sys.modules[name] = None
         return False
-
-
-def cpu_bf16_flag(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
-    """The first of BF16_FLAGS this CPU reports, or None (also where there is no /proc/cpuinfo)."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return None
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[-1].split())
-            break
-    return next((flag for flag in BF16_FLAGS if flag in flags), None)
 
 
 def openvino_cache_dir() -> Path:
