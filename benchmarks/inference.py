@@ -264,7 +264,7 @@ def main() -> None:
             x = signal(seconds)
             for threads in (1, 2):
                 torch.set_num_threads(threads)
-                row = {"mode": mode, "threads": threads, "passes": denoiser.passes(x.size), **time_rtf(denoiser, x, args.repeats)}
+                row = {"mode": mode, "threads": threads, "scheme": denoiser.scheme.kind, **time_rtf(denoiser, x, args.repeats)}
                 print(row, flush=True)
                 results["rtf"].append(row)
     if not args.skip_hour:
@@ -275,9 +275,9 @@ def main() -> None:
     (RESULTS / "inference.json").write_text(json.dumps(results, indent=2) + "\n")
 
     lines = ["# Inference benchmark", "", f"Machine: {results['machine']}", "",
-             "| mode | audio | threads | passes | median time | RTF |", "|---|---|---|---|---|---|"]
+             "| mode | audio | threads | scheme | median time | RTF |", "|---|---|---|---|---|---|"]
     for row in results["rtf"]:
-        lines.append(f"| {row['mode']} | {row['audio_s']:.0f} s | {row['threads']} | {row['passes']} | {row['median_s']:.2f} s | {row['rtf']:.3f} |")
+        lines.append(f"| {row['mode']} | {row['audio_s']:.0f} s | {row['threads']} | {row['scheme']} | {row['median_s']:.2f} s | {row['rtf']:.3f} |")
     if "hour" in results:
         hour = results["hour"]
         lines += ["", f"1-hour file, `batch` model, {hour['threads']} threads, file to file: {hour['wall_s']:.0f} s "

@@ -28,7 +28,7 @@ from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.evaluate import match_folders  # noqa: E402
 from hushnet.inference.engines import OnnxEngine  # noqa: E402
 from hushnet.metrics import pesq_score  # noqa: E402
-from hushnet.model_files import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
+from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
 from hushnet.models.config import CANConfig  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from hushnet.audio import AtomicAudioWriter, AudioError, one_line, open_audio, output_format, read_audio
 
-from conftest import speechlike
+from helpers import speechlike
 
 
 @pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT", "PCM_16"])

@@ -9,7 +9,7 @@ from hushnet.model_dir import DEFAULT_MODEL, ModelError, available_models, load_
 from hushnet.reference.authors import import_reference
 from hushnet.reference.tf_checkpoint import CheckpointError
 
-from conftest import DEV, REFERENCE, tiny_can
+from helpers import DEV, REFERENCE, tiny_can
 
 EXPECTED = REFERENCE / "expected"
 DEV_NAMES = sorted(p.stem for p in EXPECTED.glob("*.npy"))

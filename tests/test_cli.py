@@ -11,7 +11,7 @@ import soundfile as sf
 
 from hushnet.cli import main
 
-from conftest import DEV, REFERENCE, speechlike
+from helpers import DEV, REFERENCE, speechlike
 
 
 def digest(path):
@@ -302,7 +302,7 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
 
 
 def test_make_testset_command(tmp_path, capsys):
-    from conftest import SHARED
+    from helpers import SHARED
     from hushnet.cli import main
 
     if not (SHARED / "data" / "speech" / "manifest.csv").is_file():

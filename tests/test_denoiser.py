@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import speechlike, tiny_can
+from helpers import speechlike, tiny_can
 from hushnet.denoiser import Denoiser
 
 
@@ -37,18 +37,19 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     """Files staged on disk (as long ones are) hand their pages back as work proceeds; nothing changes."""
     import soundfile as sf
 
-    from hushnet import denoiser as module
+    from hushnet import staging
+    from hushnet.inference import plan
 
     path = tmp_path / "in.wav"
     sf.write(path, speechlike(3.0)[0].astype(np.float32), 16000, subtype="FLOAT")
     denoiser = Denoiser(tiny_can(input_rms_db=-23.0))
     denoiser.denoise_file(path, tmp_path / "in_memory.wav", subtype="FLOAT")
     releases = []
-    monkeypatch.setattr(module, "IN_MEMORY_LIMIT_BYTES", 0)
-    monkeypatch.setattr(module._Staging, "RELEASE_EVERY", 4000)
-    monkeypatch.setattr(module, "FEED_SAMPLES", 4000)
-    original = module._Staging.release
-    monkeypatch.setattr(module._Staging, "release", lambda self: (releases.append(len(self.maps)), original(self)))
+    monkeypatch.setattr(staging, "IN_MEMORY_LIMIT_BYTES", 0)
+    monkeypatch.setattr(staging.Staging, "RELEASE_EVERY", 4000)
+    monkeypatch.setattr(plan, "FEED_SAMPLES", 4000)
+    original = staging.Staging.release
+    monkeypatch.setattr(staging.Staging, "release", lambda self: (releases.append(len(self.maps)), original(self)))
     denoiser.denoise_file(path, tmp_path / "staged.wav", subtype="FLOAT")
     assert len(releases) >= 5 and max(releases) == 2  # input and output memmaps, released many times
     a, _ = sf.read(tmp_path / "in_memory.wav", dtype="float32")
@@ -66,7 +67,7 @@ import time
 from pathlib import Path
 
 from hushnet.audio import AudioError
-from hushnet.denoiser import clean_stale_staging
+from hushnet.staging import clean_stale_staging
 
 
 @pytest.fixture(autouse=True)
@@ -178,11 +179,12 @@ STAGE_SCRIPT = """
 import sys, time
 import numpy as np
 import soundfile as sf
-from hushnet import denoiser as module
+from hushnet import staging
+from hushnet.denoiser import Denoiser
 sys.path.insert(0, sys.argv[2])
-from conftest import tiny_can
-module.IN_MEMORY_LIMIT_BYTES = 0
-d = module.Denoiser(tiny_can())
+from helpers import tiny_can
+staging.IN_MEMORY_LIMIT_BYTES = 0
+d = Denoiser(tiny_can())
 def progress(n):
     print("staged", flush=True)
     time.sleep(60)

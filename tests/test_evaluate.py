@@ -9,7 +9,7 @@ import soundfile as sf
 from hushnet.cli import main
 from hushnet.evaluate import Pair, match_folders, read_manifest, score_pairs, summarize
 
-from conftest import DEV, REFERENCE
+from helpers import DEV, REFERENCE
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import soundfile as sf
 from hushnet.cli import main
 from hushnet.files import CreatedFolders, Input, check_writable, find_inputs, plan_outputs, without_own_outputs
 
-from conftest import speechlike
+from helpers import speechlike
 
 
 def run(arguments, capsys):

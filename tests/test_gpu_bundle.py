@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED
+from helpers import SHARED
 from hushnet.data.sources import impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import split_of
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speechlike, tiny_can
+from helpers import speechlike, tiny_can
 from hushnet.denoiser import Denoiser
 from hushnet.inference.engines import OnnxEngine, TorchEngine
 from hushnet.inference.networks import FoldedCAN, PerInputCAN, export_onnx
@@ -91,7 +91,7 @@ def test_input_up_to_one_segment_is_exactly_the_per_file_result(seconds):
 def test_long_input_is_crossfaded_segments_each_with_its_own_statistics():
     model = per_input(0.25)
     denoiser = Denoiser(model)
-    scheme = denoiser.scheme()
+    scheme = denoiser.scheme
     assert (scheme.kind, scheme.length, scheme.overlap) == ("segments", 4000, 1333)
     x = speechlike(1.3)
     x[:, 8000:] *= 4.0  # a level change: segments' statistics differ
@@ -194,7 +194,7 @@ def test_onnx_and_torch_engines_agree_for_every_mode(options, onnx_dir):
 @pytest.mark.parametrize("model_name", ["authors-dfl", "hushnet-dfl"])
 def test_shipped_model_onnx_matches_its_safetensors_weights(model_name):
     from hushnet.model_dir import load_model
-    from hushnet.model_files import ONNX_FILE, resolve_model_dir
+    from hushnet.model_dir import ONNX_FILE, resolve_model_dir
 
     model = load_model(model_name)
     engine = OnnxEngine(resolve_model_dir(model_name) / ONNX_FILE, model.config)

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from hushnet.metrics import align, composite, estimate_delay, score, segmental_snr, si_sdr, snr
 
-from conftest import DEV, REFERENCE, speechlike
+from helpers import DEV, REFERENCE, speechlike
 
 
 def clean_speech():

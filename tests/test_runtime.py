@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DEV, speechlike, tiny_can
+from helpers import DEV, speechlike, tiny_can
 from hushnet.model_dir import save_model
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
-from hushnet.model_files import ONNX_FILE
+from hushnet.model_dir import ONNX_FILE
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

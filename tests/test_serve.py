@@ -26,9 +26,9 @@ with warnings.catch_warnings():  # starlette's notice that its test client will 
 from hushnet.cli import main  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
-from hushnet.serve.config import ServeConfig  # noqa: E402
+from hushnet.commands.serve import ServeConfig  # noqa: E402
 
-from conftest import DEV, speechlike, tiny_can  # noqa: E402
+from helpers import DEV, speechlike, tiny_can  # noqa: E402
 from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
 BASE = "http://127.0.0.1:8000"

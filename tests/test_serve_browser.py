@@ -33,9 +33,9 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
-from hushnet.serve.config import ServeConfig  # noqa: E402
+from hushnet.commands.serve import ServeConfig  # noqa: E402
 
-from conftest import DEV  # noqa: E402
+from helpers import DEV  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 RECORDING = DEV / "noisy" / "p287_002.flac"

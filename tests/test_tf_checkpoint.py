@@ -5,7 +5,7 @@ import pytest
 
 from hushnet.reference.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
 
-from conftest import REFERENCE
+from helpers import REFERENCE
 
 CHECKPOINTS = REFERENCE / "checkpoint"
 

@@ -8,17 +8,20 @@ to sit in memory at its original rate.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from hushnet.atomic import Replacement
 
 MODEL_RATE = 16000
 READ_BLOCK_SECONDS = 10.0
@@ -171,21 +174,6 @@ def output_extension(path: Path) -> str:
     return extension if extension in WRITABLE_EXTENSIONS else ".wav"
 
 
-def default_file_mode() -> int:
-    """The permissions a newly created file gets under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def make_temporary(path: Path) -> Path:
-    """An empty temporary file beside ``path`` with the permissions a new file would get."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
-    os.close(handle)
-    os.chmod(temporary, default_file_mode())  # mkstemp creates 0600; a result should be readable like any file
-    return Path(temporary)
-
-
 class AtomicAudioWriter:
     """Write audio in blocks to a temporary file beside ``path``; ``commit`` renames it into place."""
 
@@ -194,13 +182,13 @@ class AtomicAudioWriter:
         self.integer = subtype.startswith("PCM") or subtype in {"ULAW", "ALAW", "DPCM_8", "DPCM_16"} or format in {"MP3", "OGG"}
         self.clipped = 0
         try:
-            self.temporary = make_temporary(path)
+            self.replacement = Replacement(path)
         except OSError as error:
             raise AudioError(f"cannot write to {path.parent}: {error.strerror or error}") from None
         try:
-            self.file = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype, format=format)
+            self.file = sf.SoundFile(str(self.replacement.path), "w", sample_rate, channels, subtype, format=format)
         except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-            self.temporary.unlink(missing_ok=True)
+            self.replacement.abort()
             raise AudioError(f"cannot write {format}/{subtype}: {one_line(error)}") from None
 
     def write(self, block: np.ndarray) -> None:
@@ -215,12 +203,12 @@ class AtomicAudioWriter:
 
     def commit(self) -> None:
         self.file.close()
-        os.replace(self.temporary, self.path)
+        self.replacement.commit()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self.file.close()
-        self.temporary.unlink(missing_ok=True)
+        self.replacement.abort()
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -228,3 +216,103 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return samples.astype(np.float32, copy=False)
     return np.ascontiguousarray(soxr.resample(samples.T, from_rate, to_rate, quality="HQ").T, dtype=np.float32)
+
+
+def write_resampled(out: np.ndarray, rate: int, frames: int, path: Path, major: str, subtype: str,
+                    advanced: Callable[[int], None] = lambda samples: None) -> int:
+    """Write [channels, samples] at 16 kHz to ``path`` at ``rate``, exactly ``frames`` frames, resampled
+    in blocks (``out`` may be a memmap); atomically. Returns the samples clipped to full scale."""
+    writer = AtomicAudioWriter(path, rate, out.shape[0], major, subtype)
+    try:
+        resampler = None if rate == MODEL_RATE else soxr.ResampleStream(MODEL_RATE, rate, out.shape[0], dtype="float32", quality="HQ")
+        written = 0
+        step = MODEL_RATE * 10
+        for start in range(0, out.shape[1], step):
+            block = np.ascontiguousarray(out[:, start : start + step].T)
+            last = start + step >= out.shape[1]
+            converted = block if resampler is None else resampler.resample_chunk(block, last=last)
+            converted = converted[: frames - written]
+            if converted.shape[0]:
+                writer.write(converted.T)
+                written += converted.shape[0]
+            advanced(block.shape[0])
+        if written < frames:  # the resampler can end a sample or two short of the input length
+            writer.write(np.zeros((out.shape[0], frames - written), dtype=np.float32))
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.clipped
+
+
+# --- arrays as the Python API takes them -----------------------------------------------------------
+
+MAX_CHANNELS = 64
+LAYOUTS = ("auto", "channels_first", "channels_last")
+# Integer sample formats: full scale of each (uint8 is offset binary, as in 8-bit WAV).
+_INTEGER_SCALE = {np.dtype(np.int8): (128.0, 0.0), np.dtype(np.int16): (32768.0, 0.0), np.dtype(np.int32): (2147483648.0, 0.0),
+                  np.dtype(np.uint8): (128.0, 128.0)}
+
+
+def checked_rate(value) -> int:
+    """A sample rate as an int: ints and integral floats (16000.0) pass; anything else is an AudioError."""
+    if isinstance(value, (bool, np.bool_)):
+        raise AudioError(f"invalid sample rate {value!r}")
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or not float(value).is_integer():
+            raise AudioError(f"sample rate must be a whole number of Hz, got {value!r}")
+        value = int(value)
+    if not isinstance(value, (int, np.integer)) or value <= 0:
+        raise AudioError(f"invalid sample rate {value!r}")
+    return int(value)
+
+
+def to_channels_first(audio: np.ndarray, layout: str) -> tuple[np.ndarray, bool]:
+    """([channels, samples] view, whether it was transposed) of a 2-D array in ``layout``;
+    ``auto`` decides only where one reading is possible, else AudioError."""
+    if layout not in LAYOUTS:
+        raise AudioError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    rows, columns = audio.shape
+    if layout == "channels_first":
+        signal = audio
+    elif layout == "channels_last":
+        signal = audio.T
+    else:
+        first_ok, last_ok = rows <= MAX_CHANNELS, columns <= MAX_CHANNELS
+        if first_ok and last_ok and min(rows, columns) > 1:
+            raise AudioError(f"ambiguous shape {audio.shape}: pass layout='channels_first' ([channels, samples]) or 'channels_last' ([samples, channels])")
+        if not first_ok and not last_ok:
+            raise AudioError(f"shape {audio.shape} has more than {MAX_CHANNELS} channels either way")
+        # One reading has at most MAX_CHANNELS channels (a row vector or column vector is mono).
+        signal = audio.T if (last_ok and not first_ok) or (columns == 1 and rows > 1) else audio
+    if signal.shape[0] > MAX_CHANNELS:
+        raise AudioError(f"{signal.shape[0]} channels in layout {layout} (at most {MAX_CHANNELS}): "
+                         "for [samples, channels] arrays pass layout='channels_last'")
+    return signal, signal is not audio
+
+
+def to_float(audio: np.ndarray) -> np.ndarray:
+    """float32 samples of a float or integer PCM array (integers at their full scale)."""
+    if audio.dtype in _INTEGER_SCALE:
+        scale, offset = _INTEGER_SCALE[audio.dtype]
+        return ((audio.astype(np.float32) - offset) / scale).astype(np.float32)
+    if audio.dtype.kind != "f":
+        raise AudioError(f"unsupported sample type {audio.dtype} (use float, int8/16/32 or uint8)")
+    return audio.astype(np.float32, copy=False)
+
+
+def from_float(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``y`` in ``dtype``: integer PCM rounded and clipped at full scale, floats as they are."""
+    if dtype in _INTEGER_SCALE:
+        scale, offset = _INTEGER_SCALE[dtype]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(y.astype(np.float64) * scale + offset), info.min, info.max).astype(dtype)
+    return y.astype(dtype, copy=False)
+
+
+def finite_float(audio: np.ndarray) -> np.ndarray:
+    """:func:`to_float`, refusing NaN and infinite samples."""
+    signal = to_float(audio)
+    if not np.isfinite(signal).all():
+        raise AudioError("contains NaN or infinite samples")
+    return signal

@@ -1,7 +1,7 @@
 """The ``hushnet`` command: parsing and dispatch only.
 
 Each command is a config dataclass whose fields are its flags (:mod:`hushnet.options`) and a
-``run`` in the module that does the work: a new flag is one field, a new command one entry in
+``run`` in its module under :mod:`hushnet.commands`: a new flag is one field, a new command one entry in
 ``COMMANDS``. Only the chosen command's module is imported, so that ``hushnet --help`` and one
 command do not load every other command's dependencies.
 """
@@ -31,19 +31,19 @@ class Command:
 
 
 COMMANDS = {
-    "denoise": Command("hushnet.enhance", "DenoiseConfig", "denoise audio files, folders or globs"),
-    "evaluate": Command("hushnet.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
+    "denoise": Command("hushnet.commands.denoise", "DenoiseConfig", "denoise audio files, folders or globs"),
+    "evaluate": Command("hushnet.commands.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
                         needs=("torch", "safetensors", "pesq", "pystoi", "scipy")),
-    "export-onnx": Command("hushnet.inference.networks", "ExportConfig", "write a denoising model as one self-contained ONNX file",
+    "export-onnx": Command("hushnet.commands.export_onnx", "ExportConfig", "write a denoising model as one self-contained ONNX file",
                            needs=("torch", "safetensors", "onnx")),
-    "serve": Command("hushnet.serve.config", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
-    "train": Command("hushnet.training.denoiser", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
+    "serve": Command("hushnet.commands.serve", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
+    "train": Command("hushnet.commands.train", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
                      needs=("torch", "safetensors", "scipy", "auraloss")),
-    "train-lossnet": Command("hushnet.training.lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
+    "train-lossnet": Command("hushnet.commands.train_lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
                              trainer=True, needs=("torch", "safetensors", "scipy")),
-    "make-testset": Command("hushnet.data.testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise",
+    "make-testset": Command("hushnet.commands.make_testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise",
                             needs=("torch", "scipy")),
-    "import-reference": Command("hushnet.reference.authors", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
+    "import-reference": Command("hushnet.commands.import_reference", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
                                 needs=("torch", "safetensors")),
 }
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import numbers
+import os
+import sys
 import types
 import typing
+import warnings
 from dataclasses import MISSING, dataclass
 from typing import Any, Callable
 
@@ -49,6 +53,40 @@ class RuntimeOptions:
 
     device: str = option("cpu", help=DEVICE_HELP)
     threads: int | None = option(None, help=THREADS_HELP, show_default=False)
+
+
+ENGINE_CHOICES = ["auto", "onnx", "torch"]
+PRECISIONS = ["auto", "float32", "bf16"]
+
+
+@dataclass
+class DenoiserOptions(RuntimeOptions):
+    """How a :class:`~hushnet.denoiser.Denoiser` is built; shared by ``denoise`` and ``serve``."""
+
+    model: str | None = option(None, help=MODEL_HELP + " (default: the package default)", show_default=False)
+    engine: str = option("auto", choices=ENGINE_CHOICES,
+                         help="inference engine (auto: onnxruntime when installed and the model has model.onnx, else torch)")
+    precision: str = option("auto", choices=PRECISIONS,
+                            help="arithmetic of the network (auto: the engine's fastest exact choice, float32 for onnxruntime and torch; "
+                                 "bf16: torch autocast on the CPU)")
+    dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
+                                          "(default: the model's own)", show_default=False)
+    level: str | None = option(None, flag="--level-db",
+                               help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
+                                    "off = as is (default: the model's own)", show_default=False)
+    level_scope: str = option("recording", choices=["recording", "segment"], help="level gain per channel for the whole recording or per segment")
+    memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
+
+    def denoiser_options(self) -> dict:
+        """The keyword arguments of ``Denoiser.from_pretrained`` (``level`` parsed as dBFS or "off"); ValueError in one line."""
+        level: float | str | None = self.level
+        if level is not None and level != "off":
+            try:
+                level = float(level)
+            except ValueError:
+                raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
+        return {"device": self.device, "engine": self.engine, "precision": self.precision, "threads": self.threads,
+                "memory_budget_mb": self.memory_budget_mb, "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
 
 
 @dataclass
@@ -151,22 +189,42 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     return type(config).from_dict(values)
 
 
-def check_runtime(config: RuntimeOptions) -> None:
-    """Refuse bad ``threads`` and a CUDA device where there is none (one line, before any work).
-    Imports torch only for a CUDA device, so that the onnxruntime path stays torch-free."""
-    if config.threads is not None and config.threads < 1:
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def usable_threads(threads: int | None, note: Callable[[str], None] | None = None) -> int | None:
+    """``threads`` checked: None (the engine's choice) passes, a count below 1 or not a whole number is
+    a ValueError, and more than the cores is capped at the cores, told once through ``note``
+    (default: a Python warning). Every path that runs a network goes through here: CLI, API, server."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise ValueError(f"threads must be a whole number, got {threads!r}")
+    if threads < 1:
         raise ValueError("--threads must be at least 1")
+    cores = available_cores()
+    if threads > cores:
+        message = f"--threads {threads} is more than the {cores} core{'s' if cores != 1 else ''} here; using {cores}"
+        if note is None:
+            warnings.warn(message, stacklevel=3)
+        else:
+            note(message)
+        return cores
+    return int(threads)
+
+
+def check_runtime(config: RuntimeOptions) -> None:
+    """Check ``threads`` (capped at the cores with a one-line note on stderr) and refuse a CUDA device
+    where there is none: one line, before any work. Imports torch only for a CUDA device, so that the
+    onnxruntime path stays torch-free."""
+    config.threads = usable_threads(config.threads, note=lambda message: print(f"note: {message}", file=sys.stderr))
     if config.device and config.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but no CUDA GPU is available")
-
-
-def configure_runtime(config: RuntimeOptions) -> None:
-    """:func:`check_runtime`, then apply ``threads`` to torch (jobs that always run torch)."""
-    check_runtime(config)
-    import torch
-
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)

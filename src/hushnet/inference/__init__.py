@@ -2,7 +2,7 @@
 (onnxruntime and torch, ``engines``), the inference and export forms of the network (``networks``,
 torch only). Importing this package imports no torch."""
 
-from hushnet.inference.engines import ENGINES, OnnxEngine, TorchEngine, load_engine, resolve_engine
+from hushnet.inference.engines import ENGINES, Engine, OnnxEngine, TorchEngine, load_engine, resolve_engine
 from hushnet.inference.plan import Enhancer, Scheme
 
-__all__ = ["ENGINES", "Enhancer", "OnnxEngine", "Scheme", "TorchEngine", "load_engine", "resolve_engine"]
+__all__ = ["ENGINES", "Engine", "Enhancer", "OnnxEngine", "Scheme", "TorchEngine", "load_engine", "resolve_engine"]

@@ -1,23 +1,37 @@
 """Engines: something that maps a [batch, samples] float32 array through the CAN.
 
-``OnnxEngine`` runs a model directory's ``model.onnx`` in onnxruntime and imports no torch;
-``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form of the torch model.
-``load_engine`` picks one: ``auto`` = onnxruntime when it is installed and the directory has a
-``model.onnx``, else torch.
+Every engine is an :class:`Engine`: a ``name``, the model's ``config`` and ``__call__``. ``OnnxEngine``
+runs a model directory's ``model.onnx`` in onnxruntime and imports no torch; ``TorchEngine`` runs the
+folded (fixed statistics) or exportable per-input form of the torch model. ``load_engine`` picks
+one: ``auto`` = onnxruntime when it is installed and the directory has a ``model.onnx``, else torch.
+A new engine is one class with those three members and one entry in ``load_engine``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hushnet.model_files import ONNX_FILE, ModelError, read_config, resolve_model_dir
+from hushnet.model_dir import ONNX_FILE, ModelError, load_model, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
+from hushnet.options import ENGINE_CHOICES, PRECISIONS, usable_threads
 
-ENGINES = ("auto", "onnx", "torch")
+ENGINES = tuple(ENGINE_CHOICES)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the Denoiser runs: [batch, samples] float32 in, the enhanced batch of the same shape out."""
+
+    name: str
+    config: CANConfig
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
 def installed(module: str) -> bool:
@@ -35,12 +49,13 @@ class OnnxEngine:
     def __init__(self, path: str | os.PathLike, config: CANConfig, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        self.threads = usable_threads(threads)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
         # Measured on this 2-core VM (16-s chunks of hushnet-dfl): without the arena, peak RSS 202 MB
         # instead of 348 for the same CPU time (0.084 s per audio second); no spin-waiting between
@@ -59,26 +74,35 @@ class OnnxEngine:
 
 
 class TorchEngine:
-    """The torch model in its inference form (normalisation folded for fixed-statistics models)."""
+    """The torch model in its inference form (normalisation folded for fixed-statistics models).
+
+    ``precision``: ``float32`` (and ``auto``), or ``bf16``: autocast to bfloat16 (CPU or GPU), weights kept in float32.
+    """
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "auto") -> None:
         import torch
 
         from hushnet.inference.networks import FoldedCAN
 
-        if threads is not None:
-            torch.set_num_threads(threads)
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.threads = usable_threads(threads)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         self.torch = torch
         self.device = torch.device(device)
+        self.precision = "bf16" if precision == "bf16" else "float32"
         self.model = model.eval()
         self.config = model.config
         # Per-input models run their own forward (the reference, working in place at inference).
         self.network = (FoldedCAN(model) if model.config.norm == "batch" else model).to(self.device).eval()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
+        autocast = (self.torch.autocast(self.device.type, dtype=self.torch.bfloat16) if self.precision == "bf16"
+                    else contextlib.nullcontext())
+        with self.torch.inference_mode(), autocast:
             tensor = self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
             return self.network(tensor).float().cpu().numpy()
 
@@ -108,8 +132,13 @@ def resolve_engine(engine: str, directory: Path | None) -> str:
     return "torch"
 
 
-def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", device: str = "cpu", threads: int | None = None):
+def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", device: str = "cpu", threads: int | None = None,
+                precision: str = "auto") -> Engine:
     """Load the model of a directory (or shipped name) once, into the chosen engine."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and engine == "onnx":
+        raise ModelError("the onnx engine runs float32 only; --precision bf16 needs --engine torch")
     directory = resolve_model_dir(path_or_name)
     config = read_config(directory)
     if config["kind"] != "can":
@@ -117,13 +146,12 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
     on_cpu = device in (None, "cpu")
     if engine == "onnx" and not on_cpu:
         raise ModelError("the onnx engine runs on the CPU; use --engine torch for --device cuda")
-    chosen = resolve_engine("torch" if engine == "auto" and not on_cpu else engine, directory)
+    # bf16 is a torch path for now: auto picks torch for it, as for a GPU.
+    chosen = resolve_engine("torch" if engine == "auto" and (not on_cpu or precision == "bf16") else engine, directory)
     if chosen == "onnx":
         try:
             can_config = CANConfig.from_dict(config["config"])
         except (TypeError, ValueError) as error:
             raise ModelError(f"{directory}: {error}") from None
         return OnnxEngine(directory / ONNX_FILE, can_config, threads)
-    from hushnet.model_dir import load_model
-
-    return TorchEngine(load_model(directory, kind="can"), device=device, threads=threads)
+    return TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=precision)

@@ -8,46 +8,25 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import soundfile as sf
 from tqdm import tqdm
 
-from hushnet.audio import AudioError, one_line, output_extension
+from hushnet.audio import one_line, output_extension
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
-from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
+from hushnet.options import DenoiserOptions, check_runtime, option
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser
 
 
 @dataclass
-class DenoiseConfig(RuntimeOptions):
+class DenoiseConfig(DenoiserOptions):
     """One ``hushnet denoise`` job."""
 
     inputs: list[str] = option(default_factory=list, positional=True, help="audio files, folders (searched recursively) or glob patterns")
     output: str | None = option(None, short="-o", help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)",
                                 show_default=False)
-    model: str | None = option(None, help=MODEL_HELP + " (default: the package default)", show_default=False)
-    memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
     float_output: bool = option(False, flag="--float", help="write 32-bit float WAV instead of the input's format")
     quiet: bool = option(False, short="-q", help="no progress bar")
-    engine: str = option("auto", choices=["auto", "onnx", "torch"],
-                         help="inference engine (auto: onnxruntime when installed and the model has model.onnx, else torch)")
-    dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
-                                          "(default: the model's own)", show_default=False)
-    level_db: str | None = option(None, help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
-                                             "off = as is (default: the model's own)", show_default=False)
-    level_scope: str = option("recording", choices=["recording", "segment"], help="level gain per channel for the whole recording or per segment")
-
-    def denoiser_options(self) -> dict:
-        """The Denoiser's settings this job asks for (``level_db`` as dBFS or "off")."""
-        level: float | str | None = self.level_db
-        if level is not None and level != "off":
-            try:
-                level = float(level)
-            except ValueError:
-                raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
-        return {"device": self.device, "engine": self.engine, "threads": self.threads, "memory_budget_mb": self.memory_budget_mb,
-                "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
 
 
 def run(config: DenoiseConfig) -> int:
@@ -55,7 +34,6 @@ def run(config: DenoiseConfig) -> int:
     succeeded, 1 when any failed, 2 for a job that cannot start."""
     # No torch here: with the onnx engine, denoising runs on onnxruntime alone.
     from hushnet.denoiser import Denoiser
-    from hushnet.model_files import ModelError
 
     try:
         check_runtime(config)
@@ -72,7 +50,7 @@ def run(config: DenoiseConfig) -> int:
         if any(job.error is None for job in jobs):  # nothing to load when no job can run
             try:
                 denoiser = Denoiser.from_pretrained(config.model, **options)
-            except (ModelError, AudioError) as error:
+            except ValueError as error:  # ModelError, AudioError: one line
                 print(f"error: {error}", file=sys.stderr)
                 return 2
         return denoise_jobs(denoiser, jobs, failed, progress=not config.quiet, float_output=config.float_output)
@@ -107,6 +85,8 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
 
     ``float_output`` writes 32-bit float WAV (no quantization noise: what scoring should see).
     """
+    from hushnet.denoiser import DENOISE_ERRORS
+
     done = 0
     started = time.perf_counter()
     audio_seconds = 0.0
@@ -119,7 +99,7 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
         try:
             result = denoiser.denoise_file(job.input, job.output, progress=bar.update, on_start=lambda total: setattr(bar, "total", total) or bar.refresh(),
                                            subtype="FLOAT" if float_output else None)
-        except (AudioError, OSError, sf.LibsndfileError, RuntimeError) as error:
+        except DENOISE_ERRORS as error:
             print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
             failed += 1
             continue
