@@ -343,3 +343,66 @@ def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tm
         _, err = server.communicate(timeout=60)
     assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_serve_builds_its_denoiser_with_the_engine_and_threads_it_is_given(engine):
+    """`--workers N` sessions must not each take every core: --threads and --engine reach the Denoiser."""
+    from hushnet.cli import build_parser
+    from hushnet.options import config_from_args
+
+    args = build_parser(["serve"]).parse_args(["serve", "--engine", engine, "--threads", "1", "--workers", "2"])
+    from hushnet.commands.serve import build_app
+
+    app = build_app(config_from_args(ServeConfig, args))
+    try:
+        assert app.state.denoiser.engine.name == engine and app.state.denoiser.engine.threads == 1
+    finally:
+        app.state.store.close()
+
+
+NO_TORCH_SERVE = """
+import sys
+for name in ("torch", "safetensors"):
+    sys.modules[name] = None  # as if not installed: any import of them fails
+from hushnet.cli import main
+status = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "safetensors") and sys.modules[m] is not None)
+print("STATUS", status, "LOADED", loaded, flush=True)
+"""
+
+
+def test_serve_runs_on_the_light_runtime_without_torch(tmp_path):
+    """The torch-free install serves: the shipped model through onnxruntime, a real upload denoised."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "-c", NO_TORCH_SERVE, "serve", "--port", str(port), "--threads", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            for _ in range(600):  # until it listens (a ceiling, not a speed check)
+                try:
+                    health = http.get("/api/health")
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.stderr.read()
+                    time.sleep(0.1)
+            assert health.status_code == 200 and health.json()["engine"] == "onnx"
+            answer = http.post("/api/denoise", files={"file": ("a.wav", encoded(speechlike(0.5)))})
+            assert answer.status_code == 200 and sf.info(io.BytesIO(answer.content)).frames == 8000
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert "STATUS 0 LOADED []" in out, err
+    assert "Traceback" not in err
