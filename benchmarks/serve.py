@@ -25,7 +25,6 @@ import queue
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -242,7 +241,7 @@ def main() -> int:
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lat = result["latency_s"]
     lines = [
-        f"# `hushnet serve` load check (`python benchmarks/serve.py`)", "",
+        "# `hushnet serve` load check (`python benchmarks/serve.py`)", "",
         f"{args.uploads} short real recordings (valentini_dev, 2-7 s) through `POST /api/denoise` from {args.clients} concurrent clients, "
         f"while one {args.long_minutes:g}-minute file goes through `POST /api/jobs`; server `--workers {args.workers} --threads {args.threads}`, "
         f"model `{health['model']}`, loopback, {os.cpu_count()} cores, load average {load_before:.2f} before the run (a training run and other jobs shared the 2 cores).", "",

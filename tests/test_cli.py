@@ -238,7 +238,7 @@ def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     assert si_sdr(clean, y) > si_sdr(clean, noisy) + 3.0
 
 
-def test_import_then_denoise_folder_as_in_the_issue(tmp_path, capsys):
+def test_import_then_denoise_folder_as_a_new_user_would(tmp_path, capsys):
     status, out, _ = run(["import-reference", str(REFERENCE / "checkpoint"), "-o", str(tmp_path / "m")], capsys)
     assert status == 0 and "loss network" in out
     status, out, err = run(["denoise", str(DEV / "noisy"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "m"), "-q"], capsys)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from helpers import speechlike, tiny_can
+from hushnet.audio import AudioError
 from hushnet.denoiser import Denoiser
+from hushnet.staging import clean_stale_staging
 
 
 @pytest.mark.parametrize("gain_db", [-40.0, -12.0, 6.0])
@@ -57,17 +65,7 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     assert np.array_equal(a, b)
 
 
-# --- issue 12, defects 1, 6 and 9; issue 11 items 2 and 3; the streamer (issue 13) ------------------
-
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-from hushnet.audio import AudioError
-from hushnet.staging import clean_stale_staging
+# --- bad inputs and options, staging of long files, the streamer --------------------------------------
 
 
 @pytest.fixture(autouse=True)

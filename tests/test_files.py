@@ -3,7 +3,6 @@ no empty folders left by a failed command, and re-runs that skip this program's 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import soundfile as sf
 

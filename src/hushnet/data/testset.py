@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
-from hushnet.data.sources import DEFAULT_DATA, AudioCache, impulse_responses, noise_clips, speech_utterances
+from hushnet.data.sources import AudioCache, impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import select
 
 TEST_SNRS_DB = (2.5, 7.5, 12.5, 17.5)
