@@ -74,3 +74,18 @@ def tiny_lossnet(seed: int = 0):
 
     torch.manual_seed(seed)
     return LossNet(LossNetConfig(layers=6, base_channels=4, double_every=3, max_channels=8, scene_classes=3, tags=2))
+
+
+def run_from_config_file(command: str, config, tmp_path: Path, monkeypatch) -> tuple[int, Path]:
+    """``hushnet COMMAND --config FILE -q`` (FILE: ``config`` as JSON) from an empty working folder;
+    (exit status, that folder), so that a test can check nothing went to the default run folder."""
+    import json
+
+    from hushnet.cli import main
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return main([command, "--config", str(config_file), "-q"]), work

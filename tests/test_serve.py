@@ -308,39 +308,58 @@ def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: no model directory")
 
 
-def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
-    """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
+def start_server(arguments: list[str], tmp_path: Path, script: str | None = None):
+    """`hushnet serve` (or ``script`` with the same arguments) as its own process on a free port, TMPDIR in ``tmp_path``."""
     import os
-    import signal
     import socket
     import subprocess
     import sys
-
-    import httpx
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
-    server = subprocess.Popen([sys.executable, "-m", "hushnet.cli", "serve", "--host", "0.0.0.0", "--port", str(port), "--model", str(tiny_model_dir),
-                               "--token", "t0k", "--threads", "1"], stderr=subprocess.PIPE, text=True,
+    start = [sys.executable, "-c", script] if script else [sys.executable, "-m", "hushnet.cli"]
+    server = subprocess.Popen([*start, "serve", "--port", str(port), *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    return server, port
+
+
+def first_health(http, server):
+    """The first answer of /api/health once the server listens (a ceiling of 60 s, not a speed check)."""
+    import httpx
+
+    for _ in range(600):
+        try:
+            return http.get("/api/health")
+        except httpx.TransportError:
+            assert server.poll() is None, server.stderr.read()
+            time.sleep(0.1)
+    raise AssertionError("the server never listened")
+
+
+def stop(server) -> tuple[str, str]:
+    """Ctrl-C, as a user stops it; (stdout, stderr)."""
+    import signal
+
+    server.send_signal(signal.SIGINT)
+    return server.communicate(timeout=60)
+
+
+def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
+    """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
+    import httpx
+
+    server, port = start_server(["--host", "0.0.0.0", "--model", str(tiny_model_dir), "--token", "t0k", "--threads", "1"], tmp_path)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer t0k"}) as http:
-            for _ in range(600):  # until it listens (a ceiling, not a speed check)
-                try:
-                    health = http.get("/api/health")
-                    break
-                except httpx.TransportError:
-                    assert server.poll() is None, server.stderr.read()
-                    time.sleep(0.1)
+            health = first_health(http, server)
             assert health.status_code == 200 and health.json()["model"] == "tiny"
             assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 401
             job = http.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
             assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=60)
+        _, err = stop(server)
     assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
@@ -374,35 +393,16 @@ print("STATUS", status, "LOADED", loaded, flush=True)
 
 def test_serve_runs_on_the_light_runtime_without_torch(tmp_path):
     """The torch-free install serves: the shipped model through onnxruntime, a real upload denoised."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    root = Path(__file__).resolve().parents[1]
-    server = subprocess.Popen([sys.executable, "-c", NO_TORCH_SERVE, "serve", "--port", str(port), "--threads", "1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    server, port = start_server(["--threads", "1"], tmp_path, script=NO_TORCH_SERVE)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            for _ in range(600):  # until it listens (a ceiling, not a speed check)
-                try:
-                    health = http.get("/api/health")
-                    break
-                except httpx.TransportError:
-                    assert server.poll() is None, server.stderr.read()
-                    time.sleep(0.1)
+            health = first_health(http, server)
             assert health.status_code == 200 and health.json()["engine"] == "onnx"
             answer = http.post("/api/denoise", files={"file": ("a.wav", encoded(speechlike(0.5)))})
             assert answer.status_code == 200 and sf.info(io.BytesIO(answer.content)).frames == 8000
     finally:
-        server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=60)
+        out, err = stop(server)
     assert "STATUS 0 LOADED []" in out, err
     assert "Traceback" not in err

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import run_from_config_file
 from hushnet.data.mixing import MixingConfig
 from hushnet.loss import LossConfig
 from hushnet.models.can import CANConfig
@@ -193,16 +194,10 @@ def test_every_run_folder_config_in_the_repository_still_loads():
             assert (loaded[key] if not isinstance(value, dict) else {k: loaded[key][k] for k in value}) == value, (path, key)
 
 
-def test_train_config_file_output_is_where_the_run_goes(tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch, capsys):
-    from hushnet.cli import main
-
+def test_train_config_file_output_is_where_the_run_goes(tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch):
     config = tiny_config(tmp_path / "from_config", tiny_corpus, tiny_lossnet_dir, max_steps=2)
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config.to_dict()))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    assert main(["train", "--config", str(config_file), "-q"]) == 0
+    status, work = run_from_config_file("train", config, tmp_path, monkeypatch)
+    assert status == 0
     assert latest_checkpoint(config.output).name == "step_0000002"
     assert list(work.iterdir()) == []  # nothing written to the default runs/hushnet
     assert not (Path(config.output) / ".lock").exists()  # the lock goes with the trainer

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from hushnet.training.state import latest_checkpoint
 from hushnet.model_dir import load_model
 from hushnet.training.lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
+from helpers import run_from_config_file
 from test_scenes import make_chime_home, make_dcase2016
 
 
@@ -90,17 +91,9 @@ def test_spent_time_budget_checkpoints_and_resume_finishes_identically(config_fo
 
 
 def test_train_lossnet_config_file_output_is_where_the_run_goes(config_for, tmp_path, monkeypatch):
-    import json
-
-    from hushnet.cli import main
-
     config = config_for("from_config", max_steps=2, validate_every=2)
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config.to_dict()))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    assert main(["train-lossnet", "--config", str(config_file), "-q"]) == 0
+    status, work = run_from_config_file("train-lossnet", config, tmp_path, monkeypatch)
+    assert status == 0
     assert (tmp_path / "from_config" / "lossnet" / "model.safetensors").is_file()
     assert list(work.iterdir()) == []  # nothing written to the default runs/lossnet
 
