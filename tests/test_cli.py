@@ -11,7 +11,7 @@ import soundfile as sf
 
 from hushnet.cli import main
 
-from helpers import DEV, REFERENCE, speechlike
+from helpers import DEV, needs_shared, REFERENCE, speechlike
 
 
 def digest(path):
@@ -211,6 +211,7 @@ def test_missing_model_is_a_one_line_error(tmp_path, write_wav, capsys):
     assert status == 2 and err.startswith("error: no model directory")
 
 
+@needs_shared
 def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, capsys):
     """The shipped import of the authors' model reproduces their output on a real recording (16-bit FLAC)."""
     source = DEV / "noisy" / "p226_001.flac"
@@ -221,6 +222,7 @@ def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, 
     assert np.abs(y - np.load(REFERENCE / "expected" / "p226_001.npy")).max() < 1e-4
 
 
+@needs_shared
 def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     """`hushnet denoise FILE` with no --model: the shipped hushnet-dfl, which must improve the recording."""
     from hushnet.model_dir import DEFAULT_MODEL
@@ -238,6 +240,7 @@ def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     assert si_sdr(clean, y) > si_sdr(clean, noisy) + 3.0
 
 
+@needs_shared
 def test_import_then_denoise_folder_as_a_new_user_would(tmp_path, capsys):
     status, out, _ = run(["import-reference", str(REFERENCE / "checkpoint"), "-o", str(tmp_path / "m")], capsys)
     assert status == 0 and "loss network" in out
@@ -247,6 +250,7 @@ def test_import_then_denoise_folder_as_a_new_user_would(tmp_path, capsys):
     assert "7 files denoised, 0 failed" in err
 
 
+@needs_shared
 def test_float_output_keeps_the_model_output_exactly(tmp_path, capsys):
     source = DEV / "noisy" / "p226_001.flac"
     status, _, err = run(["denoise", str(source), "-o", str(tmp_path), "--float", "--model", "authors-dfl", "-q"], capsys)
@@ -301,6 +305,7 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
     assert set(COMMANDS) == {"denoise", "evaluate", "export-onnx", "serve", "train", "train-lossnet", "make-testset", "import-reference"}
 
 
+@needs_shared
 def test_make_testset_command(tmp_path, capsys):
     from helpers import SHARED
     from hushnet.cli import main

@@ -9,7 +9,7 @@ import soundfile as sf
 from hushnet.cli import main
 from hushnet.evaluate import Pair, match_folders, read_manifest, score_pairs, summarize
 
-from helpers import DEV, REFERENCE
+from helpers import DEV, needs_shared, REFERENCE
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ def small_dev(tmp_path):
     return tmp_path
 
 
+@needs_shared
 def test_matching_lists_missing_partners(small_dev):
     (small_dev / "noisy" / "p287_002.flac").unlink()
     shutil.copy(DEV / "noisy" / "p287_003.flac", small_dev / "noisy" / "extra.flac")
@@ -83,6 +84,7 @@ def test_cli_needs_a_reference(capsys):
     assert "give --clean" in capsys.readouterr().err
 
 
+@needs_shared
 def test_no_reference_needs_dnsmos(tmp_path, capsys):
     from hushnet.cli import main
 
@@ -90,6 +92,7 @@ def test_no_reference_needs_dnsmos(tmp_path, capsys):
     assert "--dnsmos" in capsys.readouterr().err
 
 
+@needs_shared
 @pytest.mark.skipif(os.environ.get("HUSHNET_TEST_DNSMOS") != "1", reason="DNSMOS is slow: set HUSHNET_TEST_DNSMOS=1 (needs hushnet[dnsmos])")
 def test_dnsmos_without_reference_scores_every_file_and_tells_clean_from_noisy(tmp_path, capsys):
     from hushnet.cli import main

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import DEV, speechlike, tiny_can
+from helpers import DEV, needs_shared, speechlike, tiny_can
 from hushnet.model_dir import save_model
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
@@ -114,6 +114,7 @@ def run_python(script: str, *arguments: str) -> subprocess.CompletedProcess:
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=120)
 
 
+@needs_shared
 def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
     """The shipped default model through the command, with torch installed but never imported."""
     source = DEV / "noisy" / "p226_001.flac"
@@ -122,6 +123,7 @@ def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
     assert (tmp_path / "out.flac").is_file()
 
 
+@needs_shared
 def test_the_light_runtime_works_with_torch_and_safetensors_missing(tmp_path):
     source = DEV / "noisy" / "p226_001.flac"
     result = run_python(NO_TORCH, "denoise", str(source), "-o", str(tmp_path / "out.wav"), "--float", "--model", "authors-dfl", "-q")

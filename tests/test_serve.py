@@ -28,7 +28,7 @@ from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
 from hushnet.commands.serve import ServeConfig  # noqa: E402
 
-from helpers import DEV, speechlike, tiny_can  # noqa: E402
+from helpers import DEV, needs_shared, speechlike, tiny_can  # noqa: E402
 from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
 BASE = "http://127.0.0.1:8000"
@@ -287,6 +287,7 @@ def test_expiry_deleting_a_running_job_and_shutdown_remove_every_file():
     assert not store.root.exists()  # shutdown deleted everything
 
 
+@needs_shared
 def test_shipped_model_on_a_real_recording_equals_the_cli(tmp_path, capsys):
     source = DEV / "noisy" / "p287_002.flac"
     assert main(["denoise", str(source), "-o", str(tmp_path / "cli.flac"), "-q"]) == 0
