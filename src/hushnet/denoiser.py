@@ -29,6 +29,7 @@ import soxr
 from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, output_format, read_resampled, resample
 from hushnet.inference.engines import OnnxEngine, TorchEngine, load_engine
 from hushnet.inference.plan import Enhancer, Scheme
+from hushnet.runtime_options import validate_runtime_options
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
 IN_MEMORY_LIMIT_BYTES = 64 * 2**20
@@ -232,6 +233,7 @@ class Denoiser:
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, threads: int | None = None) -> None:
         """``model``: a torch CAN (torch engine) or an engine from ``inference.load_engine``.
         ``block`` is accepted for compatibility and unused (the chunk plan replaced block streaming)."""
+        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb)
         if isinstance(model, (OnnxEngine, TorchEngine)):
             self.engine = model
         else:
@@ -260,6 +262,8 @@ class Denoiser:
                         threads: int | None = None, **options) -> "Denoiser":
         """Load a model directory by path, or a shipped model by name (default: the package default),
         once, into ``engine`` (auto: onnxruntime when installed and the directory has model.onnx)."""
+        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=options.get("chunk_seconds"),
+                                 memory_budget_mb=options.get("memory_budget_mb"))
         return cls(load_engine(path_or_name, engine=engine, device=device, threads=threads), device=device, **options)
 
     @property

@@ -152,10 +152,12 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
 
 
 def check_runtime(config: RuntimeOptions) -> None:
-    """Refuse bad ``threads`` and a CUDA device where there is none (one line, before any work).
+    """Refuse bad runtime options (threads, device, memory budget) and a CUDA device where there is none
+    (one line, before any work).
     Imports torch only for a CUDA device, so that the onnxruntime path stays torch-free."""
-    if config.threads is not None and config.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    from hushnet.runtime_options import validate_runtime_options
+
+    validate_runtime_options(threads=config.threads, device=config.device, memory_budget_mb=getattr(config, "memory_budget_mb", None), flags=True)
     if config.device and config.device.startswith("cuda"):
         import torch
 
