@@ -6,10 +6,12 @@ Imports nothing heavy, so that building the CLI's parser does not need FastAPI i
 from __future__ import annotations
 
 import ipaddress
+import math
 import sys
 from dataclasses import dataclass
 
 from hushnet.options import MODEL_HELP, RuntimeOptions, option
+from hushnet.runtime_options import validate_runtime_options
 
 
 @dataclass
@@ -31,10 +33,11 @@ class ServeConfig(RuntimeOptions):
         for name in ("workers", "max_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError("--threads must be at least 1")
-        if self.max_upload_mb <= 0 or self.keep_minutes <= 0:
-            raise ValueError("--max-upload-mb and --keep-minutes must be positive")
+        validate_runtime_options(threads=self.threads, device=self.device, memory_budget_mb=self.memory_budget_mb, flags=True)
+        for name in ("max_upload_mb", "keep_minutes"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN compares false with everything
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
 
