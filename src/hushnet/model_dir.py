@@ -10,15 +10,17 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hushnet.audio import default_file_mode, make_temporary
+from hushnet.audio import default_file_mode, make_temporary, one_line
 from hushnet.models.can import CAN, CANConfig
 from hushnet.models.lossnet import LossNet, LossNetConfig
 
 # Directory lookup and config reading live in the torch-free model_files (the light runtime's).
 from hushnet.model_files import (  # noqa: E402,F401
-    CARD_FILE, CONFIG_FILE, DEFAULT_MODEL, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, ModelError, available_models, read_config, resolve_model_dir,
+    CARD_FILE, CONFIG_FILE, DEFAULT_MODEL, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, ModelError, available_models, build_config, read_config,
+    resolve_model_dir,
 )
 
 _KINDS: dict[str, tuple[type, type]] = {"can": (CAN, CANConfig), "lossnet": (LossNet, LossNetConfig)}
@@ -66,9 +68,11 @@ def load_model(path_or_name: str | os.PathLike | None, kind: str | None = None) 
         raise ModelError(f"{directory} holds a {config['kind']} model, not a {kind}")
     network_class, config_class = _KINDS[config["kind"]]
     try:
-        model = network_class(config_class.from_dict(config["config"]))
+        model = network_class(build_config(config_class, directory, config["config"]))
         state = load_file(str(directory / WEIGHTS_FILE))
         model.load_state_dict(state)
-    except (OSError, RuntimeError, ValueError, TypeError) as error:
-        raise ModelError(f"cannot load model from {directory}: {error}") from None
+    except ModelError:
+        raise
+    except (OSError, RuntimeError, ValueError, TypeError, SafetensorError) as error:
+        raise ModelError(f"cannot load model from {directory}: {one_line(error)}") from None
     return model.eval()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hushnet.model_files import ONNX_FILE, ModelError, read_config, resolve_model_dir
+from hushnet.model_files import ONNX_FILE, ModelError, build_config, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
 
 ENGINES = ("auto", "onnx", "torch")
@@ -119,10 +119,7 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
         raise ModelError("the onnx engine runs on the CPU; use --engine torch for --device cuda")
     chosen = resolve_engine("torch" if engine == "auto" and not on_cpu else engine, directory)
     if chosen == "onnx":
-        try:
-            can_config = CANConfig.from_dict(config["config"])
-        except (TypeError, ValueError) as error:
-            raise ModelError(f"{directory}: {error}") from None
+        can_config = build_config(CANConfig, directory, config["config"])
         return OnnxEngine(directory / ONNX_FILE, can_config, threads)
     from hushnet.model_dir import load_model
 
