@@ -3,7 +3,6 @@ no empty folders left by a failed command, and re-runs that skip this program's 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import soundfile as sf
 
@@ -54,12 +53,11 @@ def test_created_folders_are_removed_only_while_empty(tmp_path):
 def test_check_writable_names_the_folder_and_the_format(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    folders = CreatedFolders()
-    assert check_writable(tmp_path / "new" / "out.wav", folders) is None and (tmp_path / "new").is_dir()
-    assert list((tmp_path / "new").iterdir()) == []  # the probe is gone
-    message = check_writable(blocker / "sub" / "deeper" / "out.wav", folders)
+    assert check_writable(tmp_path / "new" / "out.wav") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # checked without making the folder; the probe is gone
+    message = check_writable(blocker / "sub" / "deeper" / "out.wav")
     assert message.startswith(f"cannot write to {blocker / 'sub' / 'deeper'}")
-    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4", folders)
+    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4")
     assert not (tmp_path / "other").exists()
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +18,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 import soxr
+
+from hushnet.temporaries import PendingFile, default_file_mode, scratch_folder  # noqa: F401  (default_file_mode: re-exported)
 
 MODEL_RATE = 16000
 READ_BLOCK_SECONDS = 10.0
@@ -62,7 +63,10 @@ def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
         raise AudioError(f"cannot read {path.suffix or 'this'} files without ffmpeg: install ffmpeg (e.g. apt-get install ffmpeg) or convert to WAV/FLAC")
     target = folder / "decoded.wav"
     command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-rf64", "auto", str(target)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, preexec_fn=_parent_death_signal())
+    except OSError as error:
+        raise AudioError(f"cannot run ffmpeg: {one_line(error)}") from None
     if result.returncode != 0 or not target.is_file():
         message = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
         message = message.replace(f"{path}: ", "").strip()
@@ -70,6 +74,20 @@ def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
             message = "no audio stream"
         raise AudioError(f"not a readable audio file ({message})")
     return target
+
+
+def _parent_death_signal():
+    """A function for the ffmpeg child to call before it runs: be killed when hushnet dies (``kill -9``
+    included) instead of decoding on into a folder nobody will remove. Looked up here, in the parent,
+    so that the child (forked, perhaps from a threaded server) only makes one system call."""
+    try:
+        import ctypes
+        import signal
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return lambda: prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager
@@ -82,23 +100,33 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
         raise AudioError("is a folder, not a file")
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
-    with tempfile.TemporaryDirectory(prefix="hushnet-decode-") as scratch:
-        decoded = False
+    decoded = False
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS and not ffmpeg_available():
+            raise AudioError(f"not a readable audio file ({one_line(error)})") from None
+        handle = _open_decoded(path)
+        decoded = True
+    with handle:
+        info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
+        if info.sample_rate <= 0 or info.channels <= 0:
+            raise AudioError("invalid header (no sample rate or channels)")
+        yield handle, info
+
+
+def _open_decoded(path: Path) -> sf.SoundFile:
+    """ffmpeg's decoding of ``path``, open; the decoded file is unlinked (and its folder removed) as
+    soon as it is open, so that a ``kill -9`` leaves nothing (the OS frees it with the process)."""
+    scratch = scratch_folder("decode")
+    try:
+        decoded = _decode_with_ffmpeg(path, scratch)
         try:
-            handle = sf.SoundFile(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-            if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS and not ffmpeg_available():
-                raise AudioError(f"not a readable audio file ({one_line(error)})") from None
-            try:
-                handle = sf.SoundFile(str(_decode_with_ffmpeg(path, Path(scratch))))
-            except sf.LibsndfileError as second:
-                raise AudioError(f"not a readable audio file ({one_line(second)})") from None
-            decoded = True
-        with handle:
-            info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
-            if info.sample_rate <= 0 or info.channels <= 0:
-                raise AudioError("invalid header (no sample rate or channels)")
-            yield handle, info
+            return sf.SoundFile(str(decoded))
+        except sf.LibsndfileError as error:
+            raise AudioError(f"not a readable audio file ({one_line(error)})") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def one_line(error: BaseException) -> str:
@@ -171,36 +199,22 @@ def output_extension(path: Path) -> str:
     return extension if extension in WRITABLE_EXTENSIONS else ".wav"
 
 
-def default_file_mode() -> int:
-    """The permissions a newly created file gets under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def make_temporary(path: Path) -> Path:
-    """An empty temporary file beside ``path`` with the permissions a new file would get."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
-    os.close(handle)
-    os.chmod(temporary, default_file_mode())  # mkstemp creates 0600; a result should be readable like any file
-    return Path(temporary)
-
-
 class AtomicAudioWriter:
-    """Write audio in blocks to a temporary file beside ``path``; ``commit`` renames it into place."""
+    """Write audio in blocks to a :class:`~hushnet.temporaries.PendingFile`; ``commit`` puts it at
+    ``path`` (making its folder then), ``abort`` leaves nothing, and neither does a ``kill -9``."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int, format: str, subtype: str) -> None:
         self.path = path
         self.integer = subtype.startswith("PCM") or subtype in {"ULAW", "ALAW", "DPCM_8", "DPCM_16"} or format in {"MP3", "OGG"}
         self.clipped = 0
         try:
-            self.temporary = make_temporary(path)
+            self.pending = PendingFile(path)
         except OSError as error:
             raise AudioError(f"cannot write to {path.parent}: {error.strerror or error}") from None
         try:
-            self.file = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype, format=format)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-            self.temporary.unlink(missing_ok=True)
+            self.file = sf.SoundFile(self.pending.handle, "w", sample_rate, channels, subtype, format=format)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
+            self.pending.abort()
             raise AudioError(f"cannot write {format}/{subtype}: {one_line(error)}") from None
 
     def write(self, block: np.ndarray) -> None:
@@ -215,12 +229,12 @@ class AtomicAudioWriter:
 
     def commit(self) -> None:
         self.file.close()
-        os.replace(self.temporary, self.path)
+        self.pending.commit()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self.file.close()
-        self.temporary.unlink(missing_ok=True)
+        self.pending.abort()
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

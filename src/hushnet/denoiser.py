@@ -18,7 +18,6 @@ import math
 import mmap
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +29,7 @@ from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio,
 from hushnet.inference.engines import OnnxEngine, TorchEngine, load_engine
 from hushnet.inference.plan import Enhancer, Scheme
 from hushnet.runtime_options import validate_runtime_options
+from hushnet.temporaries import clean_stale_scratch, scratch_folder
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
 IN_MEMORY_LIMIT_BYTES = 64 * 2**20
@@ -65,26 +65,9 @@ class FileResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def clean_stale_staging(folder: str | os.PathLike | None = None) -> list[Path]:
-    """Remove ``hushnet-stage-PID-*`` folders in the temp folder whose process is gone; returns them."""
-    removed = []
-    root = Path(folder or tempfile.gettempdir())
-    for path in root.glob(STAGE_PREFIX + "*"):
-        pid = path.name[len(STAGE_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    """Remove scratch folders (staging, decoding, serving) in the temp folder whose process is gone; returns them."""
+    return clean_stale_scratch(folder)
 
 
 class _Staging:
@@ -105,13 +88,11 @@ class _Staging:
         self.maps: list[np.memmap] = []
         self.on_disk = channels * samples * 4 > IN_MEMORY_LIMIT_BYTES
         self._since_release = 0
-        if self.on_disk:
-            clean_stale_staging()
 
     def allocate(self, name: str) -> np.ndarray:
         if not self.on_disk:
             return np.zeros((self.channels, self.samples), dtype=np.float32)
-        folder = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-")
+        folder = scratch_folder("stage")
         try:
             path = os.path.join(folder, f"{name}.f32")
             array = np.memmap(path, mode="w+", dtype=np.float32, shape=(self.channels, self.samples))

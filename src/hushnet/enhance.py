@@ -14,6 +14,7 @@ from tqdm import tqdm
 from hushnet.audio import AudioError, one_line, output_extension
 from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
 from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
+from hushnet.temporaries import clean_stale_scratch
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser
@@ -63,6 +64,7 @@ def run(config: DenoiseConfig) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    clean_stale_scratch()  # what a killed run left in the temp folder
     folders = CreatedFolders()
     try:
         jobs, failed = _plan(config, folders)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from hushnet.audio import AUDIO_EXTENSIONS, WRITABLE_EXTENSIONS
+from hushnet.temporaries import check_folder_writable, clean_stale_partials
 
 OUTPUT_SUFFIX = "_denoised"
 
@@ -138,17 +138,19 @@ class CreatedFolders:
         self.created = []
 
 
-def check_writable(target: Path, folders: CreatedFolders) -> str | None:
+def check_writable(target: Path, folders: CreatedFolders | None = None) -> str | None:
     """Why ``target`` cannot be written (one line naming the folder), or None. Run before any work:
-    a long file must not be denoised only to find that its result has nowhere to go."""
+    a long file must not be denoised only to find that its result has nowhere to go. Creates
+    nothing: a missing folder is made when its first result is complete (so that a command killed
+    before then leaves no empty folder). Hidden partial results of dead processes there are removed.
+    ``folders`` is accepted for compatibility and unused."""
     if target.suffix.lower() not in WRITABLE_EXTENSIONS:
         return f"cannot write {target.suffix or 'extension-less'} files ({target}); use .wav or .flac"
     folder = target.parent
     try:
-        folders.make(folder)
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=".hushnet-probe-")
-        os.close(handle)
-        os.unlink(probe)
+        check_folder_writable(folder)
     except OSError as error:
         return f"cannot write to {folder} ({error.strerror or error})"
+    if folder.is_dir():
+        clean_stale_partials(folder)
     return None

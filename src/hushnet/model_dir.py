@@ -13,7 +13,8 @@ from typing import Callable
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hushnet.audio import default_file_mode, make_temporary, one_line
+from hushnet import temporaries
+from hushnet.audio import one_line
 from hushnet.models.can import CAN, CANConfig
 from hushnet.models.lossnet import LossNet, LossNetConfig
 
@@ -27,15 +28,8 @@ _KINDS: dict[str, tuple[type, type]] = {"can": (CAN, CANConfig), "lossnet": (Los
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, then rename it into place."""
-    temporary = make_temporary(path)
-    try:
-        write(temporary)
-        os.chmod(temporary, default_file_mode())  # some writers recreate the file with 0600
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Have ``write`` fill a file that appears at ``path`` only when complete (nothing left by a crash)."""
+    temporaries.atomic_write(path, lambda name: write(Path(name)))
 
 
 def save_model(

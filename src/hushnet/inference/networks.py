@@ -103,23 +103,21 @@ def inference_network(model: CAN) -> nn.Module:
 def export_onnx(model: CAN, path: str | os.PathLike) -> Path:
     """Write ``model`` as one self-contained ONNX file: input ``audio`` [batch, samples] float32,
     output ``enhanced`` of the same shape, both dimensions dynamic. Written atomically."""
-    from hushnet.audio import make_temporary
+    from hushnet.temporaries import atomic_write
 
     path = Path(path)
     network = inference_network(model.float().cpu().eval())
     # The length must not be a multiple of any dilation while tracing, or the tail logic folds away.
     example = torch.zeros(2, 3 * model.config.receptive_radius + 3)
-    temporary = make_temporary(path)
-    try:
+
+    def write(name: str) -> None:
         with torch.no_grad():
             # The TorchScript exporter keeps the length symbolic through the tail arithmetic.
-            torch.onnx.export(network, (example,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
+            torch.onnx.export(network, (example,), name, dynamo=False, opset_version=ONNX_OPSET,
                               input_names=["audio"], output_names=["enhanced"],
                               dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}})
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path
 
 

@@ -13,7 +13,6 @@ import math
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 import zipfile
@@ -30,6 +29,7 @@ import soxr
 from hushnet.audio import AUDIO_EXTENSIONS, MODEL_RATE, AtomicAudioWriter, AudioError, one_line, open_audio, output_extension, read_resampled
 from hushnet.denoiser import Denoiser
 from hushnet.files import OUTPUT_SUFFIX
+from hushnet.temporaries import scratch_folder
 
 log = logging.getLogger("hushnet.serve")
 
@@ -156,7 +156,8 @@ class JobStore:
         self.denoiser = denoiser
         self.max_jobs = max_jobs
         self.keep_seconds = keep_minutes * 60
-        self.root = Path(tempfile.mkdtemp(prefix="hushnet-serve-", dir=root))
+        # Uploads of a server that was killed (no cleanup ran) are removed here, at the next start.
+        self.root = scratch_folder("serve", root)
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hushnet-worker")
