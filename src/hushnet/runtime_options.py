@@ -10,9 +10,9 @@ import re
 
 # More threads than this only thrash: 100000 threads took one process to 16.7 GB and the load past 2,700.
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
-# Below the receptive radius of context (0.5 s each side) a chunk is almost all context; far above,
-# one chunk is the whole file in memory.
-MIN_CHUNK_SECONDS, MAX_CHUNK_SECONDS = 1.0, 3600.0
+# A chunk of 0 or -1 s became 1-sample chunks that never finish; far above the default, one chunk is
+# the whole file in memory. (Tiny test models run fine on 10-ms chunks.)
+MIN_CHUNK_SECONDS, MAX_CHUNK_SECONDS = 0.01, 3600.0
 MIN_MEMORY_BUDGET_MB, MAX_MEMORY_BUDGET_MB = 16.0, float(2**20)
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
