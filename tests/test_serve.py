@@ -343,3 +343,82 @@ def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tm
         _, err = server.communicate(timeout=60)
     assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True) -> tuple[bytes, dict]:
+    """A multipart/form-data body written by hand, so that it can be cut short."""
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    if close:
+        body += f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize("endpoint", ["/api/denoise", "/api/jobs"])
+def test_an_upload_without_its_closing_boundary_is_refused_and_leaves_no_job(endpoint, client):
+    data = encoded(speechlike(0.5))
+    whole, headers = multipart([("file", "a.wav", data)])
+    for body in (multipart([("file", "a.wav", data)], close=False)[0], whole[: len(whole) // 2], whole[:-10]):
+        response = client.post(endpoint, content=body, headers=headers)
+        assert response.status_code == 400 and response.json()["detail"].startswith("incomplete upload"), response.text
+    assert client.app.state.store.jobs == {} and job_folder_files(client) == []
+
+
+def test_a_very_long_upload_name_is_shortened_not_a_parse_error(client):
+    body, headers = multipart([("file", "x" * 5000 + ".wav", encoded(speechlike(0.3)))])
+    response = client.post("/api/denoise", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert len(response.headers["content-disposition"]) < 300
+
+
+@pytest.mark.parametrize("render", ["output", "spectrogram", "zip", "input"])
+def test_a_render_racing_a_delete_is_410_not_500(render, client):
+    """The route has found the job; the DELETE lands before its render starts (the race, made certain)."""
+    from hushnet.serve.jobs import JobDeleted
+
+    store = client.app.state.store
+    job_id = client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.4)))}).json()["id"]
+    finished(client, job_id)
+    job = store.jobs[job_id]
+    entry = job.files[0]
+    store.delete(job_id)
+    with pytest.raises(JobDeleted):
+        {"output": lambda: store.mixed(job, entry, 0.5), "spectrogram": lambda: store.spectrogram(job, entry, "output", 0.3),
+         "zip": lambda: store.zip_outputs(job, [0.5]), "input": lambda: store.hold(job)}[render]()
+    assert job_folder_files(client) == []
+    # and through HTTP once the job is gone: never a 500
+    path = {"output": "files/0/output?dry=0.5", "spectrogram": "files/0/spectrogram?dry=0.3", "zip": "zip?dry=0.5", "input": "files/0/input"}[render]
+    assert client.get(f"/api/jobs/{job_id}/{path}").status_code == 404
+
+
+def test_a_file_being_sent_is_kept_until_sent_even_when_the_job_is_deleted(client):
+    store = client.app.state.store
+    job_id = client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.4)))}).json()["id"]
+    finished(client, job_id)
+    job = store.jobs[job_id]
+    release = store.hold(job)  # what a response still sending does
+    store.delete(job_id)
+    assert job.files[0].output.exists()
+    release()
+    assert not job.folder.exists()
+
+
+@pytest.mark.parametrize("token", ["", "caf\u00e9", "two words"])
+def test_an_empty_or_unsendable_token_is_refused(token, capsys):
+    assert main(["serve", "--token", token]) == 2
+    assert "--token must be printable ASCII" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--token"):
+        make_client(token=token)
+
+
+def test_max_upload_nan_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for flag in ("--max-upload-mb", "--keep-minutes"):
+        assert main(["serve", flag, "nan"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} must be a positive number") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

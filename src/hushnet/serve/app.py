@@ -14,16 +14,20 @@ from typing import Annotated, AsyncIterator
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 import hushnet
 from hushnet.serve.config import ServeConfig
-from hushnet.serve.jobs import FileEntry, Job, JobStore, TooManyJobs
+from hushnet.audio import one_line
+from hushnet.serve.jobs import FileEntry, Job, JobDeleted, JobStore, TooManyJobs
 
 log = logging.getLogger("hushnet.serve")
 STATIC = Path(__file__).parent / "static"
 MAX_FILES_PER_JOB = 100
+MAX_PART_HEADER_BYTES = 65536
 MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
                ".aif": "audio/aiff", ".aiff": "audio/aiff", ".aifc": "audio/aiff", ".au": "audio/basic", ".caf": "audio/x-caf",
                ".w64": "application/octet-stream", ".rf64": "audio/wav"}
@@ -107,7 +111,8 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
 
     callbacks = {"on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end, "on_header_field": on_header_field,
                  "on_header_value": on_header_value, "on_header_end": on_header_end, "on_headers_finished": on_headers_finished}
-    parser = MultipartParser(boundary, callbacks)
+    # Part headers up to 64 KB: a long file name is shortened for display, not a parse error.
+    parser = MultipartParser(boundary, callbacks, max_header_size=MAX_PART_HEADER_BYTES)
     received = 0
     try:
         async for chunk in request.stream():
@@ -121,13 +126,25 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
         parser.finalize()
     except UploadError:
         raise
-    except Exception as error:  # python-multipart's parse errors, a client that went away
+    except ClientDisconnect:
+        raise UploadError(400, "incomplete upload: the client went away") from None
+    except MultipartParseError as error:
+        raise UploadError(400, f"malformed upload ({one_line(error)})") from None
+    except Exception as error:  # anything else the parser or the connection raises
         raise UploadError(400, f"malformed upload ({type(error).__name__})") from None
     finally:
         if state["handle"] is not None:
             state["handle"].close()
+    check_complete(parser)
     if not job.files:
         raise UploadError(400, "no 'file' field in the upload")
+
+
+def check_complete(parser: MultipartParser) -> None:
+    """A body that stops before its closing boundary (cut off, or longer than its Content-Length,
+    which cuts it at that length) is refused: a part of a recording is not the recording."""
+    if parser.state != MultipartState.END:
+        raise UploadError(400, "incomplete upload: the body ends before the multipart closing boundary")
 
 
 def host_name(header: str) -> str:
@@ -141,6 +158,7 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
                model_name: str | None = None) -> FastAPI:
     """The application around one loaded Denoiser. ``allowed_hosts`` None: loopback names when bound to loopback, else any."""
     config = config or ServeConfig()
+    config.validate()  # an empty token must not turn authentication off here either
     store = store or JobStore(denoiser, config.workers, config.max_jobs, config.keep_minutes)
     limit_bytes = int(config.max_upload_mb * 2**20)
     if allowed_hosts is None and config.loopback:
@@ -176,7 +194,7 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
         origin = request.headers.get("origin")
         if origin and origin.split("://", 1)[-1] != request.headers.get("host", ""):
             return JSONResponse({"detail": "cross-origin requests are not allowed"}, status_code=403)
-        if config.token and request.url.path.startswith("/api/"):
+        if config.token is not None and request.url.path.startswith("/api/"):
             header = request.headers.get("authorization", "")
             given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("token", "")
             if not secrets.compare_digest(given.encode(), config.token.encode()):
@@ -290,6 +308,24 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
             raise HTTPException(404, "no such job (wrong id, deleted, or expired)")
         return {"deleted": job_id}
 
+    def held(job: Job, response: Response, then: BackgroundTask | None = None) -> Response:
+        """``response`` sending a file of ``job``: the job's folder stays until it is sent."""
+        release = store.hold(job)
+
+        async def after() -> None:
+            try:
+                if then is not None:
+                    await then()
+            finally:
+                release()
+
+        response.background = BackgroundTask(after)
+        return response
+
+    @app.exception_handler(JobDeleted)
+    async def job_deleted(request: Request, error: JobDeleted) -> JSONResponse:
+        return JSONResponse({"detail": "job deleted"}, status_code=410)
+
     @app.get("/api/jobs/{job_id}/files/{n}/input", summary="the uploaded recording")
     def input_audio(job_id: str, n: int, download: bool = False) -> FileResponse:
         job = job_or_404(job_id)
@@ -298,18 +334,18 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
         entry = job.files[n]
         if entry.state == "queued" and not job.uploaded:
             raise HTTPException(409, "still uploading")
-        return audio_response(entry.input, entry.name, download)
+        return held(job, audio_response(entry.input, entry.name, download))
 
     @app.get("/api/jobs/{job_id}/files/{n}/output", summary="the denoised recording, with ?dry= of the input mixed back")
     def output_audio(job_id: str, n: int, dry: OptionalDryQuery = None, download: bool = False) -> FileResponse:
         job, entry = done_file(job_id, n)
         path = store.mixed(job, entry, job.dry if dry is None else dry)
-        return audio_response(path, entry.status()["download_name"], download)
+        return held(job, audio_response(path, entry.status()["download_name"], download))
 
     @app.get("/api/jobs/{job_id}/files/{n}/spectrogram", summary="log-power spectrogram the page draws (uint8 dB, base64, rows x columns)")
     def spectrogram(job_id: str, n: int, which: Annotated[str, Query(pattern="^(input|output)$")] = "output", dry: DryQuery = 0.0) -> dict:
-        _, entry = done_file(job_id, n)
-        return store.spectrogram(entry, which, dry)
+        job, entry = done_file(job_id, n)
+        return store.spectrogram(job, entry, which, dry)
 
     @app.get("/api/jobs/{job_id}/zip", summary="every denoised file in one ZIP; dry= one value, or one per file separated by commas")
     def zip_all(job_id: str, dry: str | None = None) -> FileResponse:
@@ -323,6 +359,6 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
         if not all(0 <= value <= 1 for value in values) or len(values) not in (1, len(job.files)):
             raise HTTPException(422, "dry must be one value, or one per file, each between 0 and 1")
         path = store.zip_outputs(job, values)
-        return FileResponse(path, media_type="application/zip", filename="denoised.zip", background=BackgroundTask(path.unlink, missing_ok=True))
+        return held(job, FileResponse(path, media_type="application/zip", filename="denoised.zip"), BackgroundTask(path.unlink, missing_ok=True))
 
     return app

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import sys
 from dataclasses import dataclass
 
 from hushnet.options import MODEL_HELP, RuntimeOptions, option
 from hushnet.runtime_options import validate_runtime_options
+
+TOKEN_PATTERN = re.compile(r"[!-~]+")  # visible ASCII: what an Authorization header carries unchanged
 
 
 @dataclass
@@ -38,6 +41,8 @@ class ServeConfig(RuntimeOptions):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):  # NaN compares false with everything
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+        if self.token is not None and not TOKEN_PATTERN.fullmatch(self.token):
+            raise ValueError("--token must be printable ASCII without spaces (it travels in a header); an empty one would turn authentication off")
         if not 0 <= self.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -44,6 +44,10 @@ _HOP = 256
 
 class TooManyJobs(Exception):
     """The server holds --max-jobs jobs already."""
+
+
+class JobDeleted(Exception):
+    """The job was deleted while a request was rendering or sending one of its files."""
 
 
 class Cancelled(Exception):
@@ -228,14 +232,19 @@ class JobStore:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- work -------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def using(self, job: Job) -> Iterator[None]:
-        """Work that writes into the job's folder: a deletion meanwhile removes the folder when it ends."""
+    def hold(self, job: Job) -> Callable[[], None]:
+        """Keep the job's folder until the returned function is called (work on it, or a response
+        still sending one of its files); JobDeleted when the job is already deleted."""
         with self.lock:
+            if job.deleted:
+                raise JobDeleted()
             job.active += 1
-        try:
-            yield
-        finally:
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
             job.touched = time.time()
             with self.lock:
                 job.active -= 1
@@ -243,12 +252,27 @@ class JobStore:
             if remove:
                 shutil.rmtree(job.folder, ignore_errors=True)
 
+        return release
+
+    @contextlib.contextmanager
+    def using(self, job: Job) -> Iterator[None]:
+        """Work in the job's folder: a deletion meanwhile removes the folder when it ends; JobDeleted
+        when the job is already deleted (its files may be gone)."""
+        release = self.hold(job)
+        try:
+            yield
+        finally:
+            release()
+
     def _process(self, job: Job, entry: FileEntry) -> None:
         """Denoise one file; every failure becomes the file's one-line error, never an exception."""
         if job.cancelled.is_set():
             return
-        with self.using(job):
-            self._denoise(job, entry)
+        try:
+            with self.using(job):
+                self._denoise(job, entry)
+        except JobDeleted:
+            entry.state, entry.error = "failed", "cancelled"
 
     def _denoise(self, job: Job, entry: FileEntry) -> None:
         entry.state = "running"
@@ -303,10 +327,14 @@ class JobStore:
                 old.unlink(missing_ok=True)
             return path
 
-    def spectrogram(self, entry: FileEntry, which: str, dry: float = 0.0) -> dict:
+    def spectrogram(self, job: Job, entry: FileEntry, which: str, dry: float = 0.0) -> dict:
         """A log-power spectrogram of the input or the (mixed) output, for the page to draw.
 
         Both share the input's top level, so that what was removed shows as darker regions."""
+        with self.using(job):
+            return self._spectrogram(entry, which, dry)
+
+    def _spectrogram(self, entry: FileEntry, which: str, dry: float) -> dict:
         key = (which, int(round(dry * 100)) if which == "output" else 0)
         with entry.lock:
             if key in entry.spectrograms:
