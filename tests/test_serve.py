@@ -422,3 +422,41 @@ def test_max_upload_nan_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, 
         err = capsys.readouterr().err
         assert err.startswith(f"error: {flag} must be a positive number") and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def start_server(arguments: list[str], env: dict):
+    """``hushnet serve --port 0 ...`` as users start it; returns (process, the port it printed)."""
+    import re
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "hushnet.cli", "serve", "--port", "0", *arguments], stderr=subprocess.PIPE, text=True, env=env)
+    line = server.stderr.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert match and int(match.group(1)) > 0, line + (server.stderr.read() if server.poll() is not None else "")
+    return server, int(match.group(1))
+
+
+def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path, tiny_model_dir):
+    import os
+    import signal
+
+    import httpx
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    server, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], env)
+    try:
+        job = httpx.post(f"http://127.0.0.1:{port}/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+        assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
+    finally:
+        server.kill()
+        server.communicate(timeout=60)
+    assert any(tmp_path.glob(f"hushnet-serve-*/{job}"))  # kill -9 runs no cleanup
+    again, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], env)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
+        assert not any(tmp_path.glob(f"hushnet-serve-*/{job}"))  # the restart removed the dead server's uploads
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=60)
+    assert list(tmp_path.iterdir()) == []
