@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,17 @@ FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm
 
 class AudioError(ValueError):
     """A file that cannot be read or written as audio; the message is one line for the user."""
+
+
+# The highest rate audio interfaces record at; above it a "sample rate" is a corrupt header or a
+# mistake (2**31 - 1 Hz read as "no audio samples", 10**9 Hz made the resampler fail).
+MAX_SAMPLE_RATE = 768000
+
+
+def check_sample_rate(rate: int) -> None:
+    """AudioError for a rate no recording has."""
+    if rate > MAX_SAMPLE_RATE:
+        raise AudioError(f"unsupported sample rate {rate} Hz (at most {MAX_SAMPLE_RATE})")
 
 
 @dataclass
@@ -68,10 +80,12 @@ def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
     except OSError as error:
         raise AudioError(f"cannot run ffmpeg: {one_line(error)}") from None
     if result.returncode != 0 or not target.is_file():
-        message = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+        if "matches no streams" in result.stderr or "does not contain any stream" in result.stderr:
+            raise AudioError("no audio stream in this file (video only?)")
+        if "No space left on device" in result.stderr or "File too large" in result.stderr or result.returncode == -signal.SIGXFSZ:
+            raise AudioError(f"cannot decode: no space left in the temporary folder {folder.parent} (set TMPDIR to a larger one)")
+        message = (result.stderr.strip().splitlines() or [f"ffmpeg ended with status {result.returncode}"])[-1]
         message = message.replace(f"{path}: ", "").strip()
-        if "matches no streams" in message or "does not contain any stream" in message:
-            message = "no audio stream"
         raise AudioError(f"not a readable audio file ({message})")
     return target
 
@@ -98,6 +112,8 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
         raise AudioError("no such file")
     if path.is_dir():
         raise AudioError("is a folder, not a file")
+    if not path.is_file():
+        raise AudioError("not a regular file (a device, pipe or socket)")
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
     decoded = False
@@ -112,6 +128,7 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
         info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
         if info.sample_rate <= 0 or info.channels <= 0:
             raise AudioError("invalid header (no sample rate or channels)")
+        check_sample_rate(info.sample_rate)
         yield handle, info
 
 
@@ -187,6 +204,12 @@ def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
         major = "WAVEX"
     if major == info.format and sf.check_format(major, subtype):
         return major, subtype
+    # Another container: keep the resolution where it can hold it (24-bit WAV to FLAC stays 24-bit;
+    # float and 32-bit become 24-bit, FLAC's most).
+    if subtype.startswith("PCM") and major not in ("OGG", "MP3") and sf.check_format(major, subtype):
+        return major, subtype
+    if subtype in ("FLOAT", "DOUBLE", "PCM_32") and major not in ("OGG", "MP3") and sf.check_format(major, "PCM_24"):
+        return major, "PCM_24"
     return major, sf.default_subtype(major)
 
 
@@ -197,6 +220,35 @@ def output_extension(path: Path) -> str:
     """The extension a result for ``path`` is written with: its own where writable, else .wav."""
     extension = path.suffix.lower()
     return extension if extension in WRITABLE_EXTENSIONS else ".wav"
+
+
+class _ErrorKeepingFile:
+    """The pending file as libsndfile's virtual I/O sees it: an OSError (disk full, file too large)
+    is kept for the one-line message instead of escaping into the C callback, where it would print
+    a traceback and reach us only as "System error"."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return self.handle.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 class AtomicAudioWriter:
@@ -211,11 +263,17 @@ class AtomicAudioWriter:
             self.pending = PendingFile(path)
         except OSError as error:
             raise AudioError(f"cannot write to {path.parent}: {error.strerror or error}") from None
+        self.target = _ErrorKeepingFile(self.pending.handle)
         try:
-            self.file = sf.SoundFile(self.pending.handle, "w", sample_rate, channels, subtype, format=format)
+            self.file = sf.SoundFile(self.target, "w", sample_rate, channels, subtype, format=format)
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
             self.pending.abort()
-            raise AudioError(f"cannot write {format}/{subtype}: {one_line(error)}") from None
+            raise self._failure(error) from None
+
+    def _failure(self, error: BaseException) -> AudioError:
+        if self.target.error is not None:
+            return AudioError(f"cannot write {self.path}: {one_line(self.target.error)}")
+        return AudioError(f"cannot write {self.path}: {one_line(error)}")
 
     def write(self, block: np.ndarray) -> None:
         """Append [channels, samples]; clip to [-1, 1] for formats that cannot hold more."""
@@ -225,11 +283,21 @@ class AtomicAudioWriter:
             if over.any():
                 self.clipped += int(over.sum())
                 data = np.clip(data, -1.0, 1.0)
-        self.file.write(np.ascontiguousarray(data, dtype=np.float32))
+        try:
+            self.file.write(np.ascontiguousarray(data, dtype=np.float32))
+        except (sf.LibsndfileError, RuntimeError, AssertionError) as error:  # soundfile asserts the count written
+            raise self._failure(error) from None
+        if self.target.error is not None:
+            raise self._failure(self.target.error)
 
     def commit(self) -> None:
-        self.file.close()
-        self.pending.commit()
+        try:
+            self.file.close()
+            if self.target.error is not None:
+                raise self.target.error
+            self.pending.commit()
+        except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            raise self._failure(error) from None
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
