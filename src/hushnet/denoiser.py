@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import numbers
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -25,11 +26,11 @@ from typing import Callable, Iterator
 import numpy as np
 import soxr
 
-from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, output_format, read_resampled, resample
+from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, check_sample_rate, open_audio, output_format, read_resampled, resample
 from hushnet.inference.engines import OnnxEngine, TorchEngine, load_engine
 from hushnet.inference.plan import Enhancer, Scheme
 from hushnet.runtime_options import validate_runtime_options
-from hushnet.temporaries import clean_stale_scratch, scratch_folder
+from hushnet.temporaries import check_folder_writable, clean_stale_scratch, scratch_folder
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
 IN_MEMORY_LIMIT_BYTES = 64 * 2**20
@@ -120,6 +121,11 @@ class _Staging:
         self.maps.clear()
 
 
+def _is_real(value) -> bool:
+    """A real number, NumPy's included (np.float32(0.5) as well as 0.5), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _sample_rate(value) -> int:
     """A sample rate as an int: ints and integral floats (16000.0) pass; anything else is an AudioError."""
     if isinstance(value, (bool, np.bool_)):
@@ -130,6 +136,7 @@ def _sample_rate(value) -> int:
         value = int(value)
     if not isinstance(value, (int, np.integer)) or value <= 0:
         raise AudioError(f"invalid sample rate {value!r}")
+    check_sample_rate(int(value))
     return int(value)
 
 
@@ -224,14 +231,14 @@ class Denoiser:
         self.memory_budget_mb = memory_budget_mb
         self.chunk_seconds = chunk_seconds
         dry = self.config.dry if dry is None else dry
-        if isinstance(dry, bool) or not isinstance(dry, (int, float)) or not 0.0 <= float(dry) <= 1.0:
+        if not _is_real(dry) or not 0.0 <= float(dry) <= 1.0:
             raise AudioError(f"dry must be between 0 (fully denoised) and 1 (the input unchanged), got {dry!r}")
         self.dry = float(dry)
         if level_db is None:
             level_db = self.config.input_rms_db
         elif level_db == "off":
             level_db = None
-        elif isinstance(level_db, bool) or not isinstance(level_db, (int, float)) or not -100.0 <= float(level_db) <= 0.0:
+        elif not _is_real(level_db) or not -100.0 <= float(level_db) <= 0.0:
             raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
         self.level_db = None if level_db is None else float(level_db)
         if level_scope not in LEVEL_SCOPES:
@@ -349,6 +356,10 @@ class Denoiser:
         input_path, output_path = Path(input_path), Path(output_path)
         if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
             raise AudioError("output path is the input file; refusing to overwrite it")
+        try:  # before any work: a long file must not be denoised only to find nowhere to put it
+            check_folder_writable(output_path.parent)
+        except OSError as error:
+            raise AudioError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
         with open_audio(input_path) as (handle, info):
             if info.frames == 0:
                 raise AudioError("contains no audio samples")
