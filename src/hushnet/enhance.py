@@ -12,7 +12,10 @@ import soundfile as sf
 from tqdm import tqdm
 
 from hushnet.audio import AudioError, one_line, output_extension
-from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
+from hushnet.files import (
+    OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, distinct_inputs, find_inputs, output_names_a_file, outside_folder, plan_outputs,
+    without_own_outputs,
+)
 from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
 from hushnet.temporaries import clean_stale_scratch
 
@@ -88,6 +91,12 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     inputs, missing = find_inputs(config.inputs)
     for message in missing:
         print(f"error: {message}", file=sys.stderr)
+    inputs = distinct_inputs(inputs)
+    if config.output is not None and not output_names_a_file(config.output):
+        inputs, inside = outside_folder(inputs, config.output)
+        if inside:
+            print(f"skipping {len(inside)} file{'s' if len(inside) != 1 else ''} inside the output folder {config.output} "
+                  "(earlier results, not inputs)", file=sys.stderr)
     if config.output is None:
         inputs, earlier = without_own_outputs(inputs)
         if earlier:
