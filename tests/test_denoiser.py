@@ -268,3 +268,35 @@ def test_stream_latency_of_the_shipped_models():
     assert Denoiser.from_pretrained("authors-dfl").stream().latency == pytest.approx((64000 + 48000 - 24000) / 16000)
     dfl = Denoiser.from_pretrained("hushnet-dfl", level_db="off")
     assert dfl.stream().latency == pytest.approx((16 * 16000 + 8192) / 16000)
+
+
+def test_numpy_scalars_are_accepted_as_options():
+    x = speechlike(0.5)[0]
+    by_float = Denoiser(tiny_can(), dry=0.5, level_db=-30.0).denoise(x, 16000)
+    by_numpy = Denoiser(tiny_can(), dry=np.float32(0.5), level_db=np.float64(-30.0)).denoise(x, 16000)
+    assert np.array_equal(by_float, by_numpy)
+
+
+@pytest.mark.parametrize("rate", [10**9, 2**31 - 1])
+def test_an_absurd_sample_rate_is_an_audio_error(rate):
+    from hushnet.audio import AudioError
+
+    with pytest.raises(AudioError, match=f"unsupported sample rate {rate} Hz"):
+        Denoiser(tiny_can()).denoise(speechlike(0.1)[0], rate)
+
+
+def test_denoise_file_checks_its_output_folder_before_any_work(tmp_path):
+    import soundfile as sf
+
+    from hushnet.audio import AudioError
+
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(2.0)[0], 16000)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    calls = []
+    with pytest.raises(AudioError, match=f"cannot write to {blocker / 'sub'}"):
+        Denoiser(tiny_can()).denoise_file(source, blocker / "sub" / "out.wav", progress=calls.append, on_start=calls.append)
+    assert calls == []  # refused before reading or denoising anything
+    result = Denoiser(tiny_can()).denoise_file(source, tmp_path / "new" / "deeper" / "out.wav")  # a missing folder is made
+    assert sf.info(str(result.output)).frames == 32000

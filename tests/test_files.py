@@ -53,12 +53,11 @@ def test_created_folders_are_removed_only_while_empty(tmp_path):
 def test_check_writable_names_the_folder_and_the_format(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    folders = CreatedFolders()
-    assert check_writable(tmp_path / "new" / "out.wav", folders) is None and (tmp_path / "new").is_dir()
-    assert list((tmp_path / "new").iterdir()) == []  # the probe is gone
-    message = check_writable(blocker / "sub" / "deeper" / "out.wav", folders)
+    assert check_writable(tmp_path / "new" / "out.wav") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # checked without making the folder; the probe is gone
+    message = check_writable(blocker / "sub" / "deeper" / "out.wav")
     assert message.startswith(f"cannot write to {blocker / 'sub' / 'deeper'}")
-    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4", folders)
+    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4")
     assert not (tmp_path / "other").exists()
 
 
@@ -99,3 +98,29 @@ def test_rerunning_a_folder_skips_its_own_results(tmp_path, tiny_model_dir, caps
     assert status == 0, err
     assert "skipping 2 earlier results" in err and "2 files denoised, 0 failed" in err
     assert sorted(p.name for p in folder.iterdir()) == first
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_an_input(tmp_path, tiny_model_dir, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(folder / name, speechlike(0.3)[0], 16000)
+    for attempt in range(2):
+        status, _, err = run(["denoise", str(folder), "-o", str(folder / "clean"), "--model", str(tiny_model_dir), "-q"], capsys)
+        assert status == 0 and "2 files denoised, 0 failed" in err, err
+    assert "skipping 2 files inside the output folder" in err
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == ["a.wav", "b.wav", "clean", "clean/a.wav", "clean/b.wav"]
+
+
+def test_the_same_input_named_twice_is_denoised_once(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("a.wav", speechlike(0.3))
+    status, _, err = run(["denoise", str(path), str(path), str(tmp_path / "*.wav"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and "1 file denoised, 0 failed" in err, err
+
+
+def test_an_output_with_a_non_audio_extension_is_refused_not_made_a_folder(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("a.wav", speechlike(0.3))
+    status, _, err = run(["denoise", str(path), "-o", str(tmp_path / "out.txt"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 2 and err.startswith(f"error: -o {tmp_path / 'out.txt'} names a .txt file") and not (tmp_path / "out.txt").exists()
+    status, _, err = run(["denoise", str(path), "-o", str(tmp_path / "results.v2") + "/", "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and (tmp_path / "results.v2" / "a.wav").is_file()  # a trailing slash names a folder

@@ -149,3 +149,32 @@ def test_pyproject_core_dependencies_have_no_torch():
     assert core == {"numpy", "soundfile", "soxr", "onnxruntime", "tqdm"}
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
     assert "hushnet[train,serve]" in project["optional-dependencies"]["dev"]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "README.md", "other.onnx", "weights.bin", ""])
+def test_export_onnx_never_overwrites_a_model_file(name, tmp_path, capsys):
+    directory = tmp_path / "tiny"
+    save_model(tiny_can(), directory, "# tiny\n")
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    status, _, err = run(["export-onnx", str(directory), "-o", str(directory / name) if name else str(directory)], capsys)
+    assert status == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+
+
+def test_export_onnx_refuses_a_name_without_onnx_suffix_and_a_missing_folder(tmp_path, tiny_model_dir, capsys):
+    for output in (tmp_path / "model.txt", tmp_path / "missing" / "model.onnx"):
+        status, _, err = run(["export-onnx", str(tiny_model_dir), "-o", str(output)], capsys)
+        assert status == 2 and err.startswith("error: -o ") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_onnx_that_cannot_be_written_names_the_output_not_a_temporary(tmp_path, tiny_model_dir):
+    # A file-size limit makes the write fail as a full disk does (EFBIG instead of ENOSPC).
+    target = tmp_path / "m.onnx"
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); from hushnet.cli import main; "
+              f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, '-o', {str(target)!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: cannot write {target}") and ".tmp" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

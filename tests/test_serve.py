@@ -310,20 +310,24 @@ def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
 
 
 def start_server(arguments: list[str], tmp_path: Path, script: str | None = None):
-    """`hushnet serve` (or ``script`` with the same arguments) as its own process on a free port, TMPDIR in ``tmp_path``."""
+    """``hushnet serve --port 0 ...`` (or ``script`` with the same arguments) as users start it, TMPDIR in
+    ``tmp_path``; returns (process, the port it printed)."""
     import os
-    import socket
+    import re
     import subprocess
     import sys
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
     start = [sys.executable, "-c", script] if script else [sys.executable, "-m", "hushnet.cli"]
-    server = subprocess.Popen([*start, "serve", "--port", str(port), *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    server = subprocess.Popen([*start, "serve", "--port", "0", *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
-    return server, port
+    server.printed = []  # what it said before the address (a warning may come first), for stop()
+    for line in server.stderr:
+        server.printed.append(line)
+        if match := re.search(r"http://[^/]+:(\d+)/", line):
+            assert int(match.group(1)) > 0, line
+            return server, int(match.group(1))
+    raise AssertionError(f"the server printed no address: {server.printed} {server.communicate()}")
 
 
 def first_health(http, server):
@@ -344,7 +348,8 @@ def stop(server) -> tuple[str, str]:
     import signal
 
     server.send_signal(signal.SIGINT)
-    return server.communicate(timeout=60)
+    out, err = server.communicate(timeout=60)
+    return out, "".join(server.printed) + err
 
 
 def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
@@ -405,5 +410,106 @@ def test_serve_runs_on_the_light_runtime_without_torch(tmp_path):
             assert answer.status_code == 200 and sf.info(io.BytesIO(answer.content)).frames == 8000
     finally:
         out, err = stop(server)
-    assert "STATUS 0 LOADED []" in out, err
+    assert "LOADED []" in out and "STATUS 130" in out, err  # stopped with Ctrl-C, no torch or safetensors ever loaded
     assert "Traceback" not in err
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True) -> tuple[bytes, dict]:
+    """A multipart/form-data body written by hand, so that it can be cut short."""
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    if close:
+        body += f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize("endpoint", ["/api/denoise", "/api/jobs"])
+def test_an_upload_without_its_closing_boundary_is_refused_and_leaves_no_job(endpoint, client):
+    data = encoded(speechlike(0.5))
+    whole, headers = multipart([("file", "a.wav", data)])
+    for body in (multipart([("file", "a.wav", data)], close=False)[0], whole[: len(whole) // 2], whole[:-10]):
+        response = client.post(endpoint, content=body, headers=headers)
+        assert response.status_code == 400 and response.json()["detail"].startswith("incomplete upload"), response.text
+    assert client.app.state.store.jobs == {} and job_folder_files(client) == []
+
+
+def test_a_very_long_upload_name_is_shortened_not_a_parse_error(client):
+    body, headers = multipart([("file", "x" * 5000 + ".wav", encoded(speechlike(0.3)))])
+    response = client.post("/api/denoise", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert len(response.headers["content-disposition"]) < 300
+
+
+@pytest.mark.parametrize("render", ["output", "spectrogram", "zip", "input"])
+def test_a_render_racing_a_delete_is_410_not_500(render, client):
+    """The route has found the job; the DELETE lands before its render starts (the race, made certain)."""
+    from hushnet.serve import renders
+    from hushnet.serve.jobs import JobDeleted
+
+    store = client.app.state.store
+    job_id = client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.4)))}).json()["id"]
+    finished(client, job_id)
+    job = store.jobs[job_id]
+    entry = job.files[0]
+    store.delete(job_id)
+    with pytest.raises(JobDeleted):
+        {"output": lambda: renders.mixed(store, job, entry, 0.5), "spectrogram": lambda: renders.spectrogram(store, job, entry, "output", 0.3),
+         "zip": lambda: renders.zip_outputs(store, job, [0.5]), "input": lambda: store.hold(job)}[render]()
+    assert job_folder_files(client) == []
+    # and through HTTP once the job is gone: never a 500
+    path = {"output": "files/0/output?dry=0.5", "spectrogram": "files/0/spectrogram?dry=0.3", "zip": "zip?dry=0.5", "input": "files/0/input"}[render]
+    assert client.get(f"/api/jobs/{job_id}/{path}").status_code == 404
+
+
+def test_a_file_being_sent_is_kept_until_sent_even_when_the_job_is_deleted(client):
+    store = client.app.state.store
+    job_id = client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.4)))}).json()["id"]
+    finished(client, job_id)
+    job = store.jobs[job_id]
+    release = store.hold(job)  # what a response still sending does
+    store.delete(job_id)
+    assert job.files[0].output.exists()
+    release()
+    assert not job.folder.exists()
+
+
+@pytest.mark.parametrize("token", ["", "caf\u00e9", "two words"])
+def test_an_empty_or_unsendable_token_is_refused(token, capsys):
+    assert main(["serve", "--token", token]) == 2
+    assert "--token must be printable ASCII" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--token"):
+        make_client(token=token)
+
+
+def test_max_upload_nan_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for flag in ("--max-upload-mb", "--keep-minutes"):
+        assert main(["serve", flag, "nan"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} must be a positive number") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path, tiny_model_dir):
+    import signal
+
+    import httpx
+
+    server, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], tmp_path)
+    try:
+        job = httpx.post(f"http://127.0.0.1:{port}/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+        assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
+    finally:
+        server.kill()
+        server.communicate(timeout=60)
+    assert any(tmp_path.glob(f"hushnet-serve-*/{job}"))  # kill -9 runs no cleanup
+    again, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], tmp_path)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
+        assert not any(tmp_path.glob(f"hushnet-serve-*/{job}"))  # the restart removed the dead server's uploads
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=60)
+    assert list(tmp_path.iterdir()) == []

@@ -9,9 +9,13 @@ command do not load every other command's dependencies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 from dataclasses import dataclass
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,27 @@ COMMANDS = {
     "import-reference": Command("hushnet.commands.import_reference", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
                                 needs=("torch", "safetensors")),
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C, so that every cleanup runs (temporary files, partial results)."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(number, frame) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _missing(modules: tuple[str, ...]) -> list[str]:
@@ -91,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(command.module)
     config_class = getattr(module, command.config)
     try:
-        if command.trainer:
-            return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
-        return module.run(config_from_args(config_class, args))
+        with terminate_as_interrupt():
+            if command.trainer:
+                return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
+            return module.run(config_from_args(config_class, args))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

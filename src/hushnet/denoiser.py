@@ -24,7 +24,9 @@ from hushnet.audio import (MODEL_RATE, AudioError, checked_rate, finite_float, f
 from hushnet.inference.engines import Engine, TorchEngine, load_engine
 from hushnet.inference.plan import DEFAULT_CHUNK_SECONDS, Enhancer, Scheme, choose_scheme, gains_from_energy
 from hushnet.options import PRECISIONS
+from hushnet.runtime_options import validate_runtime_options
 from hushnet.staging import Staging, stage_input
+from hushnet.temporaries import check_folder_writable
 
 DEFAULT_MEMORY_BUDGET_MB = 512
 LEVEL_SCOPES = ("recording", "segment")
@@ -80,6 +82,7 @@ class Denoiser:
                  level_db: float | str | None = None, level_scope: str = "recording", chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                  threads: int | None = None, precision: str = "auto") -> None:
         """``model``: an :class:`~hushnet.inference.engines.Engine` (``load_engine``), or a torch CAN for the torch engine."""
+        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb)
         if precision not in PRECISIONS:
             raise AudioError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.engine = model if isinstance(model, Engine) else TorchEngine(model, device=device, threads=threads, precision=precision)
@@ -99,6 +102,8 @@ class Denoiser:
                         threads: int | None = None, precision: str = "auto", **options) -> "Denoiser":
         """Load a model directory by path, or a shipped model by name (default: the package default),
         once, into ``engine`` (auto: onnxruntime when installed and the directory has model.onnx)."""
+        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=options.get("chunk_seconds"),
+                                 memory_budget_mb=options.get("memory_budget_mb"))
         return cls(load_engine(path_or_name, engine=engine, device=device, threads=threads, precision=precision), device=device, **options)
 
     @property
@@ -171,6 +176,10 @@ class Denoiser:
         input_path, output_path = Path(input_path), Path(output_path)
         if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
             raise AudioError("output path is the input file; refusing to overwrite it")
+        try:  # before any work: a long file must not be denoised only to find nowhere to put it
+            check_folder_writable(output_path.parent)
+        except OSError as error:
+            raise AudioError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
         with open_audio(input_path) as (handle, info):
             if info.frames == 0:
                 raise AudioError("contains no audio samples")

@@ -60,20 +60,30 @@ def match_folders(clean: Path, noisy: Path | None = None, enhanced: Path | None 
 def read_manifest(path: Path) -> Matching:
     """A CSV with a ``clean`` column and ``noisy`` and/or ``enhanced`` columns (paths relative to it)."""
     base = path.parent
+    if not path.is_file():
+        raise ValueError(f"--manifest {path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return _read_manifest_rows(path, base, csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"--manifest {path}: not a CSV text file ({type(error).__name__})") from None
+
+
+def _read_manifest_rows(path: Path, base: Path, reader: csv.DictReader) -> Matching:
     pairs, missing = [], []
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "clean" not in reader.fieldnames or not {"noisy", "enhanced"} & set(reader.fieldnames):
-            raise ValueError(f"{path}: needs a 'clean' column and a 'noisy' or 'enhanced' column")
-        for number, row in enumerate(reader, start=2):
-            resolve = lambda key: (base / row[key]) if row.get(key) else None  # noqa: E731
-            name = row.get("name") or row.get("file") or Path(row["clean"]).stem
-            pair = Pair(name, resolve("clean"), resolve("noisy"), resolve("enhanced"))
-            absent = [str(p) for p in (pair.clean, pair.noisy, pair.enhanced) if p is not None and not p.is_file()]
-            if absent:
-                missing.append(f"{name} (line {number}): missing {', '.join(absent)}")
-            else:
-                pairs.append(pair)
+    if not reader.fieldnames or "clean" not in reader.fieldnames or not {"noisy", "enhanced"} & set(reader.fieldnames):
+        raise ValueError(f"{path}: needs a 'clean' column and a 'noisy' or 'enhanced' column")
+    for number, row in enumerate(reader, start=2):
+        resolve = lambda key: (base / row[key]) if row.get(key) else None  # noqa: E731
+        name = row.get("name") or row.get("file") or Path(row["clean"] or f"line {number}").stem
+        pair = Pair(name, resolve("clean"), resolve("noisy"), resolve("enhanced"))
+        absent = [str(p) for p in (pair.clean, pair.noisy, pair.enhanced) if p is not None and not p.is_file()]
+        if absent:
+            missing.append(f"{name} (line {number}): missing {', '.join(absent)}")
+        elif pair.clean is None:
+            missing.append(f"{name} (line {number}): no clean file named")
+        else:
+            pairs.append(pair)
     return Matching(pairs, missing)
 
 
@@ -92,6 +102,25 @@ def _load_same_rate(clean_path: Path, other_path: Path) -> tuple[np.ndarray, np.
     return clean, other, clean_rate
 
 
+# PESQ needs a quarter of a second; alignment allows 0.1 s of delay, so a longer length difference
+# means the file is not a whole result for its reference (cut short, or another recording).
+MIN_SCORE_SECONDS = 0.25
+MAX_LENGTH_DIFFERENCE_SECONDS = 0.1
+
+
+def check_scorable(clean: np.ndarray, other: np.ndarray, rate: int, role: str) -> None:
+    """Raise ValueError (one line) for a pair whose scores would be undefined or misleading."""
+    for what, signal in (("clean reference", clean), (f"{role} file", other)):
+        if signal.size < MIN_SCORE_SECONDS * rate:
+            raise ValueError(f"the {what} is too short to score: {signal.size} samples ({signal.size / rate:.3f} s; at least {MIN_SCORE_SECONDS} s)")
+        if not np.any(signal):
+            raise ValueError(f"the {what} is digital silence: its scores are undefined")
+    difference = abs(clean.size - other.size) / rate
+    if difference > MAX_LENGTH_DIFFERENCE_SECONDS:
+        raise ValueError(f"the {role} file lasts {other.size / rate:.2f} s but its clean reference {clean.size / rate:.2f} s: "
+                         "not a whole result for it")
+
+
 def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
     """One row: metrics of the noisy input (``noisy_*``) and of the enhanced result, where present.
 
@@ -106,6 +135,7 @@ def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
             values: dict = {}
             if pair.clean is not None:
                 clean, other, rate = _load_same_rate(pair.clean, path)
+                check_scorable(clean, other, rate, role)
                 values = score(clean, other, rate)
             if with_dnsmos:
                 signal, rate = _mono(path)

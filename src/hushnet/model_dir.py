@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import types
+import typing
 from pathlib import Path
 
-from hushnet.atomic import Replacement, write_text
+from hushnet.temporaries import atomic_write, write_text
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "hushnet-dfl"
@@ -51,15 +53,72 @@ def resolve_model_dir(path_or_name: str | os.PathLike | None) -> Path:
 
 
 def read_config(directory: str | os.PathLike) -> dict:
-    """The parsed ``config.json`` of a model directory."""
+    """The parsed ``config.json`` of a model directory: an object with a known ``kind`` and a ``config`` object."""
     path = Path(directory) / CONFIG_FILE
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE} is not UTF-8 text") from None
     except (OSError, json.JSONDecodeError) as error:
-        raise ModelError(f"cannot read {path}: {error}") from None
+        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE}: {error}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE} holds a {type(config).__name__}, not an object")
     if config.get("kind") not in KINDS:
-        raise ModelError(f"{path}: unknown model kind {config.get('kind')!r}")
+        raise ModelError(f"cannot load model from {directory}: unknown model kind {config.get('kind')!r} in {CONFIG_FILE}")
+    if not isinstance(config.get("config"), dict):
+        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE} has no \"config\" object")
     return config
+
+
+def _matches(value, expected) -> bool:
+    """Whether a JSON value fits a config field's annotation (int, float, str, bool, X | None, lists)."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, kind) for kind in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, tuple) or expected in (list, tuple):
+        return isinstance(value, list)
+    return isinstance(value, expected) if isinstance(expected, type) else True
+
+
+def build_config(config_class: type, directory: str | os.PathLike, values: dict):
+    """``config_class.from_dict(values)`` with each value's type checked first, so that a wrong type
+    (``"channels": "sixty"``) is named in one line instead of failing deep inside a comparison."""
+    hints = typing.get_type_hints(config_class)
+    for name, value in values.items():
+        if name in hints and not _matches(value, hints[name]):
+            kind = str(hints[name]).replace("<class '", "").replace("'>", "")
+            raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE}: {name} must be {kind}, got {value!r}")
+    try:
+        return config_class.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE}: {error}") from None
+
+
+def onnx_output_error(output: str | os.PathLike) -> str | None:
+    """Why ``export-onnx -o output`` must not be written (one line), or None.
+
+    An export must never replace a model's weights, config or card: inside a model directory only
+    its ``model.onnx`` may be written, and anywhere the name must end in ``.onnx``."""
+    path = Path(output)
+    if path.is_dir():
+        return f"-o {output} is a folder; name the .onnx file (e.g. {path / ONNX_FILE})"
+    if path.suffix.lower() != ".onnx":
+        return f"-o {output}: the output must be a .onnx file"
+    if (path.parent / CONFIG_FILE).is_file() and path.name != ONNX_FILE:
+        return f"-o {output} is inside the model directory {path.parent}, where only {ONNX_FILE} may be written"
+    if not path.parent.is_dir():
+        return f"-o {output}: no such folder {path.parent}"
+    if not os.access(path.parent, os.W_OK):
+        return f"-o {output}: cannot write to {path.parent} (permission denied)"
+    return None
 
 
 def _network_classes(kind: str) -> tuple[type, type]:
@@ -79,8 +138,7 @@ def save_model(model, directory: str | os.PathLike, card: str, extra: dict | Non
     directory.mkdir(parents=True, exist_ok=True)
     kind = "can" if isinstance(model, CAN) else "lossnet"
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    with Replacement(directory / WEIGHTS_FILE) as temporary:
-        save_file(tensors, str(temporary), metadata={"kind": kind})
+    atomic_write(directory / WEIGHTS_FILE, lambda name: save_file(tensors, name, metadata={"kind": kind}))
     config = {"kind": kind, "config": model.config.to_dict(), **(extra or {})}
     write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     write_text(directory / CARD_FILE, card)
@@ -103,9 +161,15 @@ def load_model(path_or_name: str | os.PathLike | None, kind: str | None = None):
     if kind is not None and config["kind"] != kind:
         raise ModelError(f"{directory} holds a {config['kind']} model, not a {kind}")
     network_class, config_class = _network_classes(config["kind"])
+    from safetensors import SafetensorError
+
+    from hushnet.audio import one_line
+
     try:
-        model = network_class(config_class.from_dict(config["config"]))
+        model = network_class(build_config(config_class, directory, config["config"]))
         load_weights(model, directory)
-    except (OSError, RuntimeError, ValueError, TypeError) as error:
-        raise ModelError(f"cannot load model from {directory}: {error}") from None
+    except ModelError:
+        raise
+    except (OSError, RuntimeError, ValueError, TypeError, SafetensorError) as error:
+        raise ModelError(f"cannot load model from {directory}: {one_line(error)}") from None
     return model.eval()

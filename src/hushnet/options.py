@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import numbers
-import os
 import sys
 import types
 import typing
-import warnings
 from dataclasses import MISSING, dataclass
 from typing import Any, Callable
 
@@ -189,39 +186,14 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     return type(config).from_dict(values)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def usable_threads(threads: int | None, note: Callable[[str], None] | None = None) -> int | None:
-    """``threads`` checked: None (the engine's choice) passes, a count below 1 or not a whole number is
-    a ValueError, and more than the cores is capped at the cores, told once through ``note``
-    (default: a Python warning). Every path that runs a network goes through here: CLI, API, server."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise ValueError(f"threads must be a whole number, got {threads!r}")
-    if threads < 1:
-        raise ValueError("--threads must be at least 1")
-    cores = available_cores()
-    if threads > cores:
-        message = f"--threads {threads} is more than the {cores} core{'s' if cores != 1 else ''} here; using {cores}"
-        if note is None:
-            warnings.warn(message, stacklevel=3)
-        else:
-            note(message)
-        return cores
-    return int(threads)
-
-
 def check_runtime(config: RuntimeOptions) -> None:
-    """Check ``threads`` (capped at the cores with a one-line note on stderr) and refuse a CUDA device
-    where there is none: one line, before any work. Imports torch only for a CUDA device, so that the
-    onnxruntime path stays torch-free."""
+    """The one check of runtime options for a command (:mod:`hushnet.runtime_options`): threads, device
+    and memory budget refused in one line, threads above the cores capped with one ``note:`` line on
+    stderr, a CUDA device refused where there is none; before any work. Imports torch only for a CUDA
+    device, so that the onnxruntime path stays torch-free."""
+    from hushnet.runtime_options import usable_threads, validate_runtime_options
+
+    validate_runtime_options(threads=config.threads, device=config.device, memory_budget_mb=getattr(config, "memory_budget_mb", None), flags=True)
     config.threads = usable_threads(config.threads, note=lambda message: print(f"note: {message}", file=sys.stderr))
     if config.device and config.device.startswith("cuda"):
         import torch

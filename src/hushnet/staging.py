@@ -2,7 +2,7 @@
 
 A staged file is unlinked (and its folder removed) as soon as it is mapped: the mapping keeps the
 data, and the OS reclaims the space when the process ends, however it ends (``kill -9`` included).
-Folders of dead processes left by the short window before unlinking are removed at start.
+Folders of dead processes left by the short window before unlinking are removed (``temporaries``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,33 +17,15 @@ import numpy as np
 import soundfile as sf
 
 from hushnet.audio import AudioError, AudioInfo, read_resampled
+from hushnet.temporaries import clean_stale_scratch, scratch_folder
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
 IN_MEMORY_LIMIT_BYTES = 64 * 2**20
-STAGE_PREFIX = "hushnet-stage-"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (someone else's included)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def clean_stale_staging(folder: str | os.PathLike | None = None) -> list[Path]:
-    """Remove ``hushnet-stage-PID-*`` folders in the temp folder whose process is gone; returns them."""
-    removed = []
-    root = Path(folder or tempfile.gettempdir())
-    for path in root.glob(STAGE_PREFIX + "*"):
-        pid = path.name[len(STAGE_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    """Remove scratch folders (staging, decoding, serving) in the temp folder whose process is gone; returns them."""
+    return clean_stale_scratch(folder)
 
 
 class Staging:
@@ -61,14 +42,12 @@ class Staging:
         self.maps: list[np.memmap] = []
         self.on_disk = channels * samples * 4 > IN_MEMORY_LIMIT_BYTES
         self._since_release = 0
-        if self.on_disk:
-            clean_stale_staging()
 
     def allocate(self, name: str) -> np.ndarray:
         """A zeroed [channels, samples] array."""
         if not self.on_disk:
             return np.zeros((self.channels, self.samples), dtype=np.float32)
-        folder = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-")
+        folder = scratch_folder("stage")  # stale ones of dead processes are removed first
         try:
             path = os.path.join(folder, f"{name}.f32")
             array = np.memmap(path, mode="w+", dtype=np.float32, shape=(self.channels, self.samples))

@@ -11,8 +11,12 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from hushnet.audio import one_line, output_extension
-from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
+from hushnet.files import (
+    OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, distinct_inputs, find_inputs, output_names_a_file, outside_folder, plan_outputs,
+    without_own_outputs,
+)
 from hushnet.options import DenoiserOptions, check_runtime, option
+from hushnet.temporaries import clean_stale_scratch
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser
@@ -41,6 +45,7 @@ def run(config: DenoiseConfig) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    clean_stale_scratch()  # what a killed run left in the temp folder
     folders = CreatedFolders()
     try:
         jobs, failed = _plan(config, folders)
@@ -64,6 +69,12 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     inputs, missing = find_inputs(config.inputs)
     for message in missing:
         print(f"error: {message}", file=sys.stderr)
+    inputs = distinct_inputs(inputs)
+    if config.output is not None and not output_names_a_file(config.output):
+        inputs, inside = outside_folder(inputs, config.output)
+        if inside:
+            print(f"skipping {len(inside)} file{'s' if len(inside) != 1 else ''} inside the output folder {config.output} "
+                  "(earlier results, not inputs)", file=sys.stderr)
     if config.output is None:
         inputs, earlier = without_own_outputs(inputs)
         if earlier:

@@ -58,10 +58,27 @@ def _matching(config: EvaluateConfig) -> tuple[Matching, str]:
     return unreferenced(Path(enhanced), "enhanced"), f"{what} (DNSMOS, no reference)"
 
 
+def output_folder_error(folder: Path) -> str | None:
+    """Why the reports cannot be written into ``folder`` (one line), or None; creates nothing."""
+    from hushnet.temporaries import check_folder_writable
+
+    if folder.exists() and not folder.is_dir():
+        return f"-o {folder} is a file; give a folder for the reports"
+    try:
+        check_folder_writable(folder)
+    except OSError as error:
+        return f"-o {folder}: cannot write there ({error.strerror or error})"
+    return None
+
+
 def run(config: EvaluateConfig) -> int:
     """Optionally denoise, then score, print a table and write the reports; returns the exit status."""
     from tqdm import tqdm
 
+    refusal = output_folder_error(Path(config.output))
+    if refusal is not None:  # before any file is denoised or scored
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     try:
         check_runtime(config)
         matching, what = _matching(config)

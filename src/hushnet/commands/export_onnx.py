@@ -42,13 +42,21 @@ def export_model(path_or_name: str | os.PathLike | None, output: str | os.PathLi
 
 
 def run(config: ExportConfig) -> int:
-    """Export, check against torch, print the file and the difference; 2 for a model that cannot be read."""
-    from hushnet.model_dir import ModelError
+    """Export, check against torch, print the file and the difference; 2 for a model or output that cannot be used."""
+    from hushnet.audio import one_line
+    from hushnet.model_dir import ModelError, onnx_output_error
 
+    refusal = onnx_output_error(config.output)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     try:
         path, error = export_model(config.model, config.output)
-    except (ModelError, OSError) as error:
+    except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the hidden temporary's name means nothing to the user: name the output
+        print(f"error: cannot write {config.output}: {one_line(error)}", file=sys.stderr)
         return 2
     print(f"{path} (onnxruntime vs torch on 3 s of noise: max abs difference {error:.1e})" if error is not None else str(path))
     return 0

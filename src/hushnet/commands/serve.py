@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import atexit
 import ipaddress
+import math
+import re
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 
 from hushnet.options import DenoiserOptions, check_runtime, option
+
+TOKEN_PATTERN = re.compile(r"[!-~]+")  # visible ASCII: what an Authorization header carries unchanged
 
 
 @dataclass
@@ -30,8 +35,12 @@ class ServeConfig(DenoiserOptions):
         for name in ("workers", "max_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.max_upload_mb <= 0 or self.keep_minutes <= 0:
-            raise ValueError("--max-upload-mb and --keep-minutes must be positive")
+        for name in ("max_upload_mb", "keep_minutes"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN compares false with everything
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+        if self.token is not None and not TOKEN_PATTERN.fullmatch(self.token):
+            raise ValueError("--token must be printable ASCII without spaces (it travels in a header); an empty one would turn authentication off")
         if not 0 <= self.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
         check_runtime(self)
@@ -74,11 +83,34 @@ def run(config: ServeConfig) -> int:
     if not config.loopback:
         guard = "with --token" if config.token else "WITHOUT a token: anyone who can reach it can use it (add --token)"
         print(f"warning: serving on {config.host}, reachable from other machines, {guard}; traffic is not encrypted", file=sys.stderr)
+    try:  # bound here, so that a taken port is one line and --port 0 prints the port it got
+        listener = bind(config.host, config.port)
+    except OSError as error:
+        app.state.store.close()
+        print(f"error: cannot listen on {config.host}:{config.port}: {error.strerror or error}", file=sys.stderr)
+        return 2
     shown = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
     query = "/?token=" + config.token if config.token else "/"
-    print(f"hushnet serve: open http://{shown}:{config.port}{query}  (API docs at /docs; Ctrl-C stops and deletes all uploads)", file=sys.stderr)
+    port = listener.getsockname()[1]
+    print(f"hushnet serve: open http://{shown}:{port}{query}  (API docs at /docs; Ctrl-C stops and deletes all uploads)", file=sys.stderr, flush=True)
     # Uploads are deleted on a clean stop (the app's lifespan); this covers an interrupted one too.
     atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
     # No access log: it would print ?token= values. A bounded graceful stop: requests get 10 s to finish.
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10))
+    server.run(sockets=[listener])
     return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (IPv6 for an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host.strip("[]"), port))
+        listener.listen(2048)
+        listener.set_inheritable(True)
+    except OSError:
+        listener.close()
+        raise
+    return listener

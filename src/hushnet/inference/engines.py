@@ -17,9 +17,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hushnet.model_dir import ONNX_FILE, ModelError, load_model, read_config, resolve_model_dir
+from hushnet.model_dir import ONNX_FILE, ModelError, build_config, load_model, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
-from hushnet.options import ENGINE_CHOICES, PRECISIONS, usable_threads
+from hushnet.options import ENGINE_CHOICES, PRECISIONS
+from hushnet.runtime_options import usable_threads
 
 ENGINES = tuple(ENGINE_CHOICES)
 
@@ -149,9 +150,6 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
     # bf16 is a torch path for now: auto picks torch for it, as for a GPU.
     chosen = resolve_engine("torch" if engine == "auto" and (not on_cpu or precision == "bf16") else engine, directory)
     if chosen == "onnx":
-        try:
-            can_config = CANConfig.from_dict(config["config"])
-        except (TypeError, ValueError) as error:
-            raise ModelError(f"{directory}: {error}") from None
+        can_config = build_config(CANConfig, directory, config["config"])
         return OnnxEngine(directory / ONNX_FILE, can_config, threads)
     return TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=precision)

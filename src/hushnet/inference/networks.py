@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hushnet.atomic import Replacement
+from hushnet.temporaries import atomic_write
 from hushnet.models.can import CAN
 
 # Opset of the exported graphs (Conv, LeakyRelu, ReduceMean/ReduceSum, Slice): recorded in the cards.
@@ -104,9 +104,13 @@ def export_onnx(model: CAN, path: str | os.PathLike) -> Path:
     network = inference_network(model.float().cpu().eval())
     # The length must not be a multiple of any dilation while tracing, or the tail logic folds away.
     example = torch.zeros(2, 3 * model.config.receptive_radius + 3)
-    with Replacement(path) as temporary, torch.no_grad():
-        # The TorchScript exporter keeps the length symbolic through the tail arithmetic.
-        torch.onnx.export(network, (example,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["audio"], output_names=["enhanced"],
-                          dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}})
+
+    def write(name: str) -> None:
+        with torch.no_grad():
+            # The TorchScript exporter keeps the length symbolic through the tail arithmetic.
+            torch.onnx.export(network, (example,), name, dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["audio"], output_names=["enhanced"],
+                              dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}})
+
+    atomic_write(path, write)
     return Path(path)

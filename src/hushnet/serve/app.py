@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 import hushnet
 from hushnet.model_dir import DEFAULT_MODEL
-from hushnet.serve.jobs import JobStore
+from hushnet.serve.jobs import JobDeleted, JobStore
 from hushnet.serve.routes import denoise, jobs
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def add_guards(app: FastAPI, allowed_hosts: set[str] | None) -> None:
 def create_app(denoiser: "Denoiser", config: "ServeConfig", store: JobStore | None = None, allowed_hosts: set[str] | None = None,
                model_name: str | None = None) -> FastAPI:
     """The application around one loaded Denoiser. ``allowed_hosts`` None: loopback names when bound to loopback, else any."""
+    config.validate()  # an empty token must not turn authentication off here either
     store = store or JobStore(denoiser, config.workers, config.max_jobs, config.keep_minutes)
     if allowed_hosts is None and config.loopback:
         allowed_hosts = LOOPBACK_HOSTS
@@ -92,6 +93,10 @@ def create_app(denoiser: "Denoiser", config: "ServeConfig", store: JobStore | No
     app.state.model_name = model_name or (Path(config.model).name if config.model else DEFAULT_MODEL)
     app.state.limit_bytes = int(config.max_upload_mb * 2**20)
     add_guards(app, allowed_hosts)
+
+    @app.exception_handler(JobDeleted)
+    async def job_deleted(request: Request, error: JobDeleted) -> JSONResponse:
+        return JSONResponse({"detail": "job deleted"}, status_code=410)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -11,20 +11,20 @@ import logging
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import soundfile as sf
 
 from hushnet.audio import AUDIO_EXTENSIONS, one_line, output_extension
 from hushnet.denoiser import DENOISE_ERRORS, Denoiser
 from hushnet.files import OUTPUT_SUFFIX
+from hushnet.temporaries import scratch_folder
 
 log = logging.getLogger("hushnet.serve")
 
@@ -33,6 +33,10 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
 
 class TooManyJobs(Exception):
     """The server holds --max-jobs jobs already."""
+
+
+class JobDeleted(Exception):
+    """The job was deleted while a request was rendering or sending one of its files."""
 
 
 class Cancelled(Exception):
@@ -145,7 +149,8 @@ class JobStore:
         self.denoiser = denoiser
         self.max_jobs = max_jobs
         self.keep_seconds = keep_minutes * 60
-        self.root = Path(tempfile.mkdtemp(prefix="hushnet-serve-", dir=root))
+        # Uploads of a server that was killed (no cleanup ran) are removed here, at the next start.
+        self.root = scratch_folder("serve", root)
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hushnet-worker")
@@ -216,14 +221,19 @@ class JobStore:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- work -------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def using(self, job: Job) -> Iterator[None]:
-        """Work that writes into the job's folder: a deletion meanwhile removes the folder when it ends."""
+    def hold(self, job: Job) -> Callable[[], None]:
+        """Keep the job's folder until the returned function is called (work on it, or a response
+        still sending one of its files); JobDeleted when the job is already deleted."""
         with self.lock:
+            if job.deleted:
+                raise JobDeleted()
             job.active += 1
-        try:
-            yield
-        finally:
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
             job.touched = time.time()
             with self.lock:
                 job.active -= 1
@@ -231,12 +241,27 @@ class JobStore:
             if remove:
                 shutil.rmtree(job.folder, ignore_errors=True)
 
+        return release
+
+    @contextlib.contextmanager
+    def using(self, job: Job) -> Iterator[None]:
+        """Work in the job's folder: a deletion meanwhile removes the folder when it ends; JobDeleted
+        when the job is already deleted (its files may be gone)."""
+        release = self.hold(job)
+        try:
+            yield
+        finally:
+            release()
+
     def _process(self, job: Job, entry: FileEntry) -> None:
         """Denoise one file; every failure becomes the file's one-line error, never an exception."""
         if job.cancelled.is_set():
             return
-        with self.using(job):
-            self._denoise(job, entry)
+        try:
+            with self.using(job):
+                self._denoise(job, entry)
+        except JobDeleted:
+            entry.state, entry.error = "failed", "cancelled"
 
     def _denoise(self, job: Job, entry: FileEntry) -> None:
         entry.state = "running"

@@ -55,10 +55,16 @@ def mixed(store: JobStore, job: Job, entry: FileEntry, dry: float) -> Path:
             old.unlink(missing_ok=True)
         return path
 
-def spectrogram(entry: FileEntry, which: str, dry: float = 0.0) -> dict:
-    """A log-power spectrogram of the input or the (mixed) output, for the page to draw.
+def spectrogram(store: JobStore, job: Job, entry: FileEntry, which: str, dry: float = 0.0) -> dict:
+    """A log-power spectrogram of the input or the (mixed) output, for the page to draw; JobDeleted
+    when the job is deleted first (its files are kept until the picture is made).
 
     Both share the input's top level, so that what was removed shows as darker regions."""
+    with store.using(job):
+        return _spectrogram(entry, which, dry)
+
+
+def _spectrogram(entry: FileEntry, which: str, dry: float) -> dict:
     key = (which, int(round(dry * 100)) if which == "output" else 0)
     with entry.lock:
         if key in entry.spectrograms:

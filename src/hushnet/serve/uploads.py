@@ -8,9 +8,14 @@ from __future__ import annotations
 import time
 
 from fastapi import Request
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from starlette.requests import ClientDisconnect
 
+from hushnet.audio import one_line
 from hushnet.serve.jobs import FileEntry, Job
+
+MAX_PART_HEADER_BYTES = 65536
 
 
 class UploadError(Exception):
@@ -104,7 +109,8 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
     if declared and declared.isdigit() and int(declared) > limit_bytes:
         raise too_large(limit_bytes)
     sink = MultipartSink(job, max_files)
-    parser = MultipartParser(boundary, sink.callbacks())
+    # Part headers up to 64 KB: a long file name is shortened for display, not a parse error.
+    parser = MultipartParser(boundary, sink.callbacks(), max_header_size=MAX_PART_HEADER_BYTES)
     received = 0
     try:
         async for chunk in request.stream():
@@ -118,9 +124,21 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
         parser.finalize()
     except UploadError:
         raise
-    except Exception as error:  # python-multipart's parse errors, a client that went away
+    except ClientDisconnect:
+        raise UploadError(400, "incomplete upload: the client went away") from None
+    except MultipartParseError as error:
+        raise UploadError(400, f"malformed upload ({one_line(error)})") from None
+    except Exception as error:  # anything else the parser or the connection raises
         raise UploadError(400, f"malformed upload ({type(error).__name__})") from None
     finally:
         sink.close()
+    check_complete(parser)
     if not job.files:
         raise UploadError(400, "no 'file' field in the upload")
+
+
+def check_complete(parser: MultipartParser) -> None:
+    """A body that stops before its closing boundary (cut off, or longer than its Content-Length,
+    which cuts it at that length) is refused: a part of a recording is not the recording."""
+    if parser.state != MultipartState.END:
+        raise UploadError(400, "incomplete upload: the body ends before the multipart closing boundary")

@@ -23,9 +23,9 @@ import torch
 
 from hushnet.audio import AudioError, one_line
 from hushnet.files import CreatedFolders
-from hushnet.atomic import write_text
 from hushnet.model_dir import load_weights
 from hushnet.options import JobOptions, check_runtime, with_overrides
+from hushnet.temporaries import write_text
 from hushnet.training import distrib
 from hushnet.training.state import CHECKPOINTS_DIR, latest_checkpoint, publish_checkpoint, read_training_state, write_training_state
 

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from hushnet.atomic import Replacement, write_text
+from hushnet.temporaries import PendingFolder, clean_stale_partials, write_text
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
@@ -40,9 +40,8 @@ def publish_checkpoint(output: str | os.PathLike, step: int, write: Callable[[Pa
     folder = Path(output) / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     directory = folder / f"step_{step:07d}"
-    for stale in folder.glob(".step_*.partial"):  # a run killed while writing one (the run folder is locked: not another's)
-        shutil.rmtree(stale, ignore_errors=True)
-    with Replacement(directory, folder=True) as staging:
+    clean_stale_partials(folder)  # what a run killed while writing one left
+    with PendingFolder(directory) as staging:
         write(staging)
     write_text(folder / LATEST_FILE, directory.name + "\n")
     for old in sorted(folder.glob("step_*"))[:-keep]:

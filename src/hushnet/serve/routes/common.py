@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
 
 from hushnet.serve.jobs import Job, JobStore, TooManyJobs
 from hushnet.serve.uploads import UploadError, receive_upload
@@ -27,6 +28,22 @@ def audio_response(path: Path, download_name: str, download: bool) -> FileRespon
     """An audio file (Range requests work), inline or as a download under ``download_name``."""
     return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), filename=download_name,
                         content_disposition_type="attachment" if download else "inline", headers={"Cache-Control": "no-store"})
+
+
+def held(store: JobStore, job: Job, response: Response, then: BackgroundTask | None = None) -> Response:
+    """``response`` sending a file of ``job``: the job's folder stays until it is sent (a DELETE
+    meanwhile removes it then); ``then`` runs after. JobDeleted (410) when the job is already gone."""
+    release = store.hold(job)
+
+    async def after() -> None:
+        try:
+            if then is not None:
+                await then()
+        finally:
+            release()
+
+    response.background = BackgroundTask(after)
+    return response
 
 
 async def upload(request: Request, store: JobStore, max_files: int) -> Job:

@@ -13,7 +13,7 @@ from starlette.background import BackgroundTask
 
 from hushnet.serve import renders
 from hushnet.serve.dependencies import NO_SUCH_JOB, DoneEntry, EntryOf, JobOf, Store, require_token
-from hushnet.serve.routes.common import MULTIPART_BODY, DryQuery, OptionalDryQuery, audio_response, upload
+from hushnet.serve.routes.common import MULTIPART_BODY, DryQuery, OptionalDryQuery, audio_response, held, upload
 
 MAX_FILES_PER_JOB = 100
 router = APIRouter(prefix="/api/jobs", dependencies=[Depends(require_token)])
@@ -57,21 +57,22 @@ def delete_job(job_id: str, store: Store) -> dict:
 
 
 @router.get("/{job_id}/files/{n}/input", summary="the uploaded recording")
-def input_audio(job: JobOf, entry: EntryOf, download: bool = False) -> FileResponse:
+def input_audio(job: JobOf, entry: EntryOf, store: Store, download: bool = False) -> FileResponse:
     if entry.state == "queued" and not job.uploaded:
         raise HTTPException(409, "still uploading")
-    return audio_response(entry.input, entry.name, download)
+    return held(store, job, audio_response(entry.input, entry.name, download))
 
 
 @router.get("/{job_id}/files/{n}/output", summary="the denoised recording, with ?dry= of the input mixed back")
 def output_audio(job: JobOf, entry: DoneEntry, store: Store, dry: OptionalDryQuery = None, download: bool = False) -> FileResponse:
     path = renders.mixed(store, job, entry, job.dry if dry is None else dry)
-    return audio_response(path, entry.status()["download_name"], download)
+    return held(store, job, audio_response(path, entry.status()["download_name"], download))
 
 
 @router.get("/{job_id}/files/{n}/spectrogram", summary="log-power spectrogram the page draws (uint8 dB, base64, rows x columns)")
-def spectrogram(entry: DoneEntry, which: Annotated[str, Query(pattern="^(input|output)$")] = "output", dry: DryQuery = 0.0) -> dict:
-    return renders.spectrogram(entry, which, dry)
+def spectrogram(job: JobOf, entry: DoneEntry, store: Store, which: Annotated[str, Query(pattern="^(input|output)$")] = "output",
+                dry: DryQuery = 0.0) -> dict:
+    return renders.spectrogram(store, job, entry, which, dry)
 
 
 @router.get("/{job_id}/zip", summary="every denoised file in one ZIP; dry= one value, or one per file separated by commas")
@@ -85,4 +86,4 @@ def zip_all(job: JobOf, store: Store, dry: str | None = None) -> FileResponse:
     if not all(0 <= value <= 1 for value in values) or len(values) not in (1, len(job.files)):
         raise HTTPException(422, "dry must be one value, or one per file, each between 0 and 1")
     path = renders.zip_outputs(store, job, values)
-    return FileResponse(path, media_type="application/zip", filename="denoised.zip", background=BackgroundTask(path.unlink, missing_ok=True))
+    return held(store, job, FileResponse(path, media_type="application/zip", filename="denoised.zip"), BackgroundTask(path.unlink, missing_ok=True))
