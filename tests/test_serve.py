@@ -460,3 +460,10 @@ def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path,
         again.send_signal(signal.SIGINT)
         again.communicate(timeout=60)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_that_does_not_match_its_content_length_is_refused(client):
+    body, headers = multipart([("file", "a.wav", encoded(speechlike(0.3)))])
+    response = client.post("/api/jobs", content=body, headers={**headers, "content-length": str(len(body) - 40)})
+    assert response.status_code == 400 and response.json()["detail"].startswith("incomplete upload"), response.text
+    assert client.app.state.store.jobs == {} and job_folder_files(client) == []
