@@ -149,6 +149,47 @@ def check_complete(parser: MultipartParser) -> None:
         raise UploadError(400, "incomplete upload: the body ends before the multipart closing boundary")
 
 
+class Guard:
+    """Plain ASGI middleware: ``refusal(request)`` answers requests that must not reach the app, and
+    an exception becomes a one-line 500, never a traceback to the client nor a dead server. (Not
+    Starlette's BaseHTTPMiddleware, which swallows the client's disconnect message.)"""
+
+    def __init__(self, app, refusal) -> None:
+        self.app, self.refusal = app, refusal
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answer = self.refusal(Request(scope))
+        if answer is not None:
+            await answer(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
+
+
+async def finished_or_abandoned(request: Request, job: Job, poll_seconds: float = 0.25) -> bool:
+    """Wait for the job's files; False as soon as the client has gone away."""
+    waiting = {asyncio.wrap_future(future) for future in job.futures}
+    while waiting:
+        _, waiting = await asyncio.wait(waiting, timeout=poll_seconds)
+        if waiting and await request.is_disconnected():
+            return False
+    return True
+
+
 def host_name(header: str) -> str:
     """The Host header without its port ("[::1]:8000" -> "[::1]")."""
     if header.startswith("["):
@@ -186,8 +227,8 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
                               "With --token, send 'Authorization: Bearer TOKEN' or ?token=TOKEN.")
     app.state.store = store
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
+    def refusal(request: Request) -> JSONResponse | None:
+        """The answer to a request that must not reach the app (host, origin, token), or None."""
         # DNS rebinding: a page on another domain resolving to 127.0.0.1 must not reach the API.
         host = host_name(request.headers.get("host", ""))
         if allowed_hosts is not None and host not in allowed_hosts:
@@ -201,11 +242,9 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
             given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("token", "")
             if not secrets.compare_digest(given.encode(), config.token.encode()):
                 return JSONResponse({"detail": "missing or wrong token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        try:
-            return await call_next(request)
-        except Exception:  # never a traceback to the client, never a dead server
-            log.exception("request %s %s failed", request.method, request.url.path)
-            return JSONResponse({"detail": "internal error"}, status_code=500)
+        return None
+
+    app.add_middleware(Guard, refusal=refusal)
 
     def job_or_404(job_id: str) -> Job:
         job = store.get(job_id)
@@ -262,7 +301,9 @@ def create_app(denoiser, config: ServeConfig | None = None, store: JobStore | No
     async def denoise(request: Request) -> Response:
         job = await upload(request, max_files=1)
         try:
-            await asyncio.gather(*(asyncio.wrap_future(future) for future in job.futures))
+            if not await finished_or_abandoned(request, job):
+                store.delete(job.id)  # stops its worker: nobody is waiting for the result
+                return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
             entry = job.files[0]
             if entry.state != "done":
                 raise HTTPException(422, entry.error or "failed")
