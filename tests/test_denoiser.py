@@ -300,3 +300,14 @@ def test_denoise_file_checks_its_output_folder_before_any_work(tmp_path):
     assert calls == []  # refused before reading or denoising anything
     result = Denoiser(tiny_can()).denoise_file(source, tmp_path / "new" / "deeper" / "out.wav")  # a missing folder is made
     assert sf.info(str(result.output)).frames == 32000
+
+
+def test_a_flushed_stream_refuses_more_input_in_one_line():
+    from hushnet.audio import AudioError
+
+    stream = Denoiser(tiny_can()).stream(16000)
+    stream.feed(np.zeros(800, np.float32))
+    stream.flush()
+    for again in (lambda: stream.feed(np.zeros(800, np.float32)), stream.flush):
+        with pytest.raises(AudioError, match="flushed"):
+            again()

@@ -175,3 +175,10 @@ def test_a_missing_or_binary_manifest_is_named(content, message, tmp_path, capsy
     assert main(["evaluate", "--manifest", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 2
     assert capsys.readouterr().err.startswith(f"error: --manifest {manifest}: {message}")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3"])
+def test_jobs_below_one_are_refused(jobs, small_dev, capsys):
+    status = main(["evaluate", "--clean", str(small_dev / "clean"), "--enhanced", str(small_dev / "enhanced"), "-o", str(small_dev / "r"), "--jobs", jobs])
+    assert status == 2 and capsys.readouterr().err.strip() == f"error: --jobs must be at least 1, got {jobs}"
+    assert not (small_dev / "r").exists()

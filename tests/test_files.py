@@ -124,3 +124,10 @@ def test_an_output_with_a_non_audio_extension_is_refused_not_made_a_folder(tmp_p
     assert status == 2 and err.startswith(f"error: -o {tmp_path / 'out.txt'} names a .txt file") and not (tmp_path / "out.txt").exists()
     status, _, err = run(["denoise", str(path), "-o", str(tmp_path / "results.v2") + "/", "--model", str(tiny_model_dir), "-q"], capsys)
     assert status == 0 and (tmp_path / "results.v2" / "a.wav").is_file()  # a trailing slash names a folder
+
+
+def test_a_name_with_a_newline_is_printed_quoted(tmp_path, tiny_model_dir, capsys):
+    path = tmp_path / "line\nbreak.wav"
+    sf.write(path, speechlike(0.3)[0], 16000)
+    status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and out.splitlines() == [f"{str(path)!r} -> {str(tmp_path / 'o' / path.name)!r}"]

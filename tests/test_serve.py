@@ -513,3 +513,56 @@ def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path,
         again.send_signal(signal.SIGINT)
         again.communicate(timeout=60)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_that_does_not_match_its_content_length_is_refused(client):
+    body, headers = multipart([("file", "a.wav", encoded(speechlike(0.3)))])
+    response = client.post("/api/jobs", content=body, headers={**headers, "content-length": str(len(body) - 40)})
+    assert response.status_code == 400 and response.json()["detail"].startswith("incomplete upload"), response.text
+    assert client.app.state.store.jobs == {} and job_folder_files(client) == []
+
+
+def test_a_client_that_goes_away_stops_its_denoising(tmp_path):
+    """/api/denoise through the ASGI protocol: the body, then the client hangs up while it waits."""
+    import asyncio
+
+    from hushnet.serve.jobs import JobStore
+
+    created = []
+
+    class RecordingStore(JobStore):
+        def create(self, dry: float = 0.0):
+            created.append(super().create(dry))
+            return created[-1]
+
+    denoiser = Denoiser(tiny_can(), chunk_seconds=0.5)
+    store = RecordingStore(denoiser, 1, 4, 60.0, root=tmp_path)
+    app = create_app(denoiser, ServeConfig(), store=store)
+    body, headers = multipart([("file", "long.wav", encoded(speechlike(300.0, rate=8000), rate=8000))])
+    sent = []
+
+    async def call() -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            if created and created[0].files[0].done > 0:  # the work has started: the client hangs up
+                return {"type": "http.disconnect"}
+            await asyncio.sleep(3600)  # nothing from the client yet (the server's check cancels this wait)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/api/denoise",
+                 "raw_path": b"/api/denoise", "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+                 "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", headers["content-type"].encode()), (b"content-length", str(len(body)).encode())]}
+        await app(scope, receive, send)
+
+    asyncio.run(call())
+    wait(created[0].futures)
+    entry = created[0].files[0]
+    assert entry.state == "failed" and entry.error == "cancelled" and 0 < entry.done < entry.total  # stopped partway
+    assert store.jobs == {} and not created[0].folder.exists()
+    assert sent[0]["status"] == 499
+    store.close()

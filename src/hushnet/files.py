@@ -136,6 +136,13 @@ def plan_outputs(inputs: list[Input], output: str | None, extension_for: Callabl
     return jobs
 
 
+def shown(path: Path) -> str:
+    """``path`` as printed: as is, or quoted with escapes when it holds a newline or another control
+    character (which would break a line-per-file listing), as ``ls`` and ``git`` do."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def _identity(path: Path) -> str:
     """A key equal for two spellings of the same file (existing or not)."""
     return os.path.normcase(os.path.realpath(path))

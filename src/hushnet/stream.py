@@ -37,6 +37,7 @@ class DenoiseStream:
         self.received = 0
         self.returned = 0
         self._mono: bool | None = None
+        self.flushed = False
 
     @property
     def latency(self) -> float:
@@ -63,6 +64,8 @@ class DenoiseStream:
 
     def feed(self, chunk) -> np.ndarray:
         """Push samples; returns the denoised samples that are ready (possibly none)."""
+        if self.flushed:
+            raise AudioError("this stream has been flushed (its input ended): start another with Denoiser.stream()")
         signal = self._shape(chunk)
         self.received += signal.shape[1]
         x16 = signal if self._in is None else self._in.resample_chunk(np.ascontiguousarray(signal.T)).T
@@ -70,6 +73,9 @@ class DenoiseStream:
 
     def flush(self) -> np.ndarray:
         """The rest of the output: the input has ended."""
+        if self.flushed:
+            raise AudioError("this stream has already been flushed: start another with Denoiser.stream()")
+        self.flushed = True
         if self._in is not None:
             tail = self._in.resample_chunk(np.zeros((0, self.channels), dtype=np.float32), last=True).T
             rest = self.enhancer.feed(np.ascontiguousarray(tail))

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from hushnet.audio import one_line, output_extension
 from hushnet.files import (
-    OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, distinct_inputs, find_inputs, output_names_a_file, outside_folder, plan_outputs,
+    OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, shown, distinct_inputs, find_inputs, output_names_a_file, outside_folder, plan_outputs,
     without_own_outputs,
 )
 from hushnet.options import DenoiserOptions, check_runtime, option
@@ -119,7 +119,7 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
         done += 1
         audio_seconds += result.seconds
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-        print(f"{job.input} -> {job.output}{notes}")
+        print(f"{shown(job.input)} -> {shown(job.output)}{notes}")
     elapsed = time.perf_counter() - started
     speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
     print(f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})", file=sys.stderr)

@@ -76,6 +76,8 @@ def run(config: EvaluateConfig) -> int:
     from tqdm import tqdm
 
     refusal = output_folder_error(Path(config.output))
+    if config.jobs is not None and config.jobs < 1:
+        refusal = f"--jobs must be at least 1, got {config.jobs}"
     if refusal is not None:  # before any file is denoised or scored
         print(f"error: {refusal}", file=sys.stderr)
         return 2

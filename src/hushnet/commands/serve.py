@@ -80,15 +80,15 @@ def run(config: ServeConfig) -> int:
     except ValueError as error:  # settings, ModelError, AudioError
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if not config.loopback:
-        guard = "with --token" if config.token else "WITHOUT a token: anyone who can reach it can use it (add --token)"
-        print(f"warning: serving on {config.host}, reachable from other machines, {guard}; traffic is not encrypted", file=sys.stderr)
     try:  # bound here, so that a taken port is one line and --port 0 prints the port it got
         listener = bind(config.host, config.port)
     except OSError as error:
         app.state.store.close()
         print(f"error: cannot listen on {config.host}:{config.port}: {error.strerror or error}", file=sys.stderr)
         return 2
+    if not config.loopback:
+        guard = "with --token" if config.token else "WITHOUT a token: anyone who can reach it can use it (add --token)"
+        print(f"warning: serving on {config.host}, reachable from other machines, {guard}; traffic is not encrypted", file=sys.stderr)
     shown = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
     query = "/?token=" + config.token if config.token else "/"
     port = listener.getsockname()[1]

@@ -60,11 +60,42 @@ def lifespan_of(store: JobStore, expire_every: float):
     return lifespan
 
 
-def add_guards(app: FastAPI, allowed_hosts: set[str] | None) -> None:
-    """Host and Origin checks on every request, and no traceback to a client ever."""
+class Guard:
+    """Plain ASGI middleware: ``refusal(request)`` answers requests that must not reach the app, and
+    an exception becomes a one-line 500, never a traceback to the client nor a dead server. (Not
+    Starlette's BaseHTTPMiddleware, which swallows the client's disconnect message.)"""
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
+    def __init__(self, app, refusal) -> None:
+        self.app, self.refusal = app, refusal
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answer = self.refusal(Request(scope))
+        if answer is not None:
+            await answer(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
+
+
+def host_and_origin_refusal(allowed_hosts: set[str] | None):
+    """The answer to a request from a host or origin that must not reach the app, or None (the token
+    is checked by the routers' dependency)."""
+
+    def refusal(request: Request) -> JSONResponse | None:
         # DNS rebinding: a page on another domain resolving to 127.0.0.1 must not reach the API.
         host = host_name(request.headers.get("host", ""))
         if allowed_hosts is not None and host not in allowed_hosts:
@@ -73,11 +104,9 @@ def add_guards(app: FastAPI, allowed_hosts: set[str] | None) -> None:
         origin = request.headers.get("origin")
         if origin and origin.split("://", 1)[-1] != request.headers.get("host", ""):
             return JSONResponse({"detail": "cross-origin requests are not allowed"}, status_code=403)
-        try:
-            return await call_next(request)
-        except Exception:  # never a traceback to the client, never a dead server
-            log.exception("request %s %s failed", request.method, request.url.path)
-            return JSONResponse({"detail": "internal error"}, status_code=500)
+        return None
+
+    return refusal
 
 
 def create_app(denoiser: "Denoiser", config: "ServeConfig", store: JobStore | None = None, allowed_hosts: set[str] | None = None,
@@ -92,7 +121,7 @@ def create_app(denoiser: "Denoiser", config: "ServeConfig", store: JobStore | No
     app.state.store, app.state.config, app.state.denoiser = store, config, denoiser
     app.state.model_name = model_name or (Path(config.model).name if config.model else DEFAULT_MODEL)
     app.state.limit_bytes = int(config.max_upload_mb * 2**20)
-    add_guards(app, allowed_hosts)
+    app.add_middleware(Guard, refusal=host_and_origin_refusal(allowed_hosts))
 
     @app.exception_handler(JobDeleted)
     async def job_deleted(request: Request, error: JobDeleted) -> JSONResponse:

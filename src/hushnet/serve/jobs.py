@@ -31,6 +31,27 @@ log = logging.getLogger("hushnet.serve")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
 
 
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS. A file's buffers are freed when it is done, but glibc
+    keeps freed memory in each thread's arena: measured, 30 small uploads at once took the server
+    from 371 to 796 MB for good (benchmarks/serve.py --burst-only)."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 class TooManyJobs(Exception):
     """The server holds --max-jobs jobs already."""
 
@@ -262,6 +283,8 @@ class JobStore:
                 self._denoise(job, entry)
         except JobDeleted:
             entry.state, entry.error = "failed", "cancelled"
+        finally:
+            release_memory()
 
     def _denoise(self, job: Job, entry: FileEntry) -> None:
         entry.state = "running"

@@ -122,6 +122,8 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
             if sink.error is not None:
                 raise sink.error
         parser.finalize()
+        if declared and declared.isdigit() and received != int(declared):
+            raise UploadError(400, f"incomplete upload: {received} bytes received, Content-Length says {declared}")
     except UploadError:
         raise
     except ClientDisconnect:

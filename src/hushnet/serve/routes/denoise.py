@@ -11,9 +11,20 @@ from starlette.background import BackgroundTask
 import hushnet
 from hushnet.serve import renders
 from hushnet.serve.dependencies import Store, require_token
+from hushnet.serve.jobs import Job
 from hushnet.serve.routes.common import MULTIPART_BODY, audio_response, upload
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+
+async def finished_or_abandoned(request: Request, job: Job, poll_seconds: float = 0.25) -> bool:
+    """Wait for the job's files; False as soon as the client has gone away."""
+    waiting = {asyncio.wrap_future(future) for future in job.futures}
+    while waiting:
+        _, waiting = await asyncio.wait(waiting, timeout=poll_seconds)
+        if waiting and await request.is_disconnected():
+            return False
+    return True
 
 
 @router.get("/health", summary="model, version, engine, sample rate, limits")
@@ -32,7 +43,9 @@ def health(request: Request) -> dict:
 async def denoise(request: Request, store: Store) -> Response:
     job = await upload(request, store, max_files=1)
     try:
-        await asyncio.gather(*(asyncio.wrap_future(future) for future in job.futures))
+        if not await finished_or_abandoned(request, job):
+            store.delete(job.id)  # stops its worker: nobody is waiting for the result
+            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
         entry = job.files[0]
         if entry.state != "done":
             raise HTTPException(422, entry.error or "failed")
