@@ -412,3 +412,21 @@ def finite_float(audio: np.ndarray) -> np.ndarray:
     if not np.isfinite(signal).all():
         raise AudioError("contains NaN or infinite samples")
     return signal
+
+
+def signal_of(audio: np.ndarray, sample_rate, layout: str) -> tuple[np.ndarray, int, bool]:
+    """A user's array as float32 [channels, samples], its checked rate, and whether it was transposed
+    (a [samples, channels] array); AudioError in one line for what cannot be audio."""
+    if audio.ndim not in (1, 2) or audio.size == 0:
+        raise AudioError("audio must be a non-empty [samples], [channels, samples] or [samples, channels] array")
+    rate = checked_rate(sample_rate)
+    signal, transposed = to_channels_first(audio[None] if audio.ndim == 1 else audio, "channels_first" if audio.ndim == 1 else layout)
+    return finite_float(signal), rate, transposed
+
+
+def like_input(y: np.ndarray, audio: np.ndarray, transposed: bool) -> np.ndarray:
+    """[channels, samples] float32 ``y`` in the length, shape, layout and dtype of the user's ``audio``."""
+    length = audio.shape[-1] if audio.ndim == 1 or not transposed else audio.shape[0]
+    y = y[:, :length] if y.shape[1] >= length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
+    y = y[0] if audio.ndim == 1 else (y.T if transposed else y)
+    return from_float(np.ascontiguousarray(y), audio.dtype)

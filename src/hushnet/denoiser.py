@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from hushnet.audio import (MODEL_RATE, AudioError, checked_rate, finite_float, from_float, open_audio, output_format, resample,
-                           to_channels_first, write_resampled)
+from hushnet.audio import (MODEL_RATE, AudioError, checked_rate, like_input, open_audio, output_format, resample, signal_of,
+                           write_resampled)
 from hushnet.inference.engines import Engine, TorchEngine, load_engine
 from hushnet.inference.plan import DEFAULT_CHUNK_SECONDS, Enhancer, Scheme, choose_scheme, gains_from_energy
 from hushnet.options import PRECISIONS
@@ -61,6 +61,17 @@ def _level(level_db, model_level: float | None) -> float | None:
     if isinstance(level_db, (bool, np.bool_)) or not isinstance(level_db, (int, float, np.integer, np.floating)) or not -100.0 <= float(level_db) <= 0.0:
         raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
     return float(level_db)
+
+
+def _check_output(input_path: Path, output_path: Path) -> None:
+    """AudioError, before any work, for an output that is the input or that has nowhere to go (a long
+    file must not be denoised only to find that)."""
+    if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
+        raise AudioError("output path is the input file; refusing to overwrite it")
+    try:
+        check_folder_writable(output_path.parent)
+    except OSError as error:
+        raise AudioError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
 
 
 class Denoiser:
@@ -145,20 +156,12 @@ class Denoiser:
         the result comes back in the same integer type (rounded, clipped); floats stay floats.
         """
         audio = np.asarray(audio)
-        if audio.ndim not in (1, 2) or audio.size == 0:
-            raise AudioError("audio must be a non-empty [samples], [channels, samples] or [samples, channels] array")
-        rate = checked_rate(sample_rate)
-        signal, transposed = to_channels_first(audio[None] if audio.ndim == 1 else audio, "channels_first" if audio.ndim == 1 else layout)
-        signal = finite_float(signal)
+        signal, rate, transposed = signal_of(audio, sample_rate, layout)
         x16 = resample(np.ascontiguousarray(signal), rate, MODEL_RATE)
         enhancer = self.enhancer(x16.shape[0], (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1]))
         out = np.concatenate([y for y, _ in enhancer.blocks(x16, x16.shape[1], progress)], axis=1)
         out[~np.any(signal != 0, axis=1)] = 0.0
-        y = resample(out, MODEL_RATE, rate)
-        length = signal.shape[1]
-        y = y[:, :length] if y.shape[1] >= length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
-        y = y[0] if audio.ndim == 1 else (y.T if transposed else y)
-        return from_float(np.ascontiguousarray(y), audio.dtype)
+        return like_input(resample(out, MODEL_RATE, rate), audio, transposed)
 
     def stream(self, sample_rate: int | float = MODEL_RATE, channels: int = 1):
         """A push streamer (:class:`~hushnet.stream.DenoiseStream`): ``feed(chunk)`` returns what is ready, ``flush()`` the rest."""
@@ -174,12 +177,7 @@ class Denoiser:
         ``on_start`` receives the amount of work (16 kHz samples) once the file is opened.
         """
         input_path, output_path = Path(input_path), Path(output_path)
-        if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
-            raise AudioError("output path is the input file; refusing to overwrite it")
-        try:  # before any work: a long file must not be denoised only to find nowhere to put it
-            check_folder_writable(output_path.parent)
-        except OSError as error:
-            raise AudioError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
+        _check_output(input_path, output_path)
         with open_audio(input_path) as (handle, info):
             if info.frames == 0:
                 raise AudioError("contains no audio samples")
