@@ -178,3 +178,18 @@ def test_export_onnx_that_cannot_be_written_names_the_output_not_a_temporary(tmp
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(f"error: cannot write {target}") and ".tmp" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_onnx_engine_leaves_nothing_in_the_temp_folder(tmp_path):
+    """onnxruntime's own session file included: a run leaves the temp folder as it found it."""
+    import os
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.5)[0], 16000)
+    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-m", "hushnet.cli", "denoise", str(source), "--engine", "onnx", "-q"], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(SRC), "TMPDIR": str(scratch)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "in_denoised.wav").is_file() and list(scratch.iterdir()) == []
