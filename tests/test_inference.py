@@ -200,3 +200,20 @@ def test_shipped_model_onnx_matches_its_safetensors_weights(model_name):
     engine = OnnxEngine(resolve_model_dir(model_name) / ONNX_FILE, model.config)
     x = speechlike(1.3, channels=2)  # 20800 samples: not a multiple of the larger dilations
     assert np.abs(engine(x) - whole(model, x)).max() < 1e-5
+
+
+def test_bf16_precision_runs_the_torch_engine_under_autocast_close_to_float32():
+    from hushnet.denoiser import Denoiser
+    from hushnet.inference.engines import Engine, load_engine
+    from hushnet.model_dir import ModelError
+
+    x = speechlike(1.0)
+    full = Denoiser(tiny_can()).denoise(x, 16000)
+    half = Denoiser(tiny_can(), precision="bf16")
+    assert isinstance(half.engine, Engine) and half.engine.precision == "bf16"
+    y = half.denoise(x, 16000)
+    difference = np.abs(y - full).max()
+    assert 0 < difference < 0.02 * np.abs(full).max()  # bfloat16 arithmetic: changed, and close
+    with pytest.raises(ModelError, match="onnx engine runs float32 only"):
+        load_engine(None, engine="onnx", precision="bf16")
+    assert load_engine(None, precision="bf16").name == "torch"  # auto picks the engine that has bf16
