@@ -64,8 +64,8 @@ class DenoiserOptions(RuntimeOptions):
     engine: str = option("auto", choices=ENGINE_CHOICES,
                          help="inference engine (auto: onnxruntime when installed and the model has model.onnx, else torch)")
     precision: str = option("auto", choices=PRECISIONS,
-                            help="arithmetic of the network (auto: the engine's fastest exact choice, float32 for onnxruntime and torch; "
-                                 "bf16: torch autocast on the CPU)")
+                            help="arithmetic of the network (auto: the engine's own choice, float32 for onnxruntime and torch; "
+                                 "bf16: bfloat16 autocast, torch engine)")
     dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
                                           "(default: the model's own)", show_default=False)
     level: str | None = option(None, flag="--level-db",
