@@ -9,12 +9,13 @@ import soundfile as sf
 from hushnet.cli import main
 from hushnet.evaluate import Pair, match_folders, read_manifest, score_pairs, summarize
 
-from helpers import DEV, needs_shared, REFERENCE
+from helpers import DEV, needs_shared, REFERENCE, require_shared
 
 
 @pytest.fixture
 def small_dev(tmp_path):
     """Three dev pairs, and the authors' outputs for them as an 'enhanced' folder."""
+    require_shared()
     names = ["p226_001", "p287_001", "p287_002"]
     for role in ("clean", "noisy"):
         (tmp_path / role).mkdir()

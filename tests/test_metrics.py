@@ -6,10 +6,11 @@ import soundfile as sf
 
 from hushnet.metrics import align, composite, estimate_delay, score, segmental_snr, si_sdr, snr
 
-from helpers import DEV, needs_shared, REFERENCE, speechlike
+from helpers import DEV, needs_shared, REFERENCE, require_shared, speechlike
 
 
 def clean_speech():
+    require_shared()
     samples, rate = sf.read(DEV / "clean" / "p287_001.flac", dtype="float32")
     return samples, rate
 

@@ -36,7 +36,7 @@ from hushnet.serve import renders  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
 from hushnet.commands.serve import ServeConfig  # noqa: E402
 
-from helpers import DEV  # noqa: E402
+from helpers import DEV, needs_shared  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 RECORDING = DEV / "noisy" / "p287_002.flac"
@@ -89,6 +89,7 @@ def canvas_stats(driver, card, side: str) -> dict:
         card, side)
 
 
+@needs_shared
 def test_upload_listen_compare_mix_and_download(server, browser):
     url, store = server
     frames, rate = sf.info(str(RECORDING)).frames, sf.info(str(RECORDING)).samplerate

@@ -29,6 +29,7 @@ def test_loss_model_variables_match_and_verify():
             np.testing.assert_array_equal(tensors[name], expected[name])
 
 
+@needs_shared
 def test_corrupt_data_fails_the_checksum(tmp_path):
     for suffix in (".index", ".data-00000-of-00001"):
         shutil.copy(CHECKPOINTS / f"se_model.ckpt{suffix}", tmp_path / f"se_model.ckpt{suffix}")
@@ -46,6 +47,7 @@ def test_not_a_checkpoint(tmp_path):
         read_checkpoint(tmp_path / "x")
 
 
+@needs_shared
 def test_prefix_resolution():
     assert checkpoint_prefix(CHECKPOINTS / "se_model.ckpt.index").name == "se_model.ckpt"
     assert checkpoint_prefix(CHECKPOINTS, "se_model").name == "se_model.ckpt"
