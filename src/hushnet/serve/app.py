@@ -113,19 +113,8 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
                  "on_header_value": on_header_value, "on_header_end": on_header_end, "on_headers_finished": on_headers_finished}
     # Part headers up to 64 KB: a long file name is shortened for display, not a parse error.
     parser = MultipartParser(boundary, callbacks, max_header_size=MAX_PART_HEADER_BYTES)
-    received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            job.touched = time.time()  # a slow upload is in use, not abandoned (see JobStore.expire)
-            if received > limit_bytes:
-                raise UploadError(413, f"upload too large: over the server's limit of {limit_bytes / 2**20:g} MB (--max-upload-mb)")
-            parser.write(chunk)
-            if state["error"] is not None:
-                raise state["error"]
-        parser.finalize()
-        if declared and declared.isdigit() and received != int(declared):
-            raise UploadError(400, f"incomplete upload: {received} bytes received, Content-Length says {declared}")
+        await stream_into(parser, request, job, limit_bytes, state)
     except UploadError:
         raise
     except ClientDisconnect:
@@ -140,6 +129,24 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
     check_complete(parser)
     if not job.files:
         raise UploadError(400, "no 'file' field in the upload")
+
+
+async def stream_into(parser: MultipartParser, request: Request, job: Job, limit_bytes: int, state: dict) -> None:
+    """Feed the body to ``parser`` as it arrives, stopping at ``limit_bytes`` (413) or a part's error;
+    a body whose length differs from its Content-Length is incomplete."""
+    declared = request.headers.get("content-length")
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        job.touched = time.time()  # a slow upload is in use, not abandoned (see JobStore.expire)
+        if received > limit_bytes:
+            raise UploadError(413, f"upload too large: over the server's limit of {limit_bytes / 2**20:g} MB (--max-upload-mb)")
+        parser.write(chunk)
+        if state["error"] is not None:
+            raise state["error"]
+    parser.finalize()
+    if declared and declared.isdigit() and received != int(declared):
+        raise UploadError(400, f"incomplete upload: {received} bytes received, Content-Length says {declared}")
 
 
 def check_complete(parser: MultipartParser) -> None:
