@@ -98,11 +98,13 @@ def candidate_enhancer(model: str, options: dict):
     denoiser = Denoiser.from_pretrained(model, **{k: v for k, v in options.items() if k in accepted}, **extra)
     for key, value in overrides.items():
         setattr(denoiser.model.config, key, value)
+    if overrides:  # the plan is fixed when the Denoiser is made: make it again from the changed config
+        denoiser.scheme = denoiser.scheme_for(denoiser.level_scope)
 
     def enhance(x: np.ndarray) -> np.ndarray:
         return denoiser.denoise(x, RATE)
 
-    scheme = denoiser.scheme()
+    scheme = denoiser.scheme
     plan = f"{scheme.length / RATE:g}-s segments" if scheme.kind == "segments" else "chunks"
     level = "as is" if denoiser.level_db is None else f"{denoiser.level_db:g} dBFS"
     enhance.description = f"`{model}`, {denoiser.engine_name} engine, {plan}, level {level}"  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ def cost(model: str, signals: list[np.ndarray], repeats: int) -> dict:
             denoiser.denoise(signal, 16000)
         best_cpu, best_wall = min(best_cpu, time.process_time() - cpu), min(best_wall, time.perf_counter() - wall)
     return {"cpu_s_per_audio_s": round(best_cpu / audio, 4), "wall_s_per_audio_s": round(best_wall / audio, 4),
-            "plan": denoiser.scheme().kind, "audio_s": round(audio, 1)}
+            "plan": denoiser.scheme.kind, "audio_s": round(audio, 1)}
 
 
 def main() -> None:

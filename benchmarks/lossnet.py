@@ -20,7 +20,7 @@ import torch
 
 from hushnet.model_dir import load_model
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
-from hushnet.data.sources import AudioCache, noise_clips, speech_utterances
+from hushnet.data.sources import AudioCache, noise_clips
 from hushnet.data.splits import select
 from hushnet.evaluate import match_folders
 

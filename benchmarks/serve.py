@@ -25,7 +25,6 @@ import queue
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,8 +76,40 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory now (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_burst(base: str, pid: int, inputs: list[Path], uploads: int) -> dict:
+    """RSS before and after ``uploads`` small files sent at once through ``POST /api/denoise``:
+    memory a burst took must be handed back, not kept for the life of the server."""
+    with httpx.Client(base_url=base, timeout=600) as client:  # a first request: the engine and the page warm
+        client.post("/api/denoise", files={"file": (inputs[0].name, inputs[0].read_bytes())}).raise_for_status()
+    time.sleep(1.0)
+    before = rss_mb(pid)
+    statuses: list[int] = []
+
+    def send(path: Path) -> None:
+        with httpx.Client(base_url=base, timeout=600) as client:
+            statuses.append(client.post("/api/denoise", files={"file": (path.name, path.read_bytes())}).status_code)
+
+    threads = [threading.Thread(target=send, args=(inputs[k % len(inputs)],)) for k in range(uploads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(2.0)  # the answers are sent and their jobs deleted (background tasks)
+    return {"uploads": uploads, "ok": statuses.count(200), "rss_before_mb": before, "rss_after_mb": rss_mb(pid), "peak_mb": peak_rss_mb(pid)}
+
+
 def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+    """Files under ``folder``, but onnxruntime's own ``.ses`` (a fixed-name telemetry file it writes into
+    the temp folder when imported, and reuses)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir() and p.name != ".ses")
 
 
 def same_as_cli(content: bytes | Path, reference: Path) -> tuple[bool, str]:
@@ -102,7 +133,11 @@ def main() -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("--time-limit", type=float, default=3600.0, help="give up (and fail) after this many seconds of load")
     parser.add_argument("--output", default=str(RESULTS / "serve"))
+    parser.add_argument("--burst", type=int, default=30, help="small uploads sent at once first, to measure memory kept after a burst")
+    parser.add_argument("--burst-only", action="store_true", help="only the memory burst (results in serve_memory.json/.md)")
     args = parser.parse_args()
+    if args.burst_only:
+        return burst_only(args)
 
     work = Path(tempfile.mkdtemp(prefix="hushnet-serve-bench-"))
     server_tmp = work / "server_tmp"
@@ -134,6 +169,7 @@ def main() -> int:
                 if time.time() > deadline or server.poll() is not None:
                     raise SystemExit("the server did not start")
                 time.sleep(0.3)
+        burst = memory_burst(base, server.pid, short_inputs, args.burst) if args.burst else {}
         started = time.perf_counter()
         end_by = time.time() + args.time_limit
         long_result: dict = {}
@@ -232,7 +268,7 @@ def main() -> int:
         "latency_s": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90), "p99": percentile(latencies, 99), "max": max(latencies, default=float("nan"))},
         "short_throughput_files_per_s": len(latencies) / short_elapsed, "short_audio_seconds_per_s": sum(audio_seconds) / short_elapsed,
         "short_wall_s": short_elapsed, "long_minutes": args.long_minutes, "long": long_result, "total_wall_s": total_elapsed,
-        "peak_server_rss_mb": peak, "files_left_after_deleting_jobs": left_while_running, "files_left_after_stop": left_after_stop,
+        "peak_server_rss_mb": peak, "memory_burst": burst, "files_left_after_deleting_jobs": left_while_running, "files_left_after_stop": left_after_stop,
         "cli_reference_wall_s": cli_seconds, "failures": failures, "load_average_before": load_before, "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
     }
@@ -242,7 +278,7 @@ def main() -> int:
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lat = result["latency_s"]
     lines = [
-        f"# `hushnet serve` load check (`python benchmarks/serve.py`)", "",
+        "# `hushnet serve` load check (`python benchmarks/serve.py`)", "",
         f"{args.uploads} short real recordings (valentini_dev, 2-7 s) through `POST /api/denoise` from {args.clients} concurrent clients, "
         f"while one {args.long_minutes:g}-minute file goes through `POST /api/jobs`; server `--workers {args.workers} --threads {args.threads}`, "
         f"model `{health['model']}`, loopback, {os.cpu_count()} cores, load average {load_before:.2f} before the run (a training run and other jobs shared the 2 cores).", "",
@@ -258,6 +294,7 @@ def main() -> int:
     lines += [
         f"| every output equal to `hushnet denoise`'s (rate, length, samples) | {'yes' if not failures else 'NO'} |",
         f"| peak server RSS (VmHWM) | {peak:.0f} MB |",
+        *([f"| RSS before / after {burst['uploads']} small uploads at once (first) | {burst['rss_before_mb']:.0f} / {burst['rss_after_mb']:.0f} MB |"] if burst else []),
         f"| temporary files left after the jobs were deleted / after stop | {len(left_while_running)} / {len(left_after_stop)} |",
         f"| `hushnet denoise` on the same files, for reference | {cli_seconds:.0f} s |",
     ]
@@ -266,6 +303,56 @@ def main() -> int:
     output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 1 if failures or lost or left_while_running or left_after_stop else 0
+
+
+def start_server(work: Path, workers: int, threads: int, model: str | None) -> tuple[subprocess.Popen, str]:
+    """``hushnet serve`` on a free loopback port with its own TMPDIR; returns (process, base URL) once it answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "hushnet.cli", "serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+    if model:
+        command += ["--model", model]
+    (work / "server_tmp").mkdir(exist_ok=True)
+    server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(work / "server_tmp")})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            httpx.get(base + "/api/health", timeout=2).raise_for_status()
+            return server, base
+        except httpx.HTTPError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start")
+            time.sleep(0.3)
+
+
+def burst_only(args: argparse.Namespace) -> int:
+    """The memory burst alone: RSS before and after ``--burst`` small uploads at once."""
+    work = Path(tempfile.mkdtemp(prefix="hushnet-serve-bench-"))
+    load = os.getloadavg()[0]
+    server, base = start_server(work, args.workers, args.threads, args.model)
+    try:
+        burst = memory_burst(base, server.pid, sorted(DEV.glob("*.flac")), args.burst)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+    left = files_under(work / "server_tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    result = {**burst, "workers": args.workers, "threads": args.threads, "model": args.model or "hushnet-dfl (default)",
+              "load_average_before": load, "files_left_after_stop": left}
+    output = Path(args.output).with_name(Path(args.output).name + "_memory")
+    output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    text = (f"# `hushnet serve` memory after a burst (`python benchmarks/serve.py --burst-only --burst {args.burst}`)\n\n"
+            f"{args.burst} small real recordings (valentini_dev, 2-7 s) sent at once through `POST /api/denoise` after one warm-up request; "
+            f"server `--workers {args.workers} --threads {args.threads}`, {result['model']}, load average {load:.2f} before.\n\n"
+            f"| what | value |\n|---|---|\n| answered 200 | {burst['ok']} of {burst['uploads']} |\n"
+            f"| RSS before the burst | {burst['rss_before_mb']:.0f} MB |\n| RSS 2 s after the last answer | {burst['rss_after_mb']:.0f} MB |\n"
+            f"| peak RSS (VmHWM) | {burst['peak_mb']:.0f} MB |\n| temporary files left after stop | {len(left)} |\n")
+    output.with_suffix(".md").write_text(text)
+    print(text)
+    return 0 if burst["ok"] == burst["uploads"] and not left else 1
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def main() -> None:
                 print(repeat, name, {k: round(v, 3) for k, v in phases.items()}, flush=True)
         for name, rows in runs.items():
             record["cached"][name] = {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}
-    record["imports"] = {"hushnet.denoiser (the denoise command's path)": import_times("hushnet.enhance, hushnet.denoiser"),
+    record["imports"] = {"hushnet.denoiser (the denoise command's path)": import_times("hushnet.commands.denoise, hushnet.denoiser"),
                          "openvino": import_times("openvino", top=5), "onnxruntime": import_times("onnxruntime", top=5)}
     record["load_after"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)

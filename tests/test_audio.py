@@ -8,7 +8,7 @@ import soundfile as sf
 
 from hushnet.audio import AtomicAudioWriter, AudioError, one_line, open_audio, output_format, read_audio
 
-from conftest import speechlike
+from helpers import speechlike
 
 
 @pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT", "PCM_16"])
@@ -64,3 +64,79 @@ def test_atomic_writer_leaves_nothing_behind_on_abort_and_replaces_on_commit(tmp
     writer.commit()
     assert writer.clipped == 100 and list(tmp_path.iterdir()) == [target]
     assert np.abs(sf.read(target)[0]).max() <= 1.0
+
+
+def denoise_command(tmp_path, tiny_model_dir, source, output, limit_bytes=None, scratch=None):
+    """``hushnet denoise`` in a child process, optionally under a file-size limit (a full disk's EFBIG)."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys; from hushnet.cli import main; sys.exit(main(sys.argv[1:]))"
+    if limit_bytes is not None:
+        script = (f"import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                  f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); " + script)
+    env = {**os.environ, **({"TMPDIR": str(scratch)} if scratch else {})}
+    return subprocess.run([sys.executable, "-c", script, "denoise", str(source), "-o", str(output), "--model", str(tiny_model_dir), "-q"],
+                          capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("extension", [".wav", ".flac"])
+def test_a_full_disk_while_writing_is_one_line_naming_the_output(extension, tmp_path, tiny_model_dir):
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(5.0).T, 16000)
+    target = tmp_path / f"out{extension}"
+    result = denoise_command(tmp_path, tiny_model_dir, source, target, limit_bytes=60_000)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: {source}: cannot write {target}: File too large" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def mp4(tmp_path, name, arguments):
+    import subprocess
+
+    path = tmp_path / name
+    subprocess.run(["ffmpeg", "-v", "error", *arguments, str(path)], check=True)
+    return path
+
+
+@pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_full_temporary_folder_while_decoding_says_so(tmp_path, tiny_model_dir):
+    source = mp4(tmp_path, "talk.m4a", ["-f", "lavfi", "-i", "sine=frequency=300:duration=20", "-c:a", "aac"])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = denoise_command(tmp_path, tiny_model_dir, source, tmp_path / "out.wav", limit_bytes=100_000, scratch=scratch)
+    assert result.returncode == 1 and "cannot decode: no space left in the temporary folder" in result.stderr, result.stderr
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("hushnet")] == []
+
+
+@pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_video_only_file_says_it_has_no_audio_stream(tmp_path):
+    source = mp4(tmp_path, "clip.mp4", ["-f", "lavfi", "-i", "color=c=blue:s=32x32:d=1", "-c:v", "mpeg4"])
+    with pytest.raises(AudioError, match="^no audio stream"):
+        read_audio(source)
+
+
+def test_a_device_is_not_an_empty_file():
+    with pytest.raises(AudioError, match="not a regular file"):
+        read_audio("/dev/zero")
+
+
+def test_a_header_with_an_absurd_sample_rate_is_named(tmp_path):
+    path = tmp_path / "odd.wav"
+    sf.write(path, speechlike(0.2)[0], 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[24:28] = (2**31 - 1).to_bytes(4, "little")  # the fmt chunk's sample rate
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match="unsupported sample rate 2147483647 Hz"):
+        read_audio(path)
+
+
+@pytest.mark.parametrize("subtype, expected", [("PCM_24", "PCM_24"), ("PCM_16", "PCM_16"), ("FLOAT", "PCM_24")])
+def test_wav_to_flac_keeps_its_resolution(subtype, expected, tmp_path, tiny_model_dir):
+    from hushnet.cli import main
+
+    path = tmp_path / "x.wav"
+    sf.write(path, speechlike(0.3).T, 16000, subtype=subtype)
+    assert main(["denoise", str(path), "-o", str(tmp_path / "x.flac"), "--model", str(tiny_model_dir), "-q"]) == 0
+    assert sf.info(str(tmp_path / "x.flac")).subtype == expected

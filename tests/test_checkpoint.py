@@ -9,7 +9,7 @@ from hushnet.model_dir import DEFAULT_MODEL, ModelError, available_models, load_
 from hushnet.reference.authors import import_reference
 from hushnet.reference.tf_checkpoint import CheckpointError
 
-from conftest import DEV, REFERENCE, tiny_can
+from helpers import DEV, needs_shared, REFERENCE, require_shared, tiny_can
 
 EXPECTED = REFERENCE / "expected"
 DEV_NAMES = sorted(p.stem for p in EXPECTED.glob("*.npy"))
@@ -17,11 +17,13 @@ DEV_NAMES = sorted(p.stem for p in EXPECTED.glob("*.npy"))
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
+    require_shared()
     target = tmp_path_factory.mktemp("import") / "authors"
     written = import_reference(REFERENCE / "checkpoint", target)
     return load_model(written["can"]), load_model(written["lossnet"])
 
 
+@needs_shared
 def test_every_enhancement_layer_matches_the_authors(imported):
     can, _ = imported
     layers = np.load(EXPECTED / "se_layers_p226_001_first4000.npz")
@@ -35,6 +37,7 @@ def test_every_enhancement_layer_matches_the_authors(imported):
     assert np.abs(out - layers["se_fc_last"]).max() < 1e-5
 
 
+@needs_shared
 @pytest.mark.parametrize("name", DEV_NAMES)
 def test_outputs_match_the_authors_on_every_dev_file(imported, name):
     can, _ = imported
@@ -45,6 +48,7 @@ def test_outputs_match_the_authors_on_every_dev_file(imported, name):
     assert np.abs(out - np.load(EXPECTED / f"{name}.npy")).max() < 1e-4
 
 
+@needs_shared
 @pytest.mark.parametrize("archive", ["lossnet_layers_clean_p287_001.npz", "lossnet_layers_clean_p287_001_first1001.npz"])
 def test_loss_network_matches_the_authors(imported, archive):
     _, lossnet = imported
@@ -58,6 +62,7 @@ def test_loss_network_matches_the_authors(imported, archive):
         assert np.abs(feature[0].numpy() - expected).max() <= 1e-4 * np.abs(expected).max(), i
 
 
+@needs_shared
 def test_npz_and_tf_imports_are_identical(tmp_path):
     from_tf = import_reference(REFERENCE / "checkpoint" / "se_model.ckpt.index", tmp_path / "tf")
     from_npz = import_reference(REFERENCE / "se_model.npz", tmp_path / "npz")

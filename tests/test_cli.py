@@ -11,7 +11,7 @@ import soundfile as sf
 
 from hushnet.cli import main
 
-from conftest import DEV, REFERENCE, speechlike
+from helpers import DEV, needs_shared, REFERENCE, speechlike
 
 
 def digest(path):
@@ -211,6 +211,7 @@ def test_missing_model_is_a_one_line_error(tmp_path, write_wav, capsys):
     assert status == 2 and err.startswith("error: no model directory")
 
 
+@needs_shared
 def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, capsys):
     """The shipped import of the authors' model reproduces their output on a real recording (16-bit FLAC)."""
     source = DEV / "noisy" / "p226_001.flac"
@@ -221,6 +222,7 @@ def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, 
     assert np.abs(y - np.load(REFERENCE / "expected" / "p226_001.npy")).max() < 1e-4
 
 
+@needs_shared
 def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     """`hushnet denoise FILE` with no --model: the shipped hushnet-dfl, which must improve the recording."""
     from hushnet.model_dir import DEFAULT_MODEL
@@ -238,7 +240,8 @@ def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     assert si_sdr(clean, y) > si_sdr(clean, noisy) + 3.0
 
 
-def test_import_then_denoise_folder_as_in_the_issue(tmp_path, capsys):
+@needs_shared
+def test_import_then_denoise_folder_as_a_new_user_would(tmp_path, capsys):
     status, out, _ = run(["import-reference", str(REFERENCE / "checkpoint"), "-o", str(tmp_path / "m")], capsys)
     assert status == 0 and "loss network" in out
     status, out, err = run(["denoise", str(DEV / "noisy"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "m"), "-q"], capsys)
@@ -247,6 +250,7 @@ def test_import_then_denoise_folder_as_in_the_issue(tmp_path, capsys):
     assert "7 files denoised, 0 failed" in err
 
 
+@needs_shared
 def test_float_output_keeps_the_model_output_exactly(tmp_path, capsys):
     source = DEV / "noisy" / "p226_001.flac"
     status, _, err = run(["denoise", str(source), "-o", str(tmp_path), "--float", "--model", "authors-dfl", "-q"], capsys)
@@ -301,8 +305,9 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
     assert set(COMMANDS) == {"denoise", "evaluate", "export-onnx", "serve", "train", "train-lossnet", "make-testset", "import-reference"}
 
 
+@needs_shared
 def test_make_testset_command(tmp_path, capsys):
-    from conftest import SHARED
+    from helpers import SHARED
     from hushnet.cli import main
 
     if not (SHARED / "data" / "speech" / "manifest.csv").is_file():
@@ -311,3 +316,80 @@ def test_make_testset_command(tmp_path, capsys):
     assert "3 noisy/clean pairs" in capsys.readouterr().out
     assert len(list((tmp_path / "set" / "noisy").iterdir())) == 3
     assert main(["make-testset", "--data", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
+
+
+def scratch_env(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    return scratch, {**os.environ, "TMPDIR": str(scratch)}
+
+
+def wait_for(condition, process, seconds=60.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, "the command ended before the signal"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_signal_while_decoding_leaves_nothing_behind(signal_name, tmp_path, tiny_model_dir):
+    import signal
+    import sys
+
+    source = tmp_path / "talk.mp4"
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, speechlike(300.0, rate=8000)[0], 8000)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "32k", str(source)], check=True)
+    wav.unlink()
+    before = digest(source)
+    scratch, env = scratch_env(tmp_path)
+    output = tmp_path / "out" / "deeper"
+    command = [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(output), "--model", str(tiny_model_dir), "-q"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    import time
+
+    started = time.monotonic()  # mostly caught while ffmpeg decodes; after 2 s, while denoising: both must clean up
+    wait_for(lambda: any(scratch.glob("hushnet-decode-*/decoded.wav")) or time.monotonic() > started + 2.0, process)
+    process.send_signal(getattr(signal, signal_name))
+    err = process.communicate(timeout=60)[1]
+    assert digest(source) == before and not (tmp_path / "out").exists()
+    if signal_name == "SIGTERM":  # like Ctrl-C: one line, everything cleaned up
+        assert process.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+    else:  # nothing could run; the next run removes what the dead one left
+        assert process.returncode == -signal.SIGKILL
+        small = tmp_path / "small.wav"
+        sf.write(small, speechlike(0.2)[0], 16000)
+        again = command[:4] + [str(small), "-o", str(tmp_path / "small_out.wav")] + command[7:]
+        assert subprocess.run(again, env=env).returncode == 0
+    assert list(scratch.iterdir()) == []
+
+
+KILL_WHILE_WRITING = """
+import os, signal, sys
+import hushnet.audio as audio
+real_write = audio.AtomicAudioWriter.write
+def write_then_die(self, block):
+    real_write(self, block)
+    os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9, at a point chosen by the test: halfway through the result
+audio.AtomicAudioWriter.write = write_then_die
+from hushnet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("extension", [".wav", ".flac"])
+def test_kill_9_while_writing_a_result_leaves_no_partial_file_nor_folder(extension, tmp_path, tiny_model_dir):
+    import sys
+
+    source = tmp_path / f"in{extension}"
+    sf.write(source, speechlike(30.0, rate=44100, channels=2).T, 44100)
+    before = digest(source)
+    scratch, env = scratch_env(tmp_path)
+    result = subprocess.run([sys.executable, "-c", KILL_WHILE_WRITING, "denoise", str(source), "-o", str(tmp_path / "new" / "out"),
+                             "--model", str(tiny_model_dir), "-q"], env=env, capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name, "scratch"] and digest(source) == before
+    assert list(scratch.iterdir()) == []

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DEV, speechlike
+from helpers import DEV, speechlike
 from hushnet.cli import build_parser, main
 from hushnet.inference.engines import installed
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import SHARED, speechlike
+from helpers import SHARED, speechlike
 from hushnet.data.mixing import MixingConfig, MixtureDataset, direct_path_aligned, random_crop, scale_noise_to_snr
 from hushnet.data.pairs import PairDataset, folder_pairs, split_pairs, valentini_pairs
 from hushnet.data.sources import NoiseClip, noise_clips, speech_utterances, impulse_responses

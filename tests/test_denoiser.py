@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from conftest import speechlike, tiny_can
+from helpers import speechlike, tiny_can
+from hushnet.audio import AudioError
 from hushnet.denoiser import Denoiser
+from hushnet.staging import clean_stale_staging
 
 
 @pytest.mark.parametrize("gain_db", [-40.0, -12.0, 6.0])
@@ -37,18 +45,19 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     """Files staged on disk (as long ones are) hand their pages back as work proceeds; nothing changes."""
     import soundfile as sf
 
-    from hushnet import denoiser as module
+    from hushnet import staging
+    from hushnet.inference import plan
 
     path = tmp_path / "in.wav"
     sf.write(path, speechlike(3.0)[0].astype(np.float32), 16000, subtype="FLOAT")
     denoiser = Denoiser(tiny_can(input_rms_db=-23.0))
     denoiser.denoise_file(path, tmp_path / "in_memory.wav", subtype="FLOAT")
     releases = []
-    monkeypatch.setattr(module, "IN_MEMORY_LIMIT_BYTES", 0)
-    monkeypatch.setattr(module._Staging, "RELEASE_EVERY", 4000)
-    monkeypatch.setattr(module, "FEED_SAMPLES", 4000)
-    original = module._Staging.release
-    monkeypatch.setattr(module._Staging, "release", lambda self: (releases.append(len(self.maps)), original(self)))
+    monkeypatch.setattr(staging, "IN_MEMORY_LIMIT_BYTES", 0)
+    monkeypatch.setattr(staging.Staging, "RELEASE_EVERY", 4000)
+    monkeypatch.setattr(plan, "FEED_SAMPLES", 4000)
+    original = staging.Staging.release
+    monkeypatch.setattr(staging.Staging, "release", lambda self: (releases.append(len(self.maps)), original(self)))
     denoiser.denoise_file(path, tmp_path / "staged.wav", subtype="FLOAT")
     assert len(releases) >= 5 and max(releases) == 2  # input and output memmaps, released many times
     a, _ = sf.read(tmp_path / "in_memory.wav", dtype="float32")
@@ -56,17 +65,7 @@ def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, mo
     assert np.array_equal(a, b)
 
 
-# --- issue 12, defects 1, 6 and 9; issue 11 items 2 and 3; the streamer (issue 13) ------------------
-
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-from hushnet.audio import AudioError
-from hushnet.denoiser import clean_stale_staging
+# --- bad inputs and options, staging of long files, the streamer --------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -178,11 +177,12 @@ STAGE_SCRIPT = """
 import sys, time
 import numpy as np
 import soundfile as sf
-from hushnet import denoiser as module
+from hushnet import staging
+from hushnet.denoiser import Denoiser
 sys.path.insert(0, sys.argv[2])
-from conftest import tiny_can
-module.IN_MEMORY_LIMIT_BYTES = 0
-d = module.Denoiser(tiny_can())
+from helpers import tiny_can
+staging.IN_MEMORY_LIMIT_BYTES = 0
+d = Denoiser(tiny_can())
 def progress(n):
     print("staged", flush=True)
     time.sleep(60)
@@ -270,3 +270,46 @@ def test_stream_latency_of_the_shipped_models():
     for engine in ("onnx", "torch"):
         dfl = Denoiser.from_pretrained("hushnet-dfl", engine=engine, level_db="off")
         assert dfl.stream().latency == pytest.approx((12288 + 8192) / 16000) and dfl.stream().latency <= 1.5
+
+
+def test_numpy_scalars_are_accepted_as_options():
+    x = speechlike(0.5)[0]
+    by_float = Denoiser(tiny_can(), dry=0.5, level_db=-30.0).denoise(x, 16000)
+    by_numpy = Denoiser(tiny_can(), dry=np.float32(0.5), level_db=np.float64(-30.0)).denoise(x, 16000)
+    assert np.array_equal(by_float, by_numpy)
+
+
+@pytest.mark.parametrize("rate", [10**9, 2**31 - 1])
+def test_an_absurd_sample_rate_is_an_audio_error(rate):
+    from hushnet.audio import AudioError
+
+    with pytest.raises(AudioError, match=f"unsupported sample rate {rate} Hz"):
+        Denoiser(tiny_can()).denoise(speechlike(0.1)[0], rate)
+
+
+def test_denoise_file_checks_its_output_folder_before_any_work(tmp_path):
+    import soundfile as sf
+
+    from hushnet.audio import AudioError
+
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(2.0)[0], 16000)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    calls = []
+    with pytest.raises(AudioError, match=f"cannot write to {blocker / 'sub'}"):
+        Denoiser(tiny_can()).denoise_file(source, blocker / "sub" / "out.wav", progress=calls.append, on_start=calls.append)
+    assert calls == []  # refused before reading or denoising anything
+    result = Denoiser(tiny_can()).denoise_file(source, tmp_path / "new" / "deeper" / "out.wav")  # a missing folder is made
+    assert sf.info(str(result.output)).frames == 32000
+
+
+def test_a_flushed_stream_refuses_more_input_in_one_line():
+    from hushnet.audio import AudioError
+
+    stream = Denoiser(tiny_can()).stream(16000)
+    stream.feed(np.zeros(800, np.float32))
+    stream.flush()
+    for again in (lambda: stream.feed(np.zeros(800, np.float32)), stream.flush):
+        with pytest.raises(AudioError, match="flushed"):
+            again()

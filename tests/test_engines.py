@@ -10,14 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import DEV, speechlike, tiny_can
+from helpers import DEV, speechlike, tiny_can
 from hushnet.denoiser import Denoiser
 from hushnet.inference import engines
 from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine, resolve_precision
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
 from hushnet.model_dir import save_model
-from hushnet.model_files import ONNX_FILE, ModelError
+from hushnet.model_dir import ONNX_FILE, ModelError
 
 openvino = pytest.importorskip("openvino")
 from hushnet.inference.engines import OpenVinoEngine  # noqa: E402
@@ -79,7 +79,7 @@ def test_files_of_any_length_run_at_few_compiled_shapes(batch_onnx, tmp_path, pr
     engine = OpenVinoEngine(path, model.config, threads=1, precision=precision, cache_dir=tmp_path)
     reference = Denoiser(OnnxEngine(path, model.config))
     denoiser = Denoiser(engine, chunk_seconds=0.5)
-    scheme = denoiser.scheme()
+    scheme = denoiser.scheme
     assert list(engine.compile_seconds) == [scheme.length + 2 * scheme.context]  # compiled at construction
     for seconds in (0.1, 0.77, 1.9, 3.3):
         x = speechlike(seconds, rate=22050, channels=2)

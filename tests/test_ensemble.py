@@ -9,13 +9,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speechlike, tiny_can
+from helpers import speechlike, tiny_can
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
 from hushnet.ensemble import build_ensemble, check_weights, load_ensemble, plan_config, save_ensemble
 from hushnet.inference.engines import TorchEngine
 from hushnet.model_dir import load_model, save_model
-from hushnet.model_files import ModelError
+from hushnet.model_dir import ModelError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -108,12 +108,12 @@ def test_denoiser_and_cli_run_an_ensemble_with_both_engines(members, ensemble_di
     results = {engine: Denoiser.from_pretrained(str(ensemble_dir), engine=engine).denoise(x, 16000) for engine in ("torch", "onnx")}
     assert np.abs(results["torch"] - results["onnx"]).max() < 1e-5
     torch_denoiser = Denoiser.from_pretrained(str(ensemble_dir), engine="torch")
-    assert torch_denoiser.scheme().kind == "segments" and torch_denoiser.level_db == -23.0
+    assert torch_denoiser.scheme.kind == "segments" and torch_denoiser.level_db == -23.0
     # The ensemble on segments equals the weighted sum of its members run on the same plan and level.
     plan = {"level_db": -23.0}
     single = [Denoiser(TorchEngine(load_model(m)), **plan) for m in members]
     for denoiser in single:
-        denoiser.config = torch_denoiser.config  # the ensemble's plan: segments of 0.25 s
+        denoiser.config, denoiser.scheme = torch_denoiser.config, torch_denoiser.scheme  # the ensemble's plan: segments of 0.25 s
     expected = 0.75 * single[0].denoise(x, 16000) + 0.25 * single[1].denoise(x, 16000)
     assert np.abs(results["torch"] - expected).max() < 1e-5
     noisy = tmp_path / "noisy.wav"

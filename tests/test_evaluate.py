@@ -9,12 +9,13 @@ import soundfile as sf
 from hushnet.cli import main
 from hushnet.evaluate import Pair, match_folders, read_manifest, score_pairs, summarize
 
-from conftest import DEV, REFERENCE
+from helpers import DEV, needs_shared, REFERENCE, require_shared
 
 
 @pytest.fixture
 def small_dev(tmp_path):
     """Three dev pairs, and the authors' outputs for them as an 'enhanced' folder."""
+    require_shared()
     names = ["p226_001", "p287_001", "p287_002"]
     for role in ("clean", "noisy"):
         (tmp_path / role).mkdir()
@@ -26,6 +27,7 @@ def small_dev(tmp_path):
     return tmp_path
 
 
+@needs_shared
 def test_matching_lists_missing_partners(small_dev):
     (small_dev / "noisy" / "p287_002.flac").unlink()
     shutil.copy(DEV / "noisy" / "p287_003.flac", small_dev / "noisy" / "extra.flac")
@@ -83,6 +85,7 @@ def test_cli_needs_a_reference(capsys):
     assert "give --clean" in capsys.readouterr().err
 
 
+@needs_shared
 def test_no_reference_needs_dnsmos(tmp_path, capsys):
     from hushnet.cli import main
 
@@ -90,6 +93,7 @@ def test_no_reference_needs_dnsmos(tmp_path, capsys):
     assert "--dnsmos" in capsys.readouterr().err
 
 
+@needs_shared
 @pytest.mark.skipif(os.environ.get("HUSHNET_TEST_DNSMOS") != "1", reason="DNSMOS is slow: set HUSHNET_TEST_DNSMOS=1 (needs hushnet[dnsmos])")
 def test_dnsmos_without_reference_scores_every_file_and_tells_clean_from_noisy(tmp_path, capsys):
     from hushnet.cli import main
@@ -132,3 +136,50 @@ def test_evaluate_help_states_the_default_model(capsys):
         main(["evaluate", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "denoise --noisy with this model" in help_text and "default: the package default model" in help_text
+
+
+def test_an_existing_file_as_output_is_refused_before_any_scoring(small_dev, capsys):
+    target = small_dev / "report.txt"
+    target.write_text("keep me")
+    status = main(["evaluate", "--clean", str(small_dev / "clean"), "--enhanced", str(small_dev / "enhanced"), "-o", str(target), "-q"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.strip() == f"error: -o {target} is a file; give a folder for the reports"
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda x: x[:100], "the enhanced file is too short to score: 100 samples"),
+    (lambda x: 0 * x, "the enhanced file is digital silence"),
+    (lambda x: x[: x.size // 2], "not a whole result for it"),
+], ids=["100_samples", "silent", "half_length"])
+def test_unscorable_files_get_a_message_that_says_why(make, message, tmp_path, capsys):
+    from helpers import speechlike
+
+    x = speechlike(2.0)[0]
+    for role, signal in (("clean", x), ("enhanced", make(x))):
+        (tmp_path / role).mkdir()
+        sf.write(tmp_path / role / "a.wav", signal, 16000)
+    sf.write(tmp_path / "clean" / "b.wav", x, 16000)
+    sf.write(tmp_path / "enhanced" / "b.wav", x, 16000)
+    status = main(["evaluate", "--clean", str(tmp_path / "clean"), "--enhanced", str(tmp_path / "enhanced"), "-o", str(tmp_path / "out"), "-q", "--jobs", "1"])
+    captured = capsys.readouterr()
+    assert status == 1 and "error: a: the " in captured.err and message in captured.err and "Traceback" not in captured.err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["failed"] == ["a"] and all(np.isfinite(v["mean"]) for v in summary["metrics"].values())  # b alone, no -inf mean
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (bytes(range(256)) * 4, "not a CSV text file")], ids=["missing", "binary"])
+def test_a_missing_or_binary_manifest_is_named(content, message, tmp_path, capsys):
+    manifest = tmp_path / "list.csv"
+    if content is not None:
+        manifest.write_bytes(content)
+    assert main(["evaluate", "--manifest", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --manifest {manifest}: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3"])
+def test_jobs_below_one_are_refused(jobs, small_dev, capsys):
+    status = main(["evaluate", "--clean", str(small_dev / "clean"), "--enhanced", str(small_dev / "enhanced"), "-o", str(small_dev / "r"), "--jobs", jobs])
+    assert status == 2 and capsys.readouterr().err.strip() == f"error: --jobs must be at least 1, got {jobs}"
+    assert not (small_dev / "r").exists()

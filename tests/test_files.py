@@ -3,14 +3,13 @@ no empty folders left by a failed command, and re-runs that skip this program's 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import soundfile as sf
 
 from hushnet.cli import main
 from hushnet.files import CreatedFolders, Input, check_writable, find_inputs, plan_outputs, without_own_outputs
 
-from conftest import speechlike
+from helpers import speechlike
 
 
 def run(arguments, capsys):
@@ -54,12 +53,11 @@ def test_created_folders_are_removed_only_while_empty(tmp_path):
 def test_check_writable_names_the_folder_and_the_format(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    folders = CreatedFolders()
-    assert check_writable(tmp_path / "new" / "out.wav", folders) is None and (tmp_path / "new").is_dir()
-    assert list((tmp_path / "new").iterdir()) == []  # the probe is gone
-    message = check_writable(blocker / "sub" / "deeper" / "out.wav", folders)
+    assert check_writable(tmp_path / "new" / "out.wav") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # checked without making the folder; the probe is gone
+    message = check_writable(blocker / "sub" / "deeper" / "out.wav")
     assert message.startswith(f"cannot write to {blocker / 'sub' / 'deeper'}")
-    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4", folders)
+    assert "cannot write .mp4" in check_writable(tmp_path / "other" / "out.mp4")
     assert not (tmp_path / "other").exists()
 
 
@@ -118,3 +116,36 @@ def test_a_manifest_lists_inputs_relative_to_itself(tmp_path, write_wav, tiny_mo
 def test_a_manifest_without_a_path_column_is_one_line(tmp_path):
     (tmp_path / "list.csv").write_text("file,speaker\na.wav,s1\n")
     assert find_inputs([str(tmp_path / "list.csv")]) == ([], [f"{tmp_path / 'list.csv'}: a manifest needs a 'path' column (or a single column of paths)"])
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_an_input(tmp_path, tiny_model_dir, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(folder / name, speechlike(0.3)[0], 16000)
+    for attempt in range(2):
+        status, _, err = run(["denoise", str(folder), "-o", str(folder / "clean"), "--model", str(tiny_model_dir), "-q"], capsys)
+        assert status == 0 and "2 files denoised, 0 failed" in err, err
+    assert "skipping 2 files inside the output folder" in err
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == ["a.wav", "b.wav", "clean", "clean/a.wav", "clean/b.wav"]
+
+
+def test_the_same_input_named_twice_is_denoised_once(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("a.wav", speechlike(0.3))
+    status, _, err = run(["denoise", str(path), str(path), str(tmp_path / "*.wav"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and "1 file denoised, 0 failed" in err, err
+
+
+def test_an_output_with_a_non_audio_extension_is_refused_not_made_a_folder(tmp_path, write_wav, tiny_model_dir, capsys):
+    path = write_wav("a.wav", speechlike(0.3))
+    status, _, err = run(["denoise", str(path), "-o", str(tmp_path / "out.txt"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 2 and err.startswith(f"error: -o {tmp_path / 'out.txt'} names a .txt file") and not (tmp_path / "out.txt").exists()
+    status, _, err = run(["denoise", str(path), "-o", str(tmp_path / "results.v2") + "/", "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and (tmp_path / "results.v2" / "a.wav").is_file()  # a trailing slash names a folder
+
+
+def test_a_name_with_a_newline_is_printed_quoted(tmp_path, tiny_model_dir, capsys):
+    path = tmp_path / "line\nbreak.wav"
+    sf.write(path, speechlike(0.3)[0], 16000)
+    status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir), "-q"], capsys)
+    assert status == 0 and out.splitlines() == [f"{str(path)!r} -> {str(tmp_path / 'o' / path.name)!r}"]

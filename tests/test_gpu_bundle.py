@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED
+from helpers import needs_shared, SHARED
 from hushnet.data.sources import impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import split_of
 
@@ -22,6 +22,7 @@ def load_tool():
     return module
 
 
+@needs_shared
 @pytest.mark.skipif(not (DATA / "speech" / "manifest.csv").is_file(), reason="shared data not present")
 def test_packed_subset_fits_the_budget_and_leaves_the_test_split_behind(tmp_path):
     sizes = load_tool().pack_data(DATA, tmp_path, max_mib=4.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speechlike, tiny_can
+from helpers import speechlike, tiny_can
 from hushnet.denoiser import Denoiser
 from hushnet.inference.engines import OnnxEngine, TorchEngine
 from hushnet.inference.networks import FoldedCAN, PerInputCAN, export_onnx
@@ -91,7 +91,7 @@ def test_input_up_to_one_segment_is_exactly_the_per_file_result(seconds):
 def test_long_input_is_crossfaded_segments_each_with_its_own_statistics():
     model = per_input(0.25)
     denoiser = Denoiser(model)
-    scheme = denoiser.scheme()
+    scheme = denoiser.scheme
     assert (scheme.kind, scheme.length, scheme.overlap) == ("segments", 4000, 1333)
     x = speechlike(1.3)
     x[:, 8000:] *= 4.0  # a level change: segments' statistics differ
@@ -194,9 +194,27 @@ def test_onnx_and_torch_engines_agree_for_every_mode(options, onnx_dir):
 @pytest.mark.parametrize("model_name", ["authors-dfl", "hushnet-dfl"])
 def test_shipped_model_onnx_matches_its_safetensors_weights(model_name):
     from hushnet.model_dir import load_model
-    from hushnet.model_files import ONNX_FILE, resolve_model_dir
+    from hushnet.model_dir import ONNX_FILE, resolve_model_dir
 
     model = load_model(model_name)
     engine = OnnxEngine(resolve_model_dir(model_name) / ONNX_FILE, model.config)
     x = speechlike(1.3, channels=2)  # 20800 samples: not a multiple of the larger dilations
     assert np.abs(engine(x) - whole(model, x)).max() < 1e-5
+
+
+def test_bf16_precision_runs_the_torch_engine_under_autocast_close_to_float32():
+    from hushnet.denoiser import Denoiser
+    from hushnet.inference.engines import Engine, load_engine
+    from hushnet.model_dir import ModelError
+
+    x = speechlike(1.0)
+    full = Denoiser(tiny_can()).denoise(x, 16000)
+    half = Denoiser(tiny_can(), precision="bf16")
+    assert isinstance(half.engine, Engine) and half.engine.precision == "bf16"
+    y = half.denoise(x, 16000)
+    difference = np.abs(y - full).max()
+    assert 0 < difference < 0.02 * np.abs(full).max()  # bfloat16 arithmetic: changed, and close
+    with pytest.raises(ModelError, match="runs this model in float32 only"):
+        load_engine(None, engine="onnx", precision="bf16")
+    chosen = load_engine(None, precision="bf16")  # auto picks an engine that has bf16 (OpenVINO where it can, else torch)
+    assert chosen.name in ("openvino", "torch") and chosen.precision == "bf16"

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import SHARED, tiny_can, tiny_lossnet
+from helpers import SHARED, tiny_can, tiny_lossnet
 from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.model_dir import load_model
 from hushnet.training import fastpath

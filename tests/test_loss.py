@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_lossnet
+from helpers import tiny_lossnet
 from hushnet.loss import FeatureLoss, LossConfig, TrainingLoss
 
 

@@ -6,10 +6,11 @@ import soundfile as sf
 
 from hushnet.metrics import align, composite, estimate_delay, paired_bootstrap, score, segmental_snr, si_sdr, snr
 
-from conftest import DEV, REFERENCE, speechlike
+from helpers import DEV, needs_shared, REFERENCE, require_shared, speechlike
 
 
 def clean_speech():
+    require_shared()
     samples, rate = sf.read(DEV / "clean" / "p287_001.flac", dtype="float32")
     return samples, rate
 
@@ -67,6 +68,7 @@ def test_silent_reference_is_a_clear_error():
         score(np.zeros(16000), speechlike(1.0)[0])
 
 
+@needs_shared
 def test_reference_values_from_metrics_expected_csv():
     """Every file and signal listed by the reference: within 0.02 (composite), 0.01 (others)."""
     with open(REFERENCE / "metrics_expected.csv") as handle:

@@ -1,11 +1,10 @@
-import numpy as np
 import pytest
 import torch
 
 from hushnet.models.can import CAN, CANConfig
 from hushnet.models.lossnet import LossNet, LossNetConfig, same_padding
 
-from conftest import tiny_can
+from helpers import tiny_can
 
 
 def test_can_config_matches_the_paper():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DEV, speechlike, tiny_can
+from helpers import DEV, needs_shared, speechlike, tiny_can
 from hushnet.model_dir import save_model
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
 from hushnet.inference.engines import installed
-from hushnet.model_files import ONNX_FILE
+from hushnet.model_dir import ONNX_FILE
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -119,6 +118,7 @@ def run_python(script: str, *arguments: str) -> subprocess.CompletedProcess:
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=120)
 
 
+@needs_shared
 def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
     """The shipped default model through the command, with torch installed but never imported."""
     source = DEV / "noisy" / "p226_001.flac"
@@ -127,6 +127,7 @@ def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
     assert (tmp_path / "out.flac").is_file()
 
 
+@needs_shared
 @pytest.mark.skipif(not installed("openvino"), reason="OpenVINO is not installed")
 def test_denoise_with_the_openvino_engine_imports_no_torch_and_says_what_ran(tmp_path):
     source = DEV / "noisy" / "p226_001.flac"
@@ -143,6 +144,7 @@ def test_precision_bf16_with_onnxruntime_is_a_one_line_error(exported_dir, tmp_p
     assert status == 2 and err.strip().splitlines() == ["error: onnxruntime runs this model in float32 only: use --engine openvino or torch for bf16"]
 
 
+@needs_shared
 def test_the_light_runtime_works_with_torch_and_safetensors_missing(tmp_path):
     source = DEV / "noisy" / "p226_001.flac"
     result = run_python(NO_TORCH, "denoise", str(source), "-o", str(tmp_path / "out.wav"), "--float", "--model", "authors-dfl", "-q")
@@ -169,3 +171,47 @@ def test_pyproject_core_dependencies_have_no_torch():
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
     assert "hushnet[train,serve,openvino,ray]" in project["optional-dependencies"]["dev"]
     assert project["optional-dependencies"]["openvino"] == ["openvino>=2026.4"]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "README.md", "other.onnx", "weights.bin", ""])
+def test_export_onnx_never_overwrites_a_model_file(name, tmp_path, capsys):
+    directory = tmp_path / "tiny"
+    save_model(tiny_can(), directory, "# tiny\n")
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    status, _, err = run(["export-onnx", str(directory), "-o", str(directory / name) if name else str(directory)], capsys)
+    assert status == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+
+
+def test_export_onnx_refuses_a_name_without_onnx_suffix_and_a_missing_folder(tmp_path, tiny_model_dir, capsys):
+    for output in (tmp_path / "model.txt", tmp_path / "missing" / "model.onnx"):
+        status, _, err = run(["export-onnx", str(tiny_model_dir), "-o", str(output)], capsys)
+        assert status == 2 and err.startswith("error: -o ") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_onnx_that_cannot_be_written_names_the_output_not_a_temporary(tmp_path, tiny_model_dir):
+    # A file-size limit makes the write fail as a full disk does (EFBIG instead of ENOSPC).
+    target = tmp_path / "m.onnx"
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); from hushnet.cli import main; "
+              f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, '-o', {str(target)!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: cannot write {target}") and ".tmp" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_onnx_engine_leaves_nothing_in_the_temp_folder(tmp_path):
+    """onnxruntime's own session file included: a run leaves the temp folder as it found it."""
+    import os
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.5)[0], 16000)
+    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-m", "hushnet.cli", "denoise", str(source), "--engine", "onnx", "-q"], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(SRC), "TMPDIR": str(scratch)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "in_denoised.wav").is_file() and list(scratch.iterdir()) == []

@@ -106,9 +106,9 @@ def test_our_tag_mixtures_carry_what_was_mixed_in(tiny_corpus, tmp_path):
     assert 0.3 < np.mean([t[0] for t in silent]) < 0.7  # male speech present about half the time
 
 
-@pytest.mark.skipif(not (__import__("conftest").SHARED / "data" / "noise" / "manifest.csv").is_file(), reason="shared data not present")
+@pytest.mark.skipif(not (__import__("helpers").SHARED / "data" / "noise" / "manifest.csv").is_file(), reason="shared data not present")
 def test_noise_scene_task_keeps_recordings_in_one_side():
-    from conftest import SHARED
+    from helpers import SHARED
 
     train, held_out, names = noise_scenes(SHARED / "data")
     assert "dog_bark" in names and len(names) >= 10

@@ -26,9 +26,9 @@ with warnings.catch_warnings():  # starlette's notice that its test client will 
 from hushnet.cli import main  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
-from hushnet.serve.config import ServeConfig  # noqa: E402
+from hushnet.commands.serve import ServeConfig  # noqa: E402
 
-from conftest import DEV, speechlike, tiny_can  # noqa: E402
+from helpers import DEV, needs_shared, speechlike, tiny_can  # noqa: E402
 from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
 BASE = "http://127.0.0.1:8000"
@@ -288,6 +288,7 @@ def test_expiry_deleting_a_running_job_and_shutdown_remove_every_file():
     assert not store.root.exists()  # shutdown deleted everything
 
 
+@needs_shared
 def test_shipped_model_on_a_real_recording_equals_the_cli(tmp_path, capsys):
     source = DEV / "noisy" / "p287_002.flac"
     assert main(["denoise", str(source), "-o", str(tmp_path / "cli.flac"), "-q"]) == 0
@@ -309,64 +310,283 @@ def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: no model directory")
 
 
-def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
-    """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
+def start_server(arguments: list[str], tmp_path: Path, script: str | None = None):
+    """``hushnet serve --port 0 ...`` (or ``script`` with the same arguments) as users start it, TMPDIR in
+    ``tmp_path``; returns (process, the port it printed)."""
     import os
-    import signal
-    import socket
+    import re
     import subprocess
     import sys
 
+    root = Path(__file__).resolve().parents[1]
+    start = [sys.executable, "-c", script] if script else [sys.executable, "-m", "hushnet.cli"]
+    server = subprocess.Popen([*start, "serve", "--port", "0", *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    server.printed = []  # what it said before the address (a warning may come first), for stop()
+    for line in server.stderr:
+        server.printed.append(line)
+        if match := re.search(r"http://[^/]+:(\d+)/", line):
+            assert int(match.group(1)) > 0, line
+            return server, int(match.group(1))
+    raise AssertionError(f"the server printed no address: {server.printed} {server.communicate()}")
+
+
+def first_health(http, server):
+    """The first answer of /api/health once the server listens (a ceiling of 60 s, not a speed check)."""
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    root = Path(__file__).resolve().parents[1]
-    server = subprocess.Popen([sys.executable, "-m", "hushnet.cli", "serve", "--host", "0.0.0.0", "--port", str(port), "--model", str(tiny_model_dir),
-                               "--token", "t0k", "--threads", "1"], stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    for _ in range(600):
+        try:
+            return http.get("/api/health")
+        except httpx.TransportError:
+            assert server.poll() is None, server.stderr.read()
+            time.sleep(0.1)
+    raise AssertionError("the server never listened")
+
+
+def stop(server) -> tuple[str, str]:
+    """Ctrl-C, as a user stops it; (stdout, stderr)."""
+    import signal
+
+    server.send_signal(signal.SIGINT)
+    out, err = server.communicate(timeout=60)
+    return out, "".join(server.printed) + err
+
+
+def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tmp_path, tiny_model_dir):
+    """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
+    import httpx
+
+    server, port = start_server(["--host", "0.0.0.0", "--model", str(tiny_model_dir), "--token", "t0k", "--threads", "1"], tmp_path)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer t0k"}) as http:
-            for _ in range(600):  # until it listens (a ceiling, not a speed check)
-                try:
-                    health = http.get("/api/health")
-                    break
-                except httpx.TransportError:
-                    assert server.poll() is None, server.stderr.read()
-                    time.sleep(0.1)
+            health = first_health(http, server)
             assert health.status_code == 200 and health.json()["model"] == "tiny"
             assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 401
             job = http.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
             assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=60)
+        _, err = stop(server)
     assert "warning: serving on 0.0.0.0" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_serve_loads_the_model_into_its_engine_precision_threads_and_workers(tmp_path, monkeypatch):
+def test_serve_loads_the_model_into_its_engine_precision_threads_and_workers(tmp_path):
     """What `hushnet serve --engine --precision --threads --workers` hands the Denoiser, read back
-    from the app it would serve (uvicorn.run only receives the app here)."""
+    from the app it would serve."""
     pytest.importorskip("openvino")
-    import uvicorn
-
+    from hushnet.commands.serve import build_app
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import save_model
-    from hushnet.model_files import ONNX_FILE
-    from hushnet.serve.server import serve
+    from hushnet.model_dir import ONNX_FILE, save_model
 
     directory = tmp_path / "tiny"
     save_model(tiny_can(), directory, "# tiny\n")
     export_onnx(tiny_can(), directory / ONNX_FILE)
-    served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
-    config = ServeConfig(model=str(directory), engine="openvino", precision="float32", threads=1, workers=2)
-    assert serve(config) == 0
-    engine = served["app"].state.store.denoiser.engine
-    assert (engine.name, engine.precision, engine.threads) == ("openvino", "float32", 1)
-    assert engine.properties["NUM_STREAMS"] == 2 and engine.properties["INFERENCE_NUM_THREADS"] == 2
-    with TestClient(served["app"], base_url=BASE) as test_client:
-        health = test_client.get("/api/health").json()
-    assert (health["engine"], health["precision"]) == ("openvino", "float32")
+    app = build_app(ServeConfig(model=str(directory), engine="openvino", precision="float32", threads=1, workers=2))
+    try:
+        engine = app.state.denoiser.engine
+        assert (engine.name, engine.precision, engine.threads) == ("openvino", "float32", 1)
+        assert engine.properties["NUM_STREAMS"] == 2 and engine.properties["INFERENCE_NUM_THREADS"] == 2
+        with TestClient(app, base_url=BASE) as test_client:
+            health = test_client.get("/api/health").json()
+        assert (health["engine"], health["precision"]) == ("openvino", "float32")
+    finally:
+        app.state.store.close()
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_serve_builds_its_denoiser_with_the_engine_and_threads_it_is_given(engine):
+    """`--workers N` sessions must not each take every core: --threads and --engine reach the Denoiser."""
+    from hushnet.cli import build_parser
+    from hushnet.options import config_from_args
+
+    args = build_parser(["serve"]).parse_args(["serve", "--engine", engine, "--threads", "1", "--workers", "2"])
+    from hushnet.commands.serve import build_app
+
+    app = build_app(config_from_args(ServeConfig, args))
+    try:
+        assert app.state.denoiser.engine.name == engine and app.state.denoiser.engine.threads == 1
+    finally:
+        app.state.store.close()
+
+
+NO_TORCH_SERVE = """
+import sys
+for name in ("torch", "safetensors", "openvino"):  # the core install: none of the extras
+    sys.modules[name] = None  # as if not installed: any import of them fails
+from hushnet.cli import main
+status = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "safetensors") and sys.modules[m] is not None)
+print("STATUS", status, "LOADED", loaded, flush=True)
+"""
+
+
+def test_serve_runs_on_the_light_runtime_without_torch(tmp_path):
+    """The torch-free install serves: the shipped model through onnxruntime, a real upload denoised."""
+    import httpx
+
+    server, port = start_server(["--threads", "1"], tmp_path, script=NO_TORCH_SERVE)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            health = first_health(http, server)
+            assert health.status_code == 200 and health.json()["engine"] == "onnx"
+            answer = http.post("/api/denoise", files={"file": ("a.wav", encoded(speechlike(0.5)))})
+            assert answer.status_code == 200 and sf.info(io.BytesIO(answer.content)).frames == 8000
+    finally:
+        out, err = stop(server)
+    assert "LOADED []" in out and "STATUS 130" in out, err  # stopped with Ctrl-C, no torch or safetensors ever loaded
+    assert "Traceback" not in err
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True) -> tuple[bytes, dict]:
+    """A multipart/form-data body written by hand, so that it can be cut short."""
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    if close:
+        body += f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize("endpoint", ["/api/denoise", "/api/jobs"])
+def test_an_upload_without_its_closing_boundary_is_refused_and_leaves_no_job(endpoint, client):
+    data = encoded(speechlike(0.5))
+    whole, headers = multipart([("file", "a.wav", data)])
+    for body in (multipart([("file", "a.wav", data)], close=False)[0], whole[: len(whole) // 2], whole[:-10]):
+        response = client.post(endpoint, content=body, headers=headers)
+        assert response.status_code == 400 and response.json()["detail"].startswith("incomplete upload"), response.text
+    assert client.app.state.store.jobs == {} and job_folder_files(client) == []
+
+
+def test_a_very_long_upload_name_is_shortened_not_a_parse_error(client):
+    body, headers = multipart([("file", "x" * 5000 + ".wav", encoded(speechlike(0.3)))])
+    response = client.post("/api/denoise", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert len(response.headers["content-disposition"]) < 300
+
+
+@pytest.mark.parametrize("render", ["output", "spectrogram", "zip", "input"])
+def test_a_render_racing_a_delete_is_410_not_500(render, client):
+    """The route has found the job; the DELETE lands before its render starts (the race, made certain)."""
+    from hushnet.serve import renders
+    from hushnet.serve.jobs import JobDeleted
+
+    store = client.app.state.store
+    job_id = client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.4)))}).json()["id"]
+    finished(client, job_id)
+    job = store.jobs[job_id]
+    entry = job.files[0]
+    store.delete(job_id)
+    with pytest.raises(JobDeleted):
+        {"output": lambda: renders.mixed(store, job, entry, 0.5), "spectrogram": lambda: renders.spectrogram(store, job, entry, "output", 0.3),
+         "zip": lambda: renders.zip_outputs(store, job, [0.5]), "input": lambda: store.hold(job)}[render]()
+    assert job_folder_files(client) == []
+    # and through HTTP once the job is gone: never a 500
+    path = {"output": "files/0/output?dry=0.5", "spectrogram": "files/0/spectrogram?dry=0.3", "zip": "zip?dry=0.5", "input": "files/0/input"}[render]
+    assert client.get(f"/api/jobs/{job_id}/{path}").status_code == 404
+
+
+def test_a_file_being_sent_is_kept_until_sent_even_when_the_job_is_deleted(client):
+    store = client.app.state.store
+    job_id = client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.4)))}).json()["id"]
+    finished(client, job_id)
+    job = store.jobs[job_id]
+    release = store.hold(job)  # what a response still sending does
+    store.delete(job_id)
+    assert job.files[0].output.exists()
+    release()
+    assert not job.folder.exists()
+
+
+@pytest.mark.parametrize("token", ["", "caf\u00e9", "two words"])
+def test_an_empty_or_unsendable_token_is_refused(token, capsys):
+    assert main(["serve", "--token", token]) == 2
+    assert "--token must be printable ASCII" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--token"):
+        make_client(token=token)
+
+
+def test_max_upload_nan_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for flag in ("--max-upload-mb", "--keep-minutes"):
+        assert main(["serve", flag, "nan"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} must be a positive number") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path, tiny_model_dir):
+    import signal
+
+    import httpx
+
+    server, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], tmp_path)
+    try:
+        job = httpx.post(f"http://127.0.0.1:{port}/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+        assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
+    finally:
+        server.kill()
+        server.communicate(timeout=60)
+    assert any(tmp_path.glob(f"hushnet-serve-*/{job}"))  # kill -9 runs no cleanup
+    again, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], tmp_path)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
+        assert not any(tmp_path.glob(f"hushnet-serve-*/{job}"))  # the restart removed the dead server's uploads
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_that_does_not_match_its_content_length_is_refused(client):
+    body, headers = multipart([("file", "a.wav", encoded(speechlike(0.3)))])
+    response = client.post("/api/jobs", content=body, headers={**headers, "content-length": str(len(body) - 40)})
+    assert response.status_code == 400 and response.json()["detail"].startswith("incomplete upload"), response.text
+    assert client.app.state.store.jobs == {} and job_folder_files(client) == []
+
+
+def test_a_client_that_goes_away_stops_its_denoising(tmp_path):
+    """/api/denoise through the ASGI protocol: the body, then the client hangs up while it waits."""
+    import asyncio
+
+    from hushnet.serve.jobs import JobStore
+
+    created = []
+
+    class RecordingStore(JobStore):
+        def create(self, dry: float = 0.0):
+            created.append(super().create(dry))
+            return created[-1]
+
+    denoiser = Denoiser(tiny_can(), chunk_seconds=0.5)
+    store = RecordingStore(denoiser, 1, 4, 60.0, root=tmp_path)
+    app = create_app(denoiser, ServeConfig(), store=store)
+    body, headers = multipart([("file", "long.wav", encoded(speechlike(300.0, rate=8000), rate=8000))])
+    sent = []
+
+    async def call() -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            if created and created[0].files[0].done > 0:  # the work has started: the client hangs up
+                return {"type": "http.disconnect"}
+            await asyncio.sleep(3600)  # nothing from the client yet (the server's check cancels this wait)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/api/denoise",
+                 "raw_path": b"/api/denoise", "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+                 "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", headers["content-type"].encode()), (b"content-length", str(len(body)).encode())]}
+        await app(scope, receive, send)
+
+    asyncio.run(call())
+    wait(created[0].futures)
+    entry = created[0].files[0]
+    assert entry.state == "failed" and entry.error == "cancelled" and 0 < entry.done < entry.total  # stopped partway
+    assert store.jobs == {} and not created[0].folder.exists()
+    assert sent[0]["status"] == 499
+    store.close()

@@ -32,10 +32,11 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from hushnet.denoiser import Denoiser  # noqa: E402
+from hushnet.serve import renders  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
-from hushnet.serve.config import ServeConfig  # noqa: E402
+from hushnet.commands.serve import ServeConfig  # noqa: E402
 
-from conftest import DEV  # noqa: E402
+from helpers import DEV, needs_shared  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 RECORDING = DEV / "noisy" / "p287_002.flac"
@@ -88,6 +89,7 @@ def canvas_stats(driver, card, side: str) -> dict:
         card, side)
 
 
+@needs_shared
 def test_upload_listen_compare_mix_and_download(server, browser):
     url, store = server
     frames, rate = sf.info(str(RECORDING)).frames, sf.info(str(RECORDING)).samplerate
@@ -134,7 +136,7 @@ def test_upload_listen_compare_mix_and_download(server, browser):
     # The download the page offers is the 30 % mix: fetch it through the page's own link.
     job_id = players[1].get_attribute("src").split("/jobs/")[1].split("/")[0]
     entry = store.jobs[job_id].files[0]
-    mixed, _ = sf.read(str(store.mixed(store.jobs[job_id], entry, 0.3)), dtype="float32")
+    mixed, _ = sf.read(str(renders.mixed(store, store.jobs[job_id], entry, 0.3)), dtype="float32")
     noisy, _ = sf.read(str(RECORDING), dtype="float32")
     wet, _ = sf.read(str(entry.output), dtype="float32")
     assert mixed.shape == noisy.shape and np.abs(mixed - (wet + 0.3 * (noisy - wet))).max() < 2 / 32768

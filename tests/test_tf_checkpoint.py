@@ -5,11 +5,12 @@ import pytest
 
 from hushnet.reference.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
 
-from conftest import REFERENCE
+from helpers import needs_shared, REFERENCE
 
 CHECKPOINTS = REFERENCE / "checkpoint"
 
 
+@needs_shared
 def test_reads_the_authors_checkpoint_bit_exactly():
     tensors = read_checkpoint(CHECKPOINTS / "se_model.ckpt", keep=lambda n: "/Adam" not in n and "power" not in n)
     with np.load(REFERENCE / "se_model.npz") as expected:
@@ -19,6 +20,7 @@ def test_reads_the_authors_checkpoint_bit_exactly():
             np.testing.assert_array_equal(tensors[name], expected[name])
 
 
+@needs_shared
 def test_loss_model_variables_match_and_verify():
     tensors = read_checkpoint(CHECKPOINTS / "loss_model.ckpt", keep=lambda n: n.startswith("loss_conv_") and "/Adam" not in n)
     with np.load(REFERENCE / "loss_model.npz") as expected:
@@ -27,6 +29,7 @@ def test_loss_model_variables_match_and_verify():
             np.testing.assert_array_equal(tensors[name], expected[name])
 
 
+@needs_shared
 def test_corrupt_data_fails_the_checksum(tmp_path):
     for suffix in (".index", ".data-00000-of-00001"):
         shutil.copy(CHECKPOINTS / f"se_model.ckpt{suffix}", tmp_path / f"se_model.ckpt{suffix}")
@@ -44,6 +47,7 @@ def test_not_a_checkpoint(tmp_path):
         read_checkpoint(tmp_path / "x")
 
 
+@needs_shared
 def test_prefix_resolution():
     assert checkpoint_prefix(CHECKPOINTS / "se_model.ckpt.index").name == "se_model.ckpt"
     assert checkpoint_prefix(CHECKPOINTS, "se_model").name == "se_model.ckpt"

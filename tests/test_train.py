@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import run_from_config_file
 from hushnet.data.mixing import MixingConfig
 from hushnet.loss import LossConfig
 from hushnet.models.can import CANConfig
@@ -241,3 +242,44 @@ def test_layer_weights_can_be_calibrated_on_the_starting_model_before_step_one(t
     # Without it, one step into a 3-step calibration the weights are still equal.
     plain = train(config_with(config, {"output": str(tmp_path / "plain"), "loss.calibrate_before_training": False}), progress=False)
     assert torch.equal(load_file(str(latest_checkpoint(plain) / "training_state.safetensors"))["loss.feature.weights"], torch.ones(4))
+
+def test_train_config_file_output_is_where_the_run_goes(tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch):
+    config = tiny_config(tmp_path / "from_config", tiny_corpus, tiny_lossnet_dir, max_steps=2)
+    status, work = run_from_config_file("train", config, tmp_path, monkeypatch)
+    assert status == 0
+    assert latest_checkpoint(config.output).name == "step_0000002"
+    assert list(work.iterdir()) == []  # nothing written to the default runs/hushnet
+    assert not (Path(config.output) / ".lock").exists()  # the lock goes with the trainer
+
+
+def _wait_for_a_checkpoint(output: Path, process: subprocess.Popen) -> None:
+    for _ in range(1200):  # until the trainer is in its loop (a ceiling, not a speed check)
+        if latest_checkpoint(output) is not None:
+            return
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.1)
+    raise AssertionError("the first trainer never wrote a checkpoint")
+
+
+def test_a_second_trainer_on_a_busy_run_folder_fails_at_once_and_a_dead_ones_lock_is_taken_over(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    from hushnet.cli import main
+
+    config = tiny_config(tmp_path / "busy", tiny_corpus, tiny_lossnet_dir, max_steps=100_000, checkpoint_every=1)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    first = subprocess.Popen(_cli("train", "--config", str(config_file), "-o", config.output, "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _wait_for_a_checkpoint(Path(config.output), first)
+        before = (Path(config.output) / "log.csv").read_text()
+        assert main(["train", "-o", config.output, "--resume", "--max-steps", "3", "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {config.output} is in use by another trainer (process {first.pid})"), err
+        assert (Path(config.output) / "log.csv").read_text().startswith(before)  # the refused trainer wrote nothing
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    done = latest_checkpoint(config.output)
+    step = int(done.name.split("_")[1])
+    assert main(["train", "-o", config.output, "--resume", "--max-steps", str(step + 1), "-q"]) == 0  # the dead trainer's lock is taken over
+    assert latest_checkpoint(config.output).name == f"step_{step + 1:07d}"

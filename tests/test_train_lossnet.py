@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from hushnet.training.state import latest_checkpoint
 from hushnet.model_dir import load_model
 from hushnet.training.lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
+from helpers import run_from_config_file
 from test_scenes import make_chime_home, make_dcase2016
 
 
@@ -92,3 +93,30 @@ def test_spent_time_budget_checkpoints_and_resume_finishes_identically(config_fo
     b = load_file(str(config.output + "/lossnet/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+
+def test_train_lossnet_config_file_output_is_where_the_run_goes(config_for, tmp_path, monkeypatch):
+    config = config_for("from_config", max_steps=2, validate_every=2)
+    status, work = run_from_config_file("train-lossnet", config, tmp_path, monkeypatch)
+    assert status == 0
+    assert (tmp_path / "from_config" / "lossnet" / "model.safetensors").is_file()
+    assert list(work.iterdir()) == []  # nothing written to the default runs/lossnet
+
+
+def test_two_process_torchrun_logs_once_and_writes_the_loss_network(config_for, tmp_path):
+    """Under torchrun every rank runs the loop; only rank 0 writes the log, evaluations and the result."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = config_for("ddp", max_steps=3, validate_every=3)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hushnet.cli",
+                           "train-lossnet", "--config", str(config_file), "-q"],
+                          capture_output=True, text=True, env={**os.environ, "HUSHNET_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("loss network:") == 1, done.stdout
+    with open(f"{config.output}/log.csv") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3]
+    assert load_model(f"{config.output}/lossnet", kind="lossnet") is not None

@@ -9,7 +9,6 @@ ablation and long-file tables (``benchmarks/results/``) and the data licences of
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -1,5 +1,12 @@
 """hushnet: speech denoising with deep feature losses."""
 
+import os
+
+# onnxruntime (1.32 on Linux) writes a ``.ses`` telemetry session file into the temp folder when it is
+# imported, a file left behind by every run; its documented opt-out must be set before that import.
+# A user's own setting is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 __all__ = ["Denoiser"]
 __version__ = "0.1.0"
 

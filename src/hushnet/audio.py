@@ -8,17 +8,20 @@ to sit in memory at its original rate.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
+import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from hushnet.temporaries import PendingFile, default_file_mode, scratch_folder  # noqa: F401  (default_file_mode: re-exported)
 
 MODEL_RATE = 16000
 READ_BLOCK_SECONDS = 10.0
@@ -32,6 +35,17 @@ FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm
 
 class AudioError(ValueError):
     """A file that cannot be read or written as audio; the message is one line for the user."""
+
+
+# The highest rate audio interfaces record at; above it a "sample rate" is a corrupt header or a
+# mistake (2**31 - 1 Hz read as "no audio samples", 10**9 Hz made the resampler fail).
+MAX_SAMPLE_RATE = 768000
+
+
+def check_sample_rate(rate: int) -> None:
+    """AudioError for a rate no recording has."""
+    if rate > MAX_SAMPLE_RATE:
+        raise AudioError(f"unsupported sample rate {rate} Hz (at most {MAX_SAMPLE_RATE})")
 
 
 @dataclass
@@ -62,14 +76,33 @@ def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
         raise AudioError(f"cannot read {path.suffix or 'this'} files without ffmpeg: install ffmpeg (e.g. apt-get install ffmpeg) or convert to WAV/FLAC")
     target = folder / "decoded.wav"
     command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-rf64", "auto", str(target)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, preexec_fn=_parent_death_signal())
+    except OSError as error:
+        raise AudioError(f"cannot run ffmpeg: {one_line(error)}") from None
     if result.returncode != 0 or not target.is_file():
-        message = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+        if "matches no streams" in result.stderr or "does not contain any stream" in result.stderr:
+            raise AudioError("no audio stream in this file (video only?)")
+        if "No space left on device" in result.stderr or "File too large" in result.stderr or result.returncode == -signal.SIGXFSZ:
+            raise AudioError(f"cannot decode: no space left in the temporary folder {folder.parent} (set TMPDIR to a larger one)")
+        message = (result.stderr.strip().splitlines() or [f"ffmpeg ended with status {result.returncode}"])[-1]
         message = message.replace(f"{path}: ", "").strip()
-        if "matches no streams" in message or "does not contain any stream" in message:
-            message = "no audio stream"
         raise AudioError(f"not a readable audio file ({message})")
     return target
+
+
+def _parent_death_signal():
+    """A function for the ffmpeg child to call before it runs: be killed when hushnet dies (``kill -9``
+    included) instead of decoding on into a folder nobody will remove. Looked up here, in the parent,
+    so that the child (forked, perhaps from a threaded server) only makes one system call."""
+    try:
+        import ctypes
+        import signal
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return lambda: prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager
@@ -80,25 +113,38 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
         raise AudioError("no such file")
     if path.is_dir():
         raise AudioError("is a folder, not a file")
+    if not path.is_file():
+        raise AudioError("not a regular file (a device, pipe or socket)")
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
-    with tempfile.TemporaryDirectory(prefix="hushnet-decode-") as scratch:
-        decoded = False
+    decoded = False
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS and not ffmpeg_available():
+            raise AudioError(f"not a readable audio file ({one_line(error)})") from None
+        handle = _open_decoded(path)
+        decoded = True
+    with handle:
+        info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
+        if info.sample_rate <= 0 or info.channels <= 0:
+            raise AudioError("invalid header (no sample rate or channels)")
+        check_sample_rate(info.sample_rate)
+        yield handle, info
+
+
+def _open_decoded(path: Path) -> sf.SoundFile:
+    """ffmpeg's decoding of ``path``, open; the decoded file is unlinked (and its folder removed) as
+    soon as it is open, so that a ``kill -9`` leaves nothing (the OS frees it with the process)."""
+    scratch = scratch_folder("decode")
+    try:
+        decoded = _decode_with_ffmpeg(path, scratch)
         try:
-            handle = sf.SoundFile(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-            if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS and not ffmpeg_available():
-                raise AudioError(f"not a readable audio file ({one_line(error)})") from None
-            try:
-                handle = sf.SoundFile(str(_decode_with_ffmpeg(path, Path(scratch))))
-            except sf.LibsndfileError as second:
-                raise AudioError(f"not a readable audio file ({one_line(second)})") from None
-            decoded = True
-        with handle:
-            info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
-            if info.sample_rate <= 0 or info.channels <= 0:
-                raise AudioError("invalid header (no sample rate or channels)")
-            yield handle, info
+            return sf.SoundFile(str(decoded))
+        except sf.LibsndfileError as error:
+            raise AudioError(f"not a readable audio file ({one_line(error)})") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def one_line(error: BaseException) -> str:
@@ -159,6 +205,12 @@ def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
         major = "WAVEX"
     if major == info.format and sf.check_format(major, subtype):
         return major, subtype
+    # Another container: keep the resolution where it can hold it (24-bit WAV to FLAC stays 24-bit;
+    # float and 32-bit become 24-bit, FLAC's most).
+    if subtype.startswith("PCM") and major not in ("OGG", "MP3") and sf.check_format(major, subtype):
+        return major, subtype
+    if subtype in ("FLOAT", "DOUBLE", "PCM_32") and major not in ("OGG", "MP3") and sf.check_format(major, "PCM_24"):
+        return major, "PCM_24"
     return major, sf.default_subtype(major)
 
 
@@ -171,37 +223,58 @@ def output_extension(path: Path) -> str:
     return extension if extension in WRITABLE_EXTENSIONS else ".wav"
 
 
-def default_file_mode() -> int:
-    """The permissions a newly created file gets under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+class _ErrorKeepingFile:
+    """The pending file as libsndfile's virtual I/O sees it: an OSError (disk full, file too large)
+    is kept for the one-line message instead of escaping into the C callback, where it would print
+    a traceback and reach us only as "System error"."""
 
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
 
-def make_temporary(path: Path) -> Path:
-    """An empty temporary file beside ``path`` with the permissions a new file would get."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
-    os.close(handle)
-    os.chmod(temporary, default_file_mode())  # mkstemp creates 0600; a result should be readable like any file
-    return Path(temporary)
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return self.handle.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 class AtomicAudioWriter:
-    """Write audio in blocks to a temporary file beside ``path``; ``commit`` renames it into place."""
+    """Write audio in blocks to a :class:`~hushnet.temporaries.PendingFile`; ``commit`` puts it at
+    ``path`` (making its folder then), ``abort`` leaves nothing, and neither does a ``kill -9``."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int, format: str, subtype: str) -> None:
         self.path = path
         self.integer = subtype.startswith("PCM") or subtype in {"ULAW", "ALAW", "DPCM_8", "DPCM_16"} or format in {"MP3", "OGG"}
         self.clipped = 0
         try:
-            self.temporary = make_temporary(path)
+            self.pending = PendingFile(path)
         except OSError as error:
             raise AudioError(f"cannot write to {path.parent}: {error.strerror or error}") from None
+        self.target = _ErrorKeepingFile(self.pending.handle)
         try:
-            self.file = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype, format=format)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-            self.temporary.unlink(missing_ok=True)
-            raise AudioError(f"cannot write {format}/{subtype}: {one_line(error)}") from None
+            self.file = sf.SoundFile(self.target, "w", sample_rate, channels, subtype, format=format)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
+            self.pending.abort()
+            raise self._failure(error) from None
+
+    def _failure(self, error: BaseException) -> AudioError:
+        if self.target.error is not None:
+            return AudioError(f"cannot write {self.path}: {one_line(self.target.error)}")
+        return AudioError(f"cannot write {self.path}: {one_line(error)}")
 
     def write(self, block: np.ndarray) -> None:
         """Append [channels, samples]; clip to [-1, 1] for formats that cannot hold more."""
@@ -211,16 +284,26 @@ class AtomicAudioWriter:
             if over.any():
                 self.clipped += int(over.sum())
                 data = np.clip(data, -1.0, 1.0)
-        self.file.write(np.ascontiguousarray(data, dtype=np.float32))
+        try:
+            self.file.write(np.ascontiguousarray(data, dtype=np.float32))
+        except (sf.LibsndfileError, RuntimeError, AssertionError) as error:  # soundfile asserts the count written
+            raise self._failure(error) from None
+        if self.target.error is not None:
+            raise self._failure(self.target.error)
 
     def commit(self) -> None:
-        self.file.close()
-        os.replace(self.temporary, self.path)
+        try:
+            self.file.close()
+            if self.target.error is not None:
+                raise self.target.error
+            self.pending.commit()
+        except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            raise self._failure(error) from None
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self.file.close()
-        self.temporary.unlink(missing_ok=True)
+        self.pending.abort()
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -228,3 +311,122 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return samples.astype(np.float32, copy=False)
     return np.ascontiguousarray(soxr.resample(samples.T, from_rate, to_rate, quality="HQ").T, dtype=np.float32)
+
+
+def write_resampled(out: np.ndarray, rate: int, frames: int, path: Path, major: str, subtype: str,
+                    advanced: Callable[[int], None] = lambda samples: None) -> int:
+    """Write [channels, samples] at 16 kHz to ``path`` at ``rate``, exactly ``frames`` frames, resampled
+    in blocks (``out`` may be a memmap); atomically. Returns the samples clipped to full scale."""
+    writer = AtomicAudioWriter(path, rate, out.shape[0], major, subtype)
+    try:
+        resampler = None if rate == MODEL_RATE else soxr.ResampleStream(MODEL_RATE, rate, out.shape[0], dtype="float32", quality="HQ")
+        written = 0
+        step = MODEL_RATE * 10
+        for start in range(0, out.shape[1], step):
+            block = np.ascontiguousarray(out[:, start : start + step].T)
+            last = start + step >= out.shape[1]
+            converted = block if resampler is None else resampler.resample_chunk(block, last=last)
+            converted = converted[: frames - written]
+            if converted.shape[0]:
+                writer.write(converted.T)
+                written += converted.shape[0]
+            advanced(block.shape[0])
+        if written < frames:  # the resampler can end a sample or two short of the input length
+            writer.write(np.zeros((out.shape[0], frames - written), dtype=np.float32))
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.clipped
+
+
+# --- arrays as the Python API takes them -----------------------------------------------------------
+
+MAX_CHANNELS = 64
+LAYOUTS = ("auto", "channels_first", "channels_last")
+# Integer sample formats: full scale of each (uint8 is offset binary, as in 8-bit WAV).
+_INTEGER_SCALE = {np.dtype(np.int8): (128.0, 0.0), np.dtype(np.int16): (32768.0, 0.0), np.dtype(np.int32): (2147483648.0, 0.0),
+                  np.dtype(np.uint8): (128.0, 128.0)}
+
+
+def checked_rate(value) -> int:
+    """A sample rate as an int: ints and integral floats (16000.0) pass; anything else is an AudioError."""
+    if isinstance(value, (bool, np.bool_)):
+        raise AudioError(f"invalid sample rate {value!r}")
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or not float(value).is_integer():
+            raise AudioError(f"sample rate must be a whole number of Hz, got {value!r}")
+        value = int(value)
+    if not isinstance(value, (int, np.integer)) or value <= 0:
+        raise AudioError(f"invalid sample rate {value!r}")
+    check_sample_rate(int(value))
+    return int(value)
+
+
+def to_channels_first(audio: np.ndarray, layout: str) -> tuple[np.ndarray, bool]:
+    """([channels, samples] view, whether it was transposed) of a 2-D array in ``layout``;
+    ``auto`` decides only where one reading is possible, else AudioError."""
+    if layout not in LAYOUTS:
+        raise AudioError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    rows, columns = audio.shape
+    if layout == "channels_first":
+        signal = audio
+    elif layout == "channels_last":
+        signal = audio.T
+    else:
+        first_ok, last_ok = rows <= MAX_CHANNELS, columns <= MAX_CHANNELS
+        if first_ok and last_ok and min(rows, columns) > 1:
+            raise AudioError(f"ambiguous shape {audio.shape}: pass layout='channels_first' ([channels, samples]) or 'channels_last' ([samples, channels])")
+        if not first_ok and not last_ok:
+            raise AudioError(f"shape {audio.shape} has more than {MAX_CHANNELS} channels either way")
+        # One reading has at most MAX_CHANNELS channels (a row vector or column vector is mono).
+        signal = audio.T if (last_ok and not first_ok) or (columns == 1 and rows > 1) else audio
+    if signal.shape[0] > MAX_CHANNELS:
+        raise AudioError(f"{signal.shape[0]} channels in layout {layout} (at most {MAX_CHANNELS}): "
+                         "for [samples, channels] arrays pass layout='channels_last'")
+    return signal, signal is not audio
+
+
+def to_float(audio: np.ndarray) -> np.ndarray:
+    """float32 samples of a float or integer PCM array (integers at their full scale)."""
+    if audio.dtype in _INTEGER_SCALE:
+        scale, offset = _INTEGER_SCALE[audio.dtype]
+        return ((audio.astype(np.float32) - offset) / scale).astype(np.float32)
+    if audio.dtype.kind != "f":
+        raise AudioError(f"unsupported sample type {audio.dtype} (use float, int8/16/32 or uint8)")
+    return audio.astype(np.float32, copy=False)
+
+
+def from_float(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``y`` in ``dtype``: integer PCM rounded and clipped at full scale, floats as they are."""
+    if dtype in _INTEGER_SCALE:
+        scale, offset = _INTEGER_SCALE[dtype]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(y.astype(np.float64) * scale + offset), info.min, info.max).astype(dtype)
+    return y.astype(dtype, copy=False)
+
+
+def finite_float(audio: np.ndarray) -> np.ndarray:
+    """:func:`to_float`, refusing NaN and infinite samples."""
+    signal = to_float(audio)
+    if not np.isfinite(signal).all():
+        raise AudioError("contains NaN or infinite samples")
+    return signal
+
+
+def signal_of(audio: np.ndarray, sample_rate, layout: str) -> tuple[np.ndarray, int, bool]:
+    """A user's array as float32 [channels, samples], its checked rate, and whether it was transposed
+    (a [samples, channels] array); AudioError in one line for what cannot be audio."""
+    if audio.ndim not in (1, 2) or audio.size == 0:
+        raise AudioError("audio must be a non-empty [samples], [channels, samples] or [samples, channels] array")
+    rate = checked_rate(sample_rate)
+    signal, transposed = to_channels_first(audio[None] if audio.ndim == 1 else audio, "channels_first" if audio.ndim == 1 else layout)
+    return finite_float(signal), rate, transposed
+
+
+def like_input(y: np.ndarray, audio: np.ndarray, transposed: bool) -> np.ndarray:
+    """[channels, samples] float32 ``y`` in the length, shape, layout and dtype of the user's ``audio``."""
+    length = audio.shape[-1] if audio.ndim == 1 or not transposed else audio.shape[0]
+    y = y[:, :length] if y.shape[1] >= length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
+    y = y[0] if audio.ndim == 1 else (y.T if transposed else y)
+    return from_float(np.ascontiguousarray(y), audio.dtype)

@@ -1,7 +1,7 @@
 """The ``hushnet`` command: parsing and dispatch only.
 
 Each command is a config dataclass whose fields are its flags (:mod:`hushnet.options`) and a
-``run`` in the module that does the work: a new flag is one field, a new command one entry in
+``run`` in its module under :mod:`hushnet.commands`: a new flag is one field, a new command one entry in
 ``COMMANDS``. Only the chosen command's module is imported, so that ``hushnet --help`` and one
 command do not load every other command's dependencies.
 """
@@ -9,9 +9,13 @@ command do not load every other command's dependencies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 from dataclasses import dataclass
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -31,23 +35,44 @@ class Command:
 
 
 COMMANDS = {
-    "denoise": Command("hushnet.enhance", "DenoiseConfig", "denoise audio files, folders or globs"),
-    "evaluate": Command("hushnet.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
+    "denoise": Command("hushnet.commands.denoise", "DenoiseConfig", "denoise audio files, folders or globs"),
+    "evaluate": Command("hushnet.commands.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
                         needs=("torch", "safetensors", "pesq", "pystoi", "scipy")),
-    "export-onnx": Command("hushnet.inference.networks", "ExportConfig", "write a denoising model as one self-contained ONNX file",
+    "export-onnx": Command("hushnet.commands.export_onnx", "ExportConfig", "write a denoising model as one self-contained ONNX file",
                            needs=("torch", "safetensors", "onnx")),
-    "ensemble": Command("hushnet.ensemble", "EnsembleConfig", "build a model that averages the outputs of several models (one ONNX graph)",
+    "ensemble": Command("hushnet.commands.ensemble", "EnsembleConfig", "build a model that averages the outputs of several models (one ONNX graph)",
                         needs=("torch", "safetensors", "onnx")),
-    "serve": Command("hushnet.serve.config", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
-    "train": Command("hushnet.training.denoiser", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
+    "serve": Command("hushnet.commands.serve", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
+    "train": Command("hushnet.commands.train", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
                      needs=("torch", "safetensors", "scipy", "auraloss")),
-    "train-lossnet": Command("hushnet.training.lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
+    "train-lossnet": Command("hushnet.commands.train_lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
                              trainer=True, needs=("torch", "safetensors", "scipy")),
-    "make-testset": Command("hushnet.data.testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise",
+    "make-testset": Command("hushnet.commands.make_testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise",
                             needs=("torch", "scipy")),
-    "import-reference": Command("hushnet.reference.authors", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
+    "import-reference": Command("hushnet.commands.import_reference", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
                                 needs=("torch", "safetensors")),
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C, so that every cleanup runs (temporary files, partial results)."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(number, frame) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _missing(modules: tuple[str, ...]) -> list[str]:
@@ -93,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(command.module)
     config_class = getattr(module, command.config)
     try:
-        if command.trainer:
-            return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
-        return module.run(config_from_args(config_class, args))
+        with terminate_as_interrupt():
+            if command.trainer:
+                return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
+            return module.run(config_from_args(config_class, args))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

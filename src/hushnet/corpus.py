@@ -32,7 +32,7 @@ from hushnet.audio import AUDIO_EXTENSIONS, one_line
 from hushnet.options import option
 
 if TYPE_CHECKING:
-    from hushnet.enhance import DenoiseConfig
+    from hushnet.commands.denoise import DenoiseConfig
     from hushnet.evaluate import Pair
     from hushnet.files import Job
 
@@ -202,7 +202,7 @@ def check_cluster_options(options: ClusterOptions) -> None:
 def _model_reference(model: str | None) -> str:
     """The model as workers should load it: a directory as an absolute path (on a shared file system),
     a shipped name as the name (each worker finds it in its own install)."""
-    from hushnet.model_files import DEFAULT_MODEL
+    from hushnet.model_dir import DEFAULT_MODEL
 
     model = model or DEFAULT_MODEL
     return str(Path(model).resolve()) if Path(model).exists() else model
@@ -217,7 +217,7 @@ def denoise_on_ray(config: "DenoiseConfig", jobs: list["Job"], failed: int) -> i
     """Run planned jobs on Ray; same exit status as the local command (1 when any file failed),
     2 when the job cannot start. ``failed``: inputs that already failed while planning."""
     from hushnet.denoiser import Denoiser
-    from hushnet.model_files import ModelError
+    from hushnet.model_dir import ModelError
 
     destination = check_destination(config.output)
     try:

@@ -1,13 +1,9 @@
-"""The user-facing denoiser: a model plus everything between it and real recordings.
-
-Any sample rate (resampled to the model's 16 kHz and back), any number of channels (each denoised on
-its own, with its own level gain), any length (chunks or segments in bounded memory; long recordings
-are staged at 16 kHz on disk, in files unlinked as soon as they are mapped, so nothing is left behind
-even after ``kill -9``), any level (level normalisation), and a dry/wet mix.
+"""The user-facing denoiser: one engine and one plan, fixed when it is made, for arrays, files and streams.
 
 The path of one channel: resample to 16 kHz -> level gain -> chunks (fixed-statistics models, exact) or
-crossfaded segments (per-input models; see ``inference.plan``) through the engine (OpenVINO, onnxruntime or torch)
--> level back -> ``out = enhanced + dry * (input - enhanced)`` -> resample back.
+crossfaded segments (per-input models; see ``inference.plan``) through the engine (OpenVINO, onnxruntime or
+torch) -> level back -> ``out = enhanced + dry * (input - enhanced)`` -> resample back. Files are read and
+written by ``audio``, long ones staged on disk by ``staging``; the push streamer is ``stream``.
 
 This module imports no torch: with the onnx engine, denoising needs neither torch nor safetensors.
 """
@@ -15,43 +11,30 @@ This module imports no torch: with the onnx engine, denoising needs neither torc
 from __future__ import annotations
 
 import math
-import mmap
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
-import soxr
+import soundfile as sf
 
-from hushnet.audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, output_format, read_resampled, resample
-from hushnet.inference.engines import OnnxEngine, OpenVinoEngine, TorchEngine, load_engine
-from hushnet.inference.plan import Enhancer, Scheme, fitted_chunk
+from hushnet.audio import (MODEL_RATE, AudioError, checked_rate, like_input, open_audio, output_format, resample, signal_of,
+                           write_resampled)
+from hushnet.inference.engines import Engine, TorchEngine, load_engine
+from hushnet.inference.plan import DEFAULT_CHUNK_SECONDS, Enhancer, Scheme, choose_scheme, fitted_chunk, gains_from_energy
+from hushnet.options import PRECISIONS
+from hushnet.runtime_options import validate_runtime_options
+from hushnet.staging import Staging, stage_input
+from hushnet.temporaries import check_folder_writable
 
-# Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
-IN_MEMORY_LIMIT_BYTES = 64 * 2**20
 DEFAULT_MEMORY_BUDGET_MB = 512
-# Fixed-statistics models: output samples per chunk (plus the receptive radius of context each side,
-# 8192 samples for the 64-channel CAN: 6 % overhead at 16 s), cut to the largest chunk whose input
-# is one of the fixed lengths (15.36 s for the 64-channel CAN: inputs of 2^18 samples).
-DEFAULT_CHUNK_SECONDS = 16.0
 # Streams of fixed-statistics models: chunks short enough that no output sample waits for more than
 # this much input past it (chunk + receptive radius; 1.28 s for the 64-channel CAN).
 STREAM_LATENCY_SECONDS = 1.5
-# Per-input models: the crossfade between segments (issue 11 measured 4-s segments with a 1-s linear
-# crossfade as the best of those tried: PESQ-WB 2.191 vs 2.202 per file and 2.088 whole-file).
-CROSSFADE_SECONDS = 1.0
-# Segment length when levels are normalised per segment and the model names none.
-DEFAULT_SEGMENT_SECONDS = 4.0
-# Activation memory of one whole-input per-input forward, per sample (input, conv output, tail copy).
-_WHOLE_BYTES_PER_SAMPLE = 3 * 64 * 4
-MAX_CHANNELS = 64
-LAYOUTS = ("auto", "channels_first", "channels_last")
 LEVEL_SCOPES = ("recording", "segment")
-STAGE_PREFIX = "hushnet-stage-"
-FEED_SAMPLES = 1 << 18  # staged samples handed to the enhancer at a time
+# What denoising one input can fail with, as one line for the user (the CLI and the server catch these).
+DENOISE_ERRORS = (ValueError, OSError, sf.LibsndfileError, RuntimeError, MemoryError)
 
 
 @dataclass
@@ -63,157 +46,35 @@ class FileResult:
     seconds: float
     sample_rate: int
     channels: int
-    passes: int = 1
     clipped_samples: int = 0
     notes: list[str] = field(default_factory=list)
 
 
-def _process_alive(pid: int) -> bool:
+def _fraction(dry) -> float:
+    if isinstance(dry, (bool, np.bool_)) or not isinstance(dry, (int, float, np.integer, np.floating)) or not 0.0 <= float(dry) <= 1.0:
+        raise AudioError(f"dry must be between 0 (fully denoised) and 1 (the input unchanged), got {dry!r}")
+    return float(dry)
+
+
+def _level(level_db, model_level: float | None) -> float | None:
+    if level_db is None:
+        return model_level
+    if level_db == "off":
+        return None
+    if isinstance(level_db, (bool, np.bool_)) or not isinstance(level_db, (int, float, np.integer, np.floating)) or not -100.0 <= float(level_db) <= 0.0:
+        raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
+    return float(level_db)
+
+
+def _check_output(input_path: Path, output_path: Path) -> None:
+    """AudioError, before any work, for an output that is the input or that has nowhere to go (a long
+    file must not be denoised only to find that)."""
+    if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
+        raise AudioError("output path is the input file; refusing to overwrite it")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def clean_stale_staging(folder: str | os.PathLike | None = None) -> list[Path]:
-    """Remove ``hushnet-stage-PID-*`` folders in the temp folder whose process is gone; returns them."""
-    removed = []
-    root = Path(folder or tempfile.gettempdir())
-    for path in root.glob(STAGE_PREFIX + "*"):
-        pid = path.name[len(STAGE_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-class _Staging:
-    """[channels, samples] float32 work arrays: in RAM when small, else memmaps of unlinked files.
-
-    A staged file is unlinked (and its folder removed) as soon as it is mapped: the mapping keeps the
-    data, and the OS reclaims the space when the process ends, however it ends (``kill -9`` included).
-    Folders of dead processes left by the short window before unlinking are removed at start.
-
-    Pages touched stay mapped and count toward resident memory (a 3-hour file reached 1.6 GB);
-    ``release()`` hands them back (MADV_DONTNEED; the data stays in the file), so memory stays bounded.
-    """
-
-    RELEASE_EVERY = 1 << 22  # samples between releases (16 MB per channel)
-
-    def __init__(self, channels: int, samples: int) -> None:
-        self.channels, self.samples = channels, samples
-        self.maps: list[np.memmap] = []
-        self.on_disk = channels * samples * 4 > IN_MEMORY_LIMIT_BYTES
-        self._since_release = 0
-        if self.on_disk:
-            clean_stale_staging()
-
-    def allocate(self, name: str) -> np.ndarray:
-        if not self.on_disk:
-            return np.zeros((self.channels, self.samples), dtype=np.float32)
-        folder = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-")
-        try:
-            path = os.path.join(folder, f"{name}.f32")
-            array = np.memmap(path, mode="w+", dtype=np.float32, shape=(self.channels, self.samples))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        self.maps.append(array)
-        return array
-
-    def advanced(self, samples: int) -> None:
-        """Work moved on by ``samples``: hand the pages back every RELEASE_EVERY samples."""
-        self._since_release += samples
-        if self._since_release >= self.RELEASE_EVERY:
-            self.release()
-
-    def release(self) -> None:
-        self._since_release = 0
-        for array in self.maps:
-            if hasattr(array._mmap, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-                array._mmap.madvise(mmap.MADV_DONTNEED)
-
-    def __enter__(self) -> "_Staging":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.maps.clear()
-
-
-def _sample_rate(value) -> int:
-    """A sample rate as an int: ints and integral floats (16000.0) pass; anything else is an AudioError."""
-    if isinstance(value, (bool, np.bool_)):
-        raise AudioError(f"invalid sample rate {value!r}")
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value) or not float(value).is_integer():
-            raise AudioError(f"sample rate must be a whole number of Hz, got {value!r}")
-        value = int(value)
-    if not isinstance(value, (int, np.integer)) or value <= 0:
-        raise AudioError(f"invalid sample rate {value!r}")
-    return int(value)
-
-
-def _to_channels_first(audio: np.ndarray, layout: str) -> tuple[np.ndarray, bool]:
-    """([channels, samples] view, whether it was transposed) of a 2-D array in ``layout``;
-    ``auto`` decides only where one reading is possible, else AudioError."""
-    if layout not in LAYOUTS:
-        raise AudioError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    rows, columns = audio.shape
-    if layout == "channels_first":
-        signal = audio
-    elif layout == "channels_last":
-        signal = audio.T
-    else:
-        first_ok, last_ok = rows <= MAX_CHANNELS, columns <= MAX_CHANNELS
-        if first_ok and last_ok and min(rows, columns) > 1:
-            raise AudioError(f"ambiguous shape {audio.shape}: pass layout='channels_first' ([channels, samples]) or 'channels_last' ([samples, channels])")
-        if not first_ok and not last_ok:
-            raise AudioError(f"shape {audio.shape} has more than {MAX_CHANNELS} channels either way")
-        # One reading has at most MAX_CHANNELS channels (a row vector or column vector is mono).
-        signal = audio.T if (last_ok and not first_ok) or (columns == 1 and rows > 1) else audio
-    if signal.shape[0] > MAX_CHANNELS:
-        raise AudioError(f"{signal.shape[0]} channels in layout {layout} (at most {MAX_CHANNELS}): "
-                         "for [samples, channels] arrays pass layout='channels_last'")
-    return signal, signal is not audio
-
-
-# Integer sample formats: full scale of each (uint8 is offset binary, as in 8-bit WAV).
-_INTEGER_SCALE = {np.dtype(np.int8): (128.0, 0.0), np.dtype(np.int16): (32768.0, 0.0), np.dtype(np.int32): (2147483648.0, 0.0),
-                  np.dtype(np.uint8): (128.0, 128.0)}
-
-
-def _to_float(audio: np.ndarray) -> np.ndarray:
-    if audio.dtype in _INTEGER_SCALE:
-        scale, offset = _INTEGER_SCALE[audio.dtype]
-        return ((audio.astype(np.float32) - offset) / scale).astype(np.float32)
-    if audio.dtype.kind != "f":
-        raise AudioError(f"unsupported sample type {audio.dtype} (use float, int8/16/32 or uint8)")
-    return audio.astype(np.float32, copy=False)
-
-
-def _from_float(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype in _INTEGER_SCALE:
-        scale, offset = _INTEGER_SCALE[dtype]
-        info = np.iinfo(dtype)
-        return np.clip(np.round(y.astype(np.float64) * scale + offset), info.min, info.max).astype(dtype)
-    return y.astype(dtype, copy=False)
-
-
-def _enhance_blocks(enhancer: Enhancer, signal: np.ndarray, length: int,
-                    progress: Callable[[int], None] | None) -> Iterator[tuple[np.ndarray, int]]:
-    """Feed the first ``length`` samples of ``signal`` to ``enhancer`` FEED_SAMPLES at a time (staged
-    memmaps are read a block at a time); yields (output ready, input samples consumed), the flushed
-    rest with the last block."""
-    for start in range(0, length, FEED_SAMPLES):
-        stop = min(start + FEED_SAMPLES, length)
-        y = enhancer.feed(np.asarray(signal[:, start:stop]))
-        if stop == length:
-            y = np.concatenate([y, enhancer.flush()], axis=1)
-        if progress is not None:
-            progress(stop - start)
-        yield y, stop - start
+        check_folder_writable(output_path.parent)
+    except OSError as error:
+        raise AudioError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
 
 
 class Denoiser:
@@ -231,33 +92,24 @@ class Denoiser:
       (one gain per channel and segment; the signal then goes through crossfaded segments).
     """
 
-    def __init__(self, model, device: str = "cpu", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, block: int | None = None, *,
-                 dry: float | None = None, level_db: float | str | None = None, level_scope: str = "recording",
-                 chunk_seconds: float = DEFAULT_CHUNK_SECONDS, threads: int | None = None) -> None:
-        """``model``: a torch CAN (torch engine) or an engine from ``inference.load_engine``.
-        ``block`` is accepted for compatibility and unused (the chunk plan replaced block streaming)."""
-        if isinstance(model, (OpenVinoEngine, OnnxEngine, TorchEngine)):
-            self.engine = model
-        else:
-            self.engine = TorchEngine(model, device=device, threads=threads)
+    def __init__(self, model, device: str = "cpu", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, *, dry: float | None = None,
+                 level_db: float | str | None = None, level_scope: str = "recording", chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                 threads: int | None = None, precision: str = "auto") -> None:
+        """``model``: an :class:`~hushnet.inference.engines.Engine` (``load_engine``), or a torch CAN for the torch engine."""
+        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb)
+        if precision not in PRECISIONS:
+            raise AudioError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.engine = model if isinstance(model, Engine) else TorchEngine(model, device=device, threads=threads, precision=precision)
         self.config = self.engine.config
         self.device = str(device)
-        self.memory_budget_mb = memory_budget_mb
-        self.chunk_seconds = chunk_seconds
-        dry = self.config.dry if dry is None else dry
-        if isinstance(dry, bool) or not isinstance(dry, (int, float)) or not 0.0 <= float(dry) <= 1.0:
-            raise AudioError(f"dry must be between 0 (fully denoised) and 1 (the input unchanged), got {dry!r}")
-        self.dry = float(dry)
-        if level_db is None:
-            level_db = self.config.input_rms_db
-        elif level_db == "off":
-            level_db = None
-        elif isinstance(level_db, bool) or not isinstance(level_db, (int, float)) or not -100.0 <= float(level_db) <= 0.0:
-            raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
-        self.level_db = None if level_db is None else float(level_db)
+        self.memory_budget_mb, self.chunk_seconds = memory_budget_mb, chunk_seconds
+        self.dry = _fraction(self.config.dry if dry is None else dry)
+        self.level_db = _level(level_db, self.config.input_rms_db)
         if level_scope not in LEVEL_SCOPES:
             raise AudioError(f"level scope must be one of {', '.join(LEVEL_SCOPES)}, got {level_scope!r}")
         self.level_scope = level_scope
+        self.target_rms = None if self.level_db is None else 10 ** (self.level_db / 20)
+        self.scheme = self.scheme_for(level_scope)
         self.prepare()
 
     @classmethod
@@ -267,6 +119,8 @@ class Denoiser:
         once, into ``engine`` (auto: OpenVINO where installed and loadable, else onnxruntime, else
         torch) at ``precision`` (auto: bf16 where the CPU has native bf16 units and the engine runs
         bf16). ``workers``: threads that will call it at once (the server), each with ``threads``."""
+        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=options.get("chunk_seconds"),
+                                 memory_budget_mb=options.get("memory_budget_mb"))
         return cls(load_engine(path_or_name, engine=engine, device=device, threads=threads, precision=precision, streams=workers),
                    device=device, **options)
 
@@ -280,81 +134,50 @@ class Denoiser:
         return self.engine.precision
 
     def prepare(self, scheme: Scheme | None = None) -> None:
-        """Compile the input shape of ``scheme`` (default: the file scheme) now, for a fixed-shape
-        engine, not at the first file or stream block."""
-        if hasattr(self.engine, "prepare"):
-            scheme = scheme or self.scheme()
-            self.engine.prepare(scheme.length + 2 * scheme.context if scheme.kind == "chunks" else scheme.length)
+        """Have the engine ready the input shape of ``scheme`` (default: the file scheme) now (a
+        fixed-shape engine compiles it), not at the first file or stream block."""
+        scheme = scheme or self.scheme
+        self.engine.prepare(scheme.length + 2 * scheme.context if scheme.kind == "chunks" else scheme.length)
 
     @property
     def model(self):
         """The torch model (torch engine only)."""
         return getattr(self.engine, "model", None)
 
-    def passes(self, samples_16k: int) -> int:
-        """Passes over the signal (always 1: long per-input inputs are segmented, not re-streamed)."""
-        return 1
+    def scheme_for(self, level_scope: str, streaming: bool = False) -> Scheme:
+        """How signals are processed (chunks or segments) with this level scope; ``streaming``: chunks
+        within STREAM_LATENCY_SECONDS of lookahead.
 
-    # -- the plan ---------------------------------------------------------------------------------
-    def _target_rms(self) -> float | None:
-        return None if self.level_db is None else 10 ** (self.level_db / 20)
+        Chunks are cut to the largest chunk whose input (chunk + receptive radius each side) is one of
+        the fixed lengths (15.36 s of output for the 64-channel CAN: inputs of 2^18 samples), and no
+        longer than the input length a fixed-shape engine runs best at (its ``chunk_input``)."""
+        c = self.config
+        per_segment = self.target_rms is not None and level_scope == "segment"
+        scheme = choose_scheme(c.norm, c.sample_rate, c.receptive_radius, c.segment_seconds, c.channels, per_segment, self.chunk_seconds,
+                               self.memory_budget_mb)
+        if scheme.kind != "chunks":
+            return scheme
+        radius, target = scheme.context, scheme.length
+        if self.engine.chunk_input:
+            target = min(target, max(1, self.engine.chunk_input - 2 * radius))
+        chunk = fitted_chunk(target, radius)
+        if streaming:
+            chunk = min(chunk, fitted_chunk(max(1, round(STREAM_LATENCY_SECONDS * c.sample_rate) - radius), radius))
+        return Scheme("chunks", chunk, context=radius)
 
-    def scheme(self, level_scope: str | None = None, streaming: bool = False) -> Scheme:
-        """How signals are processed (chunks or segments) with this level scope (default: the denoiser's);
-        ``streaming``: chunks within STREAM_LATENCY_SECONDS of lookahead."""
-        rate = self.config.sample_rate
-        segment_level = self.level_db is not None and (level_scope or self.level_scope) == "segment"
-        if self.config.norm == "batch" and not segment_level:
-            radius = self.config.receptive_radius
-            target = max(1, round(self.chunk_seconds * rate))
-            chunk_input = getattr(self.engine, "chunk_input", None)  # the input length a fixed-shape engine runs best at
-            if chunk_input:
-                target = min(target, max(1, chunk_input - 2 * radius))
-            chunk = fitted_chunk(target, radius)
-            if streaming:
-                chunk = min(chunk, fitted_chunk(max(1, round(STREAM_LATENCY_SECONDS * rate) - radius), radius))
-            return Scheme("chunks", chunk, context=radius)
-        if self.config.segment_seconds:
-            length = round(self.config.segment_seconds * rate)
-        elif self.config.norm == "batch":
-            length = round(DEFAULT_SEGMENT_SECONDS * rate)
-        else:
-            # A per-input model without a segment length: the whole input, up to what the memory
-            # budget allows in one forward; longer inputs are cut into segments of that length.
-            limit = int(self.memory_budget_mb * 2**20 / (_WHOLE_BYTES_PER_SAMPLE * self.config.channels / 64))
-            length = max(3, limit)
-        overlap = min(round(CROSSFADE_SECONDS * rate), length // 3)
-        return Scheme("segments", length, overlap=overlap)
-
-    def _enhancer(self, channels: int, gains: np.ndarray | None, scope: str | None = None, streaming: bool = False) -> Enhancer:
-        """The incremental processor for ``channels`` channels; ``gains``: per-channel recording gains."""
-        scope = scope or self.level_scope
-        target = self._target_rms()
-        segment_level = target if (target is not None and scope == "segment") else None
-        if target is not None and scope == "recording" and gains is None:
-            raise ValueError("recording-level normalisation needs the gains")
-        return Enhancer(self.engine, self.scheme(scope, streaming), channels, gains=None if segment_level is not None else gains,
-                        segment_level=segment_level, dry=self.dry)
-
-    def _recording_gains(self, sum_of_squares: np.ndarray, count: int) -> np.ndarray | None:
-        """Per-channel gains to the target level (recording scope), 1 for silent channels."""
-        target = self._target_rms()
-        if target is None or self.level_scope != "recording":
-            return None
-        rms = np.sqrt(np.asarray(sum_of_squares, dtype=np.float64) / max(count, 1))
-        return np.where(rms > 0, target / np.where(rms > 0, rms, 1.0), 1.0)
-
-    # -- arrays -----------------------------------------------------------------------------------
-    @staticmethod
-    def _validate(audio: np.ndarray, sample_rate, layout: str) -> tuple[np.ndarray, int, bool]:
-        if audio.ndim not in (1, 2) or audio.size == 0:
-            raise AudioError("audio must be a non-empty [samples], [channels, samples] or [samples, channels] array")
-        rate = _sample_rate(sample_rate)
-        signal, transposed = _to_channels_first(audio[None] if audio.ndim == 1 else audio, "channels_first" if audio.ndim == 1 else layout)
-        signal = _to_float(signal)
-        if not np.isfinite(signal).all():
-            raise AudioError("contains NaN or infinite samples")
-        return signal, rate, transposed
+    def enhancer(self, channels: int, energy: tuple[np.ndarray, int] | None = None, level_scope: str | None = None,
+                 streaming: bool = False) -> Enhancer:
+        """The incremental processor of ``channels`` channels; ``energy``: (per-channel sum of squares, samples)
+        of the whole recording, which a level per recording needs; ``streaming``: the stream plan (:meth:`scheme_for`)."""
+        scope = level_scope or self.level_scope
+        per_segment = self.target_rms is not None and scope == "segment"
+        gains = None
+        if self.target_rms is not None and not per_segment:
+            if energy is None:
+                raise ValueError("a level per recording needs the recording's energy")
+            gains = gains_from_energy(*energy, self.target_rms)
+        scheme = self.scheme if scope == self.level_scope and not streaming else self.scheme_for(scope, streaming)
+        return Enhancer(self.engine, scheme, channels, gains=gains, segment_level=self.target_rms if per_segment else None, dry=self.dry)
 
     def denoise(self, audio: np.ndarray, sample_rate: int | float, progress: Callable[[int], None] | None = None, layout: str = "auto") -> np.ndarray:
         """Denoise ``audio``; returns the same shape, layout, rate and dtype.
@@ -366,23 +189,19 @@ class Denoiser:
         the result comes back in the same integer type (rounded, clipped); floats stay floats.
         """
         audio = np.asarray(audio)
-        signal, rate, transposed = self._validate(audio, sample_rate, layout)
-        length = signal.shape[1]
+        signal, rate, transposed = signal_of(audio, sample_rate, layout)
         x16 = resample(np.ascontiguousarray(signal), rate, MODEL_RATE)
-        gains = self._recording_gains(np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1])
-        out = np.concatenate([y for y, _ in _enhance_blocks(self._enhancer(x16.shape[0], gains), x16, x16.shape[1], progress)], axis=1)
-        silent = ~np.any(signal != 0, axis=1)
-        out[silent] = 0.0
-        y = resample(out, MODEL_RATE, rate)
-        y = y[:, :length] if y.shape[1] >= length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
-        y = y[0] if audio.ndim == 1 else (y.T if transposed else y)
-        return _from_float(np.ascontiguousarray(y), audio.dtype)
+        enhancer = self.enhancer(x16.shape[0], (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1]))
+        out = np.concatenate([y for y, _ in enhancer.blocks(x16, x16.shape[1], progress)], axis=1)
+        out[~np.any(signal != 0, axis=1)] = 0.0
+        return like_input(resample(out, MODEL_RATE, rate), audio, transposed)
 
-    def stream(self, sample_rate: int | float = MODEL_RATE, channels: int = 1) -> "DenoiseStream":
-        """A push streamer: ``feed(chunk)`` returns what is ready, ``flush()`` the rest."""
-        return DenoiseStream(self, _sample_rate(sample_rate), channels)
+    def stream(self, sample_rate: int | float = MODEL_RATE, channels: int = 1):
+        """A push streamer (:class:`~hushnet.stream.DenoiseStream`): ``feed(chunk)`` returns what is ready, ``flush()`` the rest."""
+        from hushnet.stream import DenoiseStream
 
-    # -- files ------------------------------------------------------------------------------------
+        return DenoiseStream(self, checked_rate(sample_rate), channels)
+
     def denoise_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: Callable[[int], None] | None = None,
                      on_start: Callable[[int], None] | None = None, subtype: str | None = None) -> FileResult:
         """Denoise one file into ``output_path`` (written atomically; the input is never touched).
@@ -391,145 +210,26 @@ class Denoiser:
         ``on_start`` receives the amount of work (16 kHz samples) once the file is opened.
         """
         input_path, output_path = Path(input_path), Path(output_path)
-        if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
-            raise AudioError("output path is the input file; refusing to overwrite it")
+        _check_output(input_path, output_path)
         with open_audio(input_path) as (handle, info):
             if info.frames == 0:
                 raise AudioError("contains no audio samples")
             major, own_subtype = output_format(info, output_path.suffix)
-            subtype = subtype or own_subtype
-            capacity = math.ceil(info.frames * MODEL_RATE / info.sample_rate) + 64
-            with _Staging(info.channels, capacity) as staging:
-                staged = staging.allocate("input")
-                filled = 0
-                sum_of_squares = np.zeros(info.channels, dtype=np.float64)
-                nonzero = np.zeros(info.channels, dtype=bool)
-                peak = 0.0
-                for block in read_resampled(handle, info):
-                    take = min(block.shape[1], capacity - filled)
-                    staged[:, filled : filled + take] = block[:, :take]
-                    filled += take
-                    sum_of_squares += np.square(block[:, :take], dtype=np.float64).sum(axis=1)
-                    nonzero |= np.any(block != 0, axis=1)
-                    peak = max(peak, float(np.abs(block).max(initial=0.0)))
-                    staging.advanced(take)
-                if filled == 0:
-                    raise AudioError("contains no audio samples")
+            with Staging(info.channels, math.ceil(info.frames * MODEL_RATE / info.sample_rate) + 64) as staging:
+                staged = stage_input(handle, info, staging)
                 if on_start is not None:
-                    on_start(filled)
+                    on_start(staged.samples)
                 out = staging.allocate("output")
-                enhancer = self._enhancer(info.channels, self._recording_gains(sum_of_squares, filled))
                 written = 0
-                for y, consumed in _enhance_blocks(enhancer, staged, filled, progress):
+                for y, consumed in self.enhancer(info.channels, staged.energy).blocks(staged.signal, staged.samples, progress):
                     out[:, written : written + y.shape[1]] = y
                     written += y.shape[1]
                     staging.advanced(consumed)
-                out = out[:, :filled]
-                out[~nonzero] = 0.0
-                result = FileResult(input_path, output_path, info.seconds, info.sample_rate, info.channels)
-                if peak >= 0.999:
-                    result.notes.append("input is clipped (peaks at full scale); clipped speech stays distorted")
-                if not nonzero.any():
-                    result.notes.append("input is digital silence; output is silence")
-                if info.frames_read < info.frames:
-                    result.notes.append(f"truncated: {info.frames_read} of the {info.frames} frames its header promises could be read")
-                result.clipped_samples = self._write(out, info.sample_rate, info.frames_read, output_path, major, subtype, staging.advanced)
-                if result.clipped_samples:
-                    result.notes.append(f"{result.clipped_samples} output samples exceeded full scale and were clipped")
+                out = out[:, : staged.samples]
+                out[~staged.nonzero] = 0.0
+                result = FileResult(input_path, output_path, info.seconds, info.sample_rate, info.channels, notes=staged.notes(info))
+                result.clipped_samples = write_resampled(out, info.sample_rate, info.frames_read, output_path, major, subtype or own_subtype,
+                                                         staging.advanced)
+        if result.clipped_samples:
+            result.notes.append(f"{result.clipped_samples} output samples exceeded full scale and were clipped")
         return result
-
-    def _write(self, out: np.ndarray, rate: int, frames: int, path: Path, major: str, subtype: str,
-               advanced: Callable[[int], None] = lambda samples: None) -> int:
-        """Resample the 16 kHz result back to ``rate`` in blocks and write exactly ``frames`` frames."""
-        writer = AtomicAudioWriter(path, rate, out.shape[0], major, subtype)
-        try:
-            resampler = None if rate == MODEL_RATE else soxr.ResampleStream(MODEL_RATE, rate, out.shape[0], dtype="float32", quality="HQ")
-            written = 0
-            step = MODEL_RATE * 10
-            for start in range(0, out.shape[1], step):
-                block = np.ascontiguousarray(out[:, start : start + step].T)
-                last = start + step >= out.shape[1]
-                converted = block if resampler is None else resampler.resample_chunk(block, last=last)
-                converted = converted[: frames - written]
-                if converted.shape[0]:
-                    writer.write(converted.T)
-                    written += converted.shape[0]
-                advanced(block.shape[0])
-            if written < frames:  # the resampler can end a sample or two short of the input length
-                writer.write(np.zeros((out.shape[0], frames - written), dtype=np.float32))
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        return writer.clipped
-
-
-class DenoiseStream:
-    """Push-style streaming: ``feed(chunk)`` returns the output that is final, ``flush()`` the rest.
-
-    Chunks are [samples] (mono) or [channels, samples] float arrays at ``sample_rate``. The output,
-    concatenated, equals ``Denoiser.denoise`` of the whole signal (same options), except that a level
-    normalised per recording, which needs the whole recording, is normalised per segment here (as
-    ``level_scope="segment"``). ``latency`` is the most audio (seconds) that must be fed past an
-    output sample before that sample is returned (not counting the resamplers' own short delay).
-    """
-
-    def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int = 1) -> None:
-        if not 1 <= channels <= MAX_CHANNELS:
-            raise AudioError(f"channels must be between 1 and {MAX_CHANNELS}")
-        self.denoiser, self.sample_rate, self.channels = denoiser, sample_rate, channels
-        # A level per recording needs the whole recording: streams normalise it per segment.
-        scope = "segment" if denoiser.level_db is not None else denoiser.level_scope
-        self.level_scope = scope
-        self.enhancer = denoiser._enhancer(channels, None, scope, streaming=True)
-        self.scheme = self.enhancer.scheme
-        denoiser.prepare(self.scheme)
-        make = lambda a, b: soxr.ResampleStream(a, b, channels, dtype="float32", quality="HQ")  # noqa: E731
-        self._in = None if sample_rate == MODEL_RATE else make(sample_rate, MODEL_RATE)
-        self._out = None if sample_rate == MODEL_RATE else make(MODEL_RATE, sample_rate)
-        self.received = 0
-        self.returned = 0
-        self._mono: bool | None = None
-
-    @property
-    def latency(self) -> float:
-        """Seconds of lookahead (see the class docstring)."""
-        return self.scheme.lookahead / MODEL_RATE
-
-    def _shape(self, chunk) -> np.ndarray:
-        chunk = np.asarray(chunk)
-        mono = chunk.ndim == 1
-        if self._mono is None:
-            self._mono = mono
-        if chunk.ndim not in (1, 2) or (mono and self.channels != 1) or (not mono and chunk.shape[0] != self.channels):
-            raise AudioError(f"expected [samples] or [{self.channels}, samples] chunks, got shape {chunk.shape}")
-        signal = _to_float(chunk[None] if mono else chunk)
-        if not np.isfinite(signal).all():
-            raise AudioError("contains NaN or infinite samples")
-        return signal
-
-    def _emit(self, y16: np.ndarray, last: bool) -> np.ndarray:
-        y = y16 if self._out is None else self._out.resample_chunk(np.ascontiguousarray(y16.T), last=last).T
-        y = y[:, : max(0, self.received - self.returned)]
-        if last:  # exactly as many samples out as came in
-            y = np.pad(y, ((0, 0), (0, self.received - self.returned - y.shape[1])))
-        self.returned += y.shape[1]
-        y = np.ascontiguousarray(y, dtype=np.float32)
-        return y[0] if self._mono else y
-
-    def feed(self, chunk) -> np.ndarray:
-        """Push samples; returns the denoised samples that are ready (possibly none)."""
-        signal = self._shape(chunk)
-        self.received += signal.shape[1]
-        x16 = signal if self._in is None else self._in.resample_chunk(np.ascontiguousarray(signal.T)).T
-        return self._emit(self.enhancer.feed(np.ascontiguousarray(x16)), last=False)
-
-    def flush(self) -> np.ndarray:
-        """The rest of the output: the input has ended."""
-        if self._in is not None:
-            tail = self._in.resample_chunk(np.zeros((0, self.channels), dtype=np.float32), last=True).T
-            rest = self.enhancer.feed(np.ascontiguousarray(tail))
-        else:
-            rest = np.zeros((self.channels, 0), dtype=np.float32)
-        rest = np.concatenate([rest, self.enhancer.flush()], axis=1)
-        return self._emit(rest, last=True)

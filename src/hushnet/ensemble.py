@@ -20,77 +20,30 @@ output depends on the whole segment; fixed-statistics members run on the same se
 from __future__ import annotations
 
 import json
-import math
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from hushnet.model_files import CARD_FILE, CONFIG_FILE, ENSEMBLE_KIND, ONNX_FILE, WEIGHTS_FILE, ModelError, read_config, resolve_model_dir
-from hushnet.models.can import CAN
+from hushnet.model_dir import (
+    CARD_FILE,
+    CONFIG_FILE,
+    ENSEMBLE_KIND,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelError,
+    load_model,
+    read_config,
+    resolve_model_dir,
+)
 from hushnet.models.config import CANConfig
-from hushnet.options import option
-
-# Weights must sum to 1 within this (so that an ensemble of one model repeated is that model).
-WEIGHT_SUM_TOLERANCE = 1e-6
-
-
-class WeightedSum(nn.Module):
-    """Each branch on the same [batch, samples] input, then ``sum_i weight_i * branch_i(x)``."""
-
-    def __init__(self, branches: list[nn.Module], weights: list[float]) -> None:
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-        self.weights = [float(w) for w in weights]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.weights[0] * self.branches[0](x)
-        for weight, branch in zip(self.weights[1:], self.branches[1:]):
-            out = out + weight * branch(x)
-        return out
-
-
-class CANEnsemble(WeightedSum):
-    """CAN members averaged with fixed weights; ``config`` is the plan's view (:func:`plan_config`)."""
-
-    def __init__(self, members: list[CAN], weights: list[float], config: CANConfig, sources: list[str] | None = None) -> None:
-        check_weights(weights, len(members))
-        super().__init__(members, weights)
-        self.config = config
-        self.sources = sources or [f"member {i}" for i in range(len(members))]
-
-    @property
-    def members(self) -> list[CAN]:
-        return list(self.branches)
-
-    def inference_network(self, exportable: bool = True) -> WeightedSum:
-        """The members in their inference forms, one weighted sum. ``exportable``: per-input members
-        as ``PerInputCAN`` (the ONNX form); otherwise their own forward (what the torch engine runs)."""
-        from hushnet.inference.networks import FoldedCAN, PerInputCAN
-
-        def form(member: CAN) -> nn.Module:
-            if member.config.norm == "batch":
-                return FoldedCAN(member)
-            return PerInputCAN(member) if exportable else member
-
-        return WeightedSum([form(m) for m in self.members], self.weights).eval()
+from hushnet.models.ensemble import WEIGHT_SUM_TOLERANCE, CANEnsemble, WeightedSum, weights_problem  # noqa: F401 - this module's too
 
 
 def check_weights(weights: list[float], members: int) -> list[float]:
     """The weights as floats, or a one-line ModelError: one per member, each > 0, summing to 1."""
-    if members < 2:
-        raise ModelError(f"an ensemble needs at least 2 members, got {members}")
-    if len(weights) != members:
-        raise ModelError(f"{len(weights)} weights for {members} members: give one weight per member")
-    values = [float(w) for w in weights]
-    if any(not math.isfinite(w) or w <= 0 for w in values):
-        raise ModelError(f"ensemble weights must be positive numbers, got {values}")
-    if abs(sum(values) - 1.0) > WEIGHT_SUM_TOLERANCE:
-        raise ModelError(f"ensemble weights must sum to 1, got {values} (sum {sum(values):g})")
-    return values
+    problem = weights_problem(weights, members)
+    if problem:
+        raise ModelError(problem)
+    return [float(w) for w in weights]
 
 
 def plan_config(members: list[CANConfig], weights: list[float], level_db: float | None | str = "auto") -> CANConfig:
@@ -118,8 +71,6 @@ def plan_config(members: list[CANConfig], weights: list[float], level_db: float 
 
 def build_ensemble(models: list[str], weights: list[float] | None = None, level_db: float | None | str = "auto") -> CANEnsemble:
     """An ensemble of the CAN model directories (or shipped names) ``models``; equal weights by default."""
-    from hushnet.model_dir import load_model
-
     weights = check_weights(weights if weights is not None else [1.0 / len(models)] * len(models), len(models))
     members = []
     for model in models:
@@ -145,7 +96,7 @@ def _card(ensemble: CANEnsemble) -> str:
         f"- Input level for every member: {level} (one level normalisation for the ensemble; a member's own level is not used).",
         f"- Plan: {plan}.",
         f"- `{ONNX_FILE}`: one graph, every member in its inference form, one weighted sum.",
-        f"- Cost: about the sum of the members' (each runs on every sample).", ""])
+        "- Cost: about the sum of the members' (each runs on every sample).", ""])
 
 
 def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: bool = True) -> Path:
@@ -153,7 +104,7 @@ def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: boo
     from safetensors.torch import save_file
 
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import atomic_write
+    from hushnet.model_dir import atomic_write, write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -162,69 +113,18 @@ def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: boo
                for i, (source, weight, member) in enumerate(zip(ensemble.sources, ensemble.weights, ensemble.members))]
     config = {"kind": ENSEMBLE_KIND, "config": ensemble.config.to_dict(), "members": members}
     (directory / ONNX_FILE).unlink(missing_ok=True)  # never leave the graph of other weights beside these
-    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"kind": ENSEMBLE_KIND}))
-    atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
-    atomic_write(directory / CARD_FILE, lambda p: p.write_text(_card(ensemble)))
+    atomic_write(directory / WEIGHTS_FILE, lambda name: save_file(tensors, name, metadata={"kind": ENSEMBLE_KIND}))
+    write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    write_text(directory / CARD_FILE, _card(ensemble))
     if onnx:
         export_onnx(ensemble, directory / ONNX_FILE)
     return directory
 
 
 def load_ensemble(directory: str | os.PathLike) -> CANEnsemble:
-    """Rebuild a ``can-ensemble`` model directory, in eval mode."""
-    from safetensors.torch import load_file
-
+    """Rebuild a ``can-ensemble`` model directory, in eval mode (what :func:`hushnet.model_dir.load_model` does for one)."""
     directory = resolve_model_dir(directory)
-    config = read_config(directory)
-    try:
-        specs = config["members"]
-        members = [CAN(CANConfig.from_dict(spec["config"])) for spec in specs]
-        ensemble = CANEnsemble(members, [spec["weight"] for spec in specs], CANConfig.from_dict(config["config"]),
-                               sources=[spec.get("model", f"member {i}") for i, spec in enumerate(specs)])
-        ensemble.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    except (KeyError, TypeError) as error:
-        raise ModelError(f"{directory / CONFIG_FILE}: not a valid ensemble config ({error})") from None
-    except (OSError, RuntimeError, ValueError) as error:
-        raise ModelError(f"cannot load ensemble from {directory}: {error}") from None
-    return ensemble.eval()
-
-
-# --- the `hushnet ensemble` job --------------------------------------------------------------------
-
-
-@dataclass
-class EnsembleConfig:
-    """One ``hushnet ensemble`` job."""
-
-    output: str = option(short="-o", help="the ensemble's model directory to write")
-    models: list[str] = option(default_factory=list, positional=True, help="the member models (directories or shipped names), at least 2")
-    weights: list[float] | None = option(None, help="one weight per member, positive, summing to 1 (default: equal)", show_default=False)
-    level_db: str = option("auto", help="input level for every member, dBFS (e.g. -23), off = as is, or auto: the members' own "
-                                        "where they agree, else the heaviest member's that has one")
-    onnx: bool = option(True, flag="--no-onnx", help="do not write model.onnx (the one-graph file the onnxruntime engine runs)")
-
-
-def run(config: EnsembleConfig) -> int:
-    """Build, save and describe the ensemble; 2 (one line) for members or weights that cannot make one."""
-    level: float | str | None = config.level_db
-    try:
-        if level == "off":
-            level = None
-        elif level != "auto":
-            try:
-                level = float(level)
-            except ValueError:
-                raise ModelError(f"--level-db: expected dBFS (e.g. -23), off or auto; got {level!r}") from None
-        if Path(config.output).resolve() in {resolve_model_dir(m).resolve() for m in config.models}:
-            raise ModelError(f"the output {config.output} is one of the members; refusing to overwrite it")
-        if (Path(config.output) / CONFIG_FILE).is_file() and read_config(config.output)["kind"] != ENSEMBLE_KIND:
-            raise ModelError(f"{config.output} holds another model; refusing to overwrite it (choose a new folder)")
-        ensemble = build_ensemble(config.models, config.weights, level)
-        directory = save_ensemble(ensemble, config.output, onnx=config.onnx)
-    except (ModelError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    members = ", ".join(f"{w:g} x {s}" for s, w in zip(ensemble.sources, ensemble.weights))
-    level_text = "as is" if ensemble.config.input_rms_db is None else f"{ensemble.config.input_rms_db:g} dBFS"
-    print(f"{directory}: {members}; {ensemble.config.norm} plan, input level {level_text}")
-    return 0
+    kind = read_config(directory)["kind"]
+    if kind != ENSEMBLE_KIND:
+        raise ModelError(f"{directory} holds a {kind} model, not a {ENSEMBLE_KIND}")
+    return load_model(directory)

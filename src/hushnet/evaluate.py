@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -17,9 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
-from hushnet.corpus import ClusterOptions, check_cluster_options, ray_session, score_on_ray
 from hushnet.metrics import COMPOSITE_NOTE, dnsmos, score
-from hushnet.options import MODEL_HELP, RuntimeOptions, option
 
 METRICS = ["pesq_wb", "csig", "cbak", "covl", "ssnr_db", "stoi", "estoi", "si_sdr_db", "snr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
 
@@ -63,20 +60,30 @@ def match_folders(clean: Path, noisy: Path | None = None, enhanced: Path | None 
 def read_manifest(path: Path) -> Matching:
     """A CSV with a ``clean`` column and ``noisy`` and/or ``enhanced`` columns (paths relative to it)."""
     base = path.parent
+    if not path.is_file():
+        raise ValueError(f"--manifest {path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return _read_manifest_rows(path, base, csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"--manifest {path}: not a CSV text file ({type(error).__name__})") from None
+
+
+def _read_manifest_rows(path: Path, base: Path, reader: csv.DictReader) -> Matching:
     pairs, missing = [], []
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "clean" not in reader.fieldnames or not {"noisy", "enhanced"} & set(reader.fieldnames):
-            raise ValueError(f"{path}: needs a 'clean' column and a 'noisy' or 'enhanced' column")
-        for number, row in enumerate(reader, start=2):
-            resolve = lambda key: (base / row[key]) if row.get(key) else None  # noqa: E731
-            name = row.get("name") or row.get("file") or Path(row["clean"]).stem
-            pair = Pair(name, resolve("clean"), resolve("noisy"), resolve("enhanced"))
-            absent = [str(p) for p in (pair.clean, pair.noisy, pair.enhanced) if p is not None and not p.is_file()]
-            if absent:
-                missing.append(f"{name} (line {number}): missing {', '.join(absent)}")
-            else:
-                pairs.append(pair)
+    if not reader.fieldnames or "clean" not in reader.fieldnames or not {"noisy", "enhanced"} & set(reader.fieldnames):
+        raise ValueError(f"{path}: needs a 'clean' column and a 'noisy' or 'enhanced' column")
+    for number, row in enumerate(reader, start=2):
+        resolve = lambda key: (base / row[key]) if row.get(key) else None  # noqa: E731
+        name = row.get("name") or row.get("file") or Path(row["clean"] or f"line {number}").stem
+        pair = Pair(name, resolve("clean"), resolve("noisy"), resolve("enhanced"))
+        absent = [str(p) for p in (pair.clean, pair.noisy, pair.enhanced) if p is not None and not p.is_file()]
+        if absent:
+            missing.append(f"{name} (line {number}): missing {', '.join(absent)}")
+        elif pair.clean is None:
+            missing.append(f"{name} (line {number}): no clean file named")
+        else:
+            pairs.append(pair)
     return Matching(pairs, missing)
 
 
@@ -95,6 +102,25 @@ def _load_same_rate(clean_path: Path, other_path: Path) -> tuple[np.ndarray, np.
     return clean, other, clean_rate
 
 
+# PESQ needs a quarter of a second; alignment allows 0.1 s of delay, so a longer length difference
+# means the file is not a whole result for its reference (cut short, or another recording).
+MIN_SCORE_SECONDS = 0.25
+MAX_LENGTH_DIFFERENCE_SECONDS = 0.1
+
+
+def check_scorable(clean: np.ndarray, other: np.ndarray, rate: int, role: str) -> None:
+    """Raise ValueError (one line) for a pair whose scores would be undefined or misleading."""
+    for what, signal in (("clean reference", clean), (f"{role} file", other)):
+        if signal.size < MIN_SCORE_SECONDS * rate:
+            raise ValueError(f"the {what} is too short to score: {signal.size} samples ({signal.size / rate:.3f} s; at least {MIN_SCORE_SECONDS} s)")
+        if not np.any(signal):
+            raise ValueError(f"the {what} is digital silence: its scores are undefined")
+    difference = abs(clean.size - other.size) / rate
+    if difference > MAX_LENGTH_DIFFERENCE_SECONDS:
+        raise ValueError(f"the {role} file lasts {other.size / rate:.2f} s but its clean reference {clean.size / rate:.2f} s: "
+                         "not a whole result for it")
+
+
 def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
     """One row: metrics of the noisy input (``noisy_*``) and of the enhanced result, where present.
 
@@ -109,6 +135,7 @@ def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
             values: dict = {}
             if pair.clean is not None:
                 clean, other, rate = _load_same_rate(pair.clean, path)
+                check_scorable(clean, other, rate, role)
                 values = score(clean, other, rate)
             if with_dnsmos:
                 signal, rate = _mono(path)
@@ -215,97 +242,3 @@ def write_reports(rows: list[dict], summary: dict, folder: Path, title: str = ""
 
 def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-# --- the `hushnet evaluate` job --------------------------------------------------------------------
-
-
-@dataclass
-class EvaluateConfig(RuntimeOptions, ClusterOptions):
-    """One ``hushnet evaluate`` job: denoise ``noisy`` (unless ``enhanced`` is given), then score against ``clean``."""
-
-    clean: str | None = option(None, help="folder of clean references")
-    noisy: str | None = option(None, help="folder of noisy inputs (matched by file name): denoised with --model, and scored as the baseline")
-    enhanced: str | None = option(None, help="folder of already enhanced files (matched by file name): scored instead of denoising --noisy")
-    manifest: str | None = option(None, help="CSV with columns clean and noisy and/or enhanced (paths relative to it)")
-    model: str | None = option(None, help=f"denoise --noisy with this model ({MODEL_HELP}; default: the package default model)",
-                               show_default=False)
-    output: str = option("evaluation", short="-o", help="folder for per_file.csv, summary.json, the plot (and enhanced/)")
-    dnsmos: bool = option(False, help="also DNSMOS SIG/BAK/OVRL (no reference needed; extra hushnet[dnsmos]; slow)")
-    jobs: int | None = option(None, help="parallel scoring processes (default: up to 4)", show_default=False)
-    quiet: bool = option(False, short="-q", help="no progress bar")
-
-
-def _matching(config: EvaluateConfig) -> tuple[Matching, str]:
-    """What to score, and a line saying what it is; denoises ``noisy`` first where that is the job."""
-    from hushnet.enhance import DenoiseConfig, run as denoise
-    from hushnet.model_dir import DEFAULT_MODEL, resolve_model_dir
-
-    if config.manifest:
-        return read_manifest(Path(config.manifest)), f"the files listed in {config.manifest}"
-    if not (config.noisy or config.enhanced) or (not config.clean and not config.dnsmos):
-        raise ValueError("give --clean with --noisy and/or --enhanced, or --manifest (without --clean: --dnsmos)")
-    if config.model and not config.noisy:
-        raise ValueError("--model needs --noisy (the files to denoise)")
-    enhanced, what = config.enhanced, f"the enhanced files in {config.enhanced}" if config.enhanced else ""
-    if config.noisy and (config.model or not config.enhanced):
-        model = config.model or DEFAULT_MODEL
-        resolve_model_dir(model)  # a wrong name fails here, in one line, before anything is written
-        enhanced = str(Path(config.output) / "enhanced")
-        print(f"denoising {config.noisy} into {enhanced} with {model}", file=sys.stderr)
-        # Float output: 16-bit quantization alone moves LLR-based scores (CSIG +0.2 measured on p226_001).
-        denoising = DenoiseConfig(inputs=[config.noisy], output=enhanced, model=model, float_output=True, quiet=config.quiet,
-                                  device=config.device, threads=config.threads, ray=config.ray, actors=config.actors)
-        if denoise(denoising) != 0:
-            print("warning: some files could not be denoised; they are listed as missing", file=sys.stderr)
-        what = f"{model}'s output for {config.noisy}"
-    if config.noisy and config.clean:
-        what += f", with {config.noisy} as the noisy baseline"
-    if config.clean:
-        matching = match_folders(Path(config.clean), Path(config.noisy) if config.noisy else None, Path(enhanced) if enhanced else None)
-        return matching, f"{what}, against {config.clean}"
-    return unreferenced(Path(enhanced), "enhanced"), f"{what} (DNSMOS, no reference)"
-
-
-def run(config: EvaluateConfig) -> int:
-    """Optionally denoise, then score, print a table and write the reports; returns the exit status.
-    With ``--ray`` both steps run on one Ray connection."""
-    if config.ray is None:
-        return _run(config)
-    try:
-        check_cluster_options(config)
-        with ray_session(config.ray) as ray:
-            return _run(config, ray)
-    except (RuntimeError, ValueError) as error:  # Ray missing, the cluster unreachable, or no actors
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
-
-
-def _run(config: EvaluateConfig, ray=None) -> int:
-    from tqdm import tqdm
-
-    try:
-        matching, what = _matching(config)
-    except (FileNotFoundError, ValueError) as error:  # ModelError is a ValueError
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
-    for message in matching.missing:
-        print(f"missing partner: {message}", file=sys.stderr)
-    if not matching.pairs:
-        print("error: no file pairs to score", file=sys.stderr)
-        return 1
-    print(f"scoring {len(matching.pairs)} file{'s' if len(matching.pairs) != 1 else ''}: {what}", file=sys.stderr)
-    bar = tqdm(total=len(matching.pairs), unit="file", desc="scoring", disable=not (not config.quiet and sys.stderr.isatty()), file=sys.stderr)
-    if ray is not None:
-        rows = score_on_ray(ray, matching.pairs, with_dnsmos=config.dnsmos, tasks=config.actors, progress=lambda: bar.update(1))
-    else:
-        rows = score_pairs(matching.pairs, jobs=config.jobs or default_jobs(), progress=lambda: bar.update(1), with_dnsmos=config.dnsmos)
-    bar.close()
-    summary = summarize(rows)
-    print(format_table(rows, summary))
-    for path in write_reports(rows, summary, Path(config.output), what):
-        print(f"wrote {path}", file=sys.stderr)
-    failed = [r for r in rows if "error" in r]
-    for row in failed:
-        print(f"error: {row['name']}: {row['error']}", file=sys.stderr)
-    return 1 if failed or matching.missing else 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import glob
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from hushnet.audio import AUDIO_EXTENSIONS, WRITABLE_EXTENSIONS
+from hushnet.temporaries import check_folder_writable, clean_stale_partials
 
 OUTPUT_SUFFIX = "_denoised"
 MANIFEST_EXTENSIONS = {".csv", ".parquet"}
@@ -76,6 +76,33 @@ def without_own_outputs(inputs: list[Input]) -> tuple[list[Input], list[Input]]:
     return kept, [i for i in inputs if i.expanded and is_own_output(i.path)]
 
 
+def distinct_inputs(inputs: list[Input]) -> list[Input]:
+    """``inputs`` with a file named twice (or found twice, by a folder and a glob) kept once."""
+    seen: set[str] = set()
+    kept = []
+    for item in inputs:
+        key = _identity(item.path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
+
+
+def outside_folder(inputs: list[Input], folder: str | None) -> tuple[list[Input], list[Input]]:
+    """(inputs, results skipped): files found by expanding a folder or glob that lie inside the output
+    ``folder`` are earlier results, not inputs (``denoise in/ -o in/clean`` run twice)."""
+    if folder is None:
+        return inputs, []
+    root = _identity(Path(folder))
+    inside = [i for i in inputs if i.expanded and (_identity(i.path) + os.sep).startswith(root + os.sep)]
+    return [i for i in inputs if i not in inside], inside
+
+
+def output_names_a_file(output: str) -> bool:
+    """Whether ``-o output`` names a file (an extension, not an existing folder, no trailing slash)."""
+    return bool(Path(output).suffix) and not Path(output).is_dir() and not output.endswith(("/", os.sep))
+
+
 def plan_outputs(inputs: list[Input], output: str | None, extension_for: Callable[[Path], str]) -> list[Job]:
     """Decide each output path.
 
@@ -84,7 +111,10 @@ def plan_outputs(inputs: list[Input], output: str | None, extension_for: Callabl
     - otherwise ``output`` is a folder: inputs found in a folder keep their relative path under it.
     An output that is an input, or that two inputs would share, is an error for that job.
     """
-    names_a_file = output is not None and Path(output).suffix.lower() in AUDIO_EXTENSIONS and not Path(output).is_dir()
+    names_a_file = output is not None and output_names_a_file(output)
+    if names_a_file and Path(output).suffix.lower() not in AUDIO_EXTENSIONS:
+        raise ValueError(f"-o {output} names a {Path(output).suffix} file; results are audio (.wav, .flac, ...): "
+                         "name one, or end a folder name with /")
     if names_a_file and len(inputs) > 1:
         raise ValueError(f"-o {output} names one file, but there are {len(inputs)} inputs: give a folder")
     single_file = names_a_file and len(inputs) == 1
@@ -110,6 +140,13 @@ def plan_outputs(inputs: list[Input], output: str | None, extension_for: Callabl
             taken[key] = path
         jobs.append(job)
     return jobs
+
+
+def shown(path: Path) -> str:
+    """``path`` as printed: as is, or quoted with escapes when it holds a newline or another control
+    character (which would break a line-per-file listing), as ``ls`` and ``git`` do."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def _identity(path: Path) -> str:
@@ -144,19 +181,21 @@ class CreatedFolders:
         self.created = []
 
 
-def check_writable(target: Path, folders: CreatedFolders) -> str | None:
+def check_writable(target: Path, folders: CreatedFolders | None = None) -> str | None:
     """Why ``target`` cannot be written (one line naming the folder), or None. Run before any work:
-    a long file must not be denoised only to find that its result has nowhere to go."""
+    a long file must not be denoised only to find that its result has nowhere to go. Creates
+    nothing: a missing folder is made when its first result is complete (so that a command killed
+    before then leaves no empty folder). Hidden partial results of dead processes there are removed.
+    ``folders`` is accepted for compatibility and unused."""
     if target.suffix.lower() not in WRITABLE_EXTENSIONS:
         return f"cannot write {target.suffix or 'extension-less'} files ({target}); use .wav or .flac"
     folder = target.parent
     try:
-        folders.make(folder)
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=".hushnet-probe-")
-        os.close(handle)
-        os.unlink(probe)
+        check_folder_writable(folder)
     except OSError as error:
         return f"cannot write to {folder} ({error.strerror or error})"
+    if folder.is_dir():
+        clean_stale_partials(folder)
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -60,6 +61,36 @@ class RuntimeOptions:
 
     device: str = option("cpu", help=DEVICE_HELP)
     threads: int | None = option(None, help=THREADS_HELP, show_default=False)
+
+
+ENGINE_CHOICES = list(ENGINES)
+
+
+@dataclass
+class DenoiserOptions(RuntimeOptions):
+    """How a :class:`~hushnet.denoiser.Denoiser` is built; shared by ``denoise`` and ``serve``."""
+
+    model: str | None = option(None, help=MODEL_HELP + " (default: the package default)", show_default=False)
+    engine: str = option("auto", choices=ENGINE_CHOICES, help=ENGINE_HELP)
+    precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
+    dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
+                                          "(default: the model's own)", show_default=False)
+    level: str | None = option(None, flag="--level-db",
+                               help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
+                                    "off = as is (default: the model's own)", show_default=False)
+    level_scope: str = option("recording", choices=["recording", "segment"], help="level gain per channel for the whole recording or per segment")
+    memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
+
+    def denoiser_options(self) -> dict:
+        """The keyword arguments of ``Denoiser.from_pretrained`` (``level`` parsed as dBFS or "off"); ValueError in one line."""
+        level: float | str | None = self.level
+        if level is not None and level != "off":
+            try:
+                level = float(level)
+            except ValueError:
+                raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
+        return {"device": self.device, "engine": self.engine, "precision": self.precision, "threads": self.threads,
+                "memory_budget_mb": self.memory_budget_mb, "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
 
 
 @dataclass
@@ -176,21 +207,16 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
 
 
 def check_runtime(config: RuntimeOptions) -> None:
-    """Refuse bad ``threads`` and a CUDA device where there is none (one line, before any work).
-    Imports torch only for a CUDA device, so that the onnxruntime path stays torch-free."""
-    if config.threads is not None and config.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    """The one check of runtime options for a command (:mod:`hushnet.runtime_options`): threads, device
+    and memory budget refused in one line, threads above the cores capped with one ``note:`` line on
+    stderr, a CUDA device refused where there is none; before any work. Imports torch only for a CUDA
+    device, so that the onnxruntime path stays torch-free."""
+    from hushnet.runtime_options import usable_threads, validate_runtime_options
+
+    validate_runtime_options(threads=config.threads, device=config.device, memory_budget_mb=getattr(config, "memory_budget_mb", None), flags=True)
+    config.threads = usable_threads(config.threads, note=lambda message: print(f"note: {message}", file=sys.stderr))
     if config.device and config.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but no CUDA GPU is available")
-
-
-def configure_runtime(config: RuntimeOptions) -> None:
-    """:func:`check_runtime`, then apply ``threads`` to torch (jobs that always run torch)."""
-    check_runtime(config)
-    import torch
-
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
-from hushnet.data.sources import DEFAULT_DATA, AudioCache, impulse_responses, noise_clips, speech_utterances
+from hushnet.data.sources import AudioCache, impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import select
-from hushnet.options import option
 
 TEST_SNRS_DB = (2.5, 7.5, 12.5, 17.5)
 DEFAULT_SEED = 2026
@@ -95,30 +93,3 @@ def reserved_summary(data: str | os.PathLike) -> dict:
         "noise_minutes": round(sum(n.seconds for n in noise) / 60, 1),
         "rooms": sorted(r.path.stem for r in rooms),
     }
-
-
-@dataclass
-class TestsetConfig:
-    """One ``hushnet make-testset`` job."""
-
-    data: str = option(DEFAULT_DATA, help="folder with speech/ and noise/ (a relative path is taken from the working folder)")
-    output: str = option("testsets/synthetic", short="-o", help="folder to write clean/, noisy/, manifest.csv")
-    count: int = option(DEFAULT_COUNT, help="number of files")
-    seed: int = option(DEFAULT_SEED, help="seed (2026: the published set)")
-
-
-def run(config: TestsetConfig) -> int:
-    """Write the synthetic test set and say what it holds; returns the exit status."""
-    import sys
-
-    from hushnet.audio import AudioError, one_line
-
-    try:
-        folder = build_test_set(config.data, config.output, config.count, config.seed)
-        summary = reserved_summary(config.data)
-    except (FileNotFoundError, ValueError, AudioError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
-    print(f"{config.count} noisy/clean pairs in {folder} from {len(summary['speakers'])} held-out speakers "
-          f"({summary['speech_minutes']} min) and {len(summary['noise_recordings'])} held-out noise sources ({summary['noise_minutes']} min)")
-    return 0

@@ -1,34 +1,58 @@
 """Engines: something that maps a [batch, samples] float32 array through the CAN.
 
-``OpenVinoEngine`` runs a model directory's ``model.onnx`` in OpenVINO, in float32 or bf16 on the
-CPU's matrix units, compiled once per fixed input shape; ``OnnxEngine`` runs it in onnxruntime (float32;
-both import no torch); ``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form
-of the torch model, bf16 through autocast. ``load_engine`` picks one: ``auto`` = OpenVINO when it is
-installed and loads, else onnxruntime, else torch; precision ``auto`` = bf16 where the CPU has native
-bf16 units and the engine runs bf16 faster than float32 (OpenVINO), else float32.
+Every engine is an :class:`Engine`: a ``name``, the model's ``config``, the ``precision`` it runs in,
+the ``chunk_input`` it runs best at, ``prepare`` and ``__call__``. ``OpenVinoEngine`` runs a model
+directory's ``model.onnx`` in OpenVINO, in float32 or bf16 on the CPU's matrix units, compiled once
+per fixed input shape; ``OnnxEngine`` runs it in onnxruntime (float32; both import no torch);
+``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form of the torch model,
+bf16 through autocast. ``load_engine`` picks one: ``auto`` = OpenVINO when it is installed and loads,
+else onnxruntime, else torch; precision ``auto`` = bf16 where the CPU has native bf16 units and the
+engine runs bf16 faster than float32 (OpenVINO), else float32. A new engine is one class with those
+members and one entry in ``load_engine``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from hushnet.inference.plan import fixed_length
-from hushnet.model_files import ENSEMBLE_KIND, ONNX_FILE, ModelError, read_config, resolve_model_dir
+from hushnet.model_dir import ENSEMBLE_KIND, ONNX_FILE, ModelError, build_config, load_model, read_config, resolve_model_dir
 from hushnet.models.config import CANConfig
-from hushnet.precision import cpu_bf16_flag  # noqa: F401 - also this module's public name
 from hushnet.options import ENGINES, PRECISIONS
+from hushnet.precision import cpu_bf16_flag  # noqa: F401 - also this module's public name
+from hushnet.runtime_options import usable_threads
 
 # Whether precision auto picks bf16 for the torch engine on such CPUs. Measured on the AMX machine
 # (120-s file, whole command, 1 thread): autocast bf16 of the folded conv1d network took 33 CPU s and
 # 1.6 GB against float32's 21 s and 470 MB, so auto stays float32 there.
 TORCH_AUTO_BF16 = False
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the Denoiser runs: [batch, samples] float32 in, the enhanced batch of the same shape out.
+
+    ``precision``: ``float32`` or ``bf16``, the arithmetic it runs in. ``prepare(length)``: get ready
+    for inputs of ``length`` samples now (a fixed-shape engine compiles that shape), not at the first call.
+    """
+
+    name: str
+    config: CANConfig
+    precision: str
+    chunk_input: int | None  # the input length (samples) chunks should fill, for a fixed-shape engine; None: any
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+    def prepare(self, length: int) -> None: ...
 
 
 def installed(module: str) -> bool:
@@ -55,16 +79,18 @@ class OnnxEngine:
 
     name = "onnx"
     precision = "float32"  # onnxruntime has no bf16 kernels for this graph on the CPU
+    chunk_input = None
 
     def __init__(self, path: str | os.PathLike, config: CANConfig, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        self.threads = usable_threads(threads)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
         # Measured on this 2-core VM (16-s chunks of hushnet-dfl): without the arena, peak RSS 202 MB
         # instead of 348 for the same CPU time (0.084 s per audio second); no spin-waiting between
@@ -75,30 +101,40 @@ class OnnxEngine:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for unreadable files
             raise ModelError(f"cannot load {path}: {str(error).strip().splitlines()[0]}") from None
-        self.config, self.threads = config, threads
+        self.config = config
         self.input_name = self.session.get_inputs()[0].name
+
+    def prepare(self, length: int) -> None:
+        """Nothing to do: onnxruntime runs any input length as it comes."""
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 class TorchEngine:
-    """The torch model in its inference form (normalisation folded for fixed-statistics models)."""
+    """The torch model in its inference form (normalisation folded for fixed-statistics models).
+
+    ``precision``: ``float32`` (and ``auto``), or ``bf16``: autocast to bfloat16 (CPU or GPU), weights kept in float32.
+    """
 
     name = "torch"
+    chunk_input = None
 
-    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "float32") -> None:
+    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "auto") -> None:
         import torch
 
         from hushnet.inference.networks import FoldedCAN
 
-        if threads is not None:
-            torch.set_num_threads(threads)
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.threads = usable_threads(threads)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         self.torch = torch
         self.device = torch.device(device)
+        self.precision = "bf16" if precision == "bf16" else "float32"
         self.model = model.eval()
-        self.config, self.threads = model.config, threads
-        self.precision = precision
+        self.config = model.config
         # Per-input models run their own forward (the reference, working in place at inference);
         # an ensemble runs each member in that form, then its weighted sum.
         if hasattr(model, "inference_network"):
@@ -107,9 +143,13 @@ class TorchEngine:
             network = FoldedCAN(model) if model.config.norm == "batch" else model
         self.network = network.to(self.device).eval()
 
+    def prepare(self, length: int) -> None:
+        """Nothing to do: torch runs any input length as it comes."""
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        bf16 = self.precision == "bf16"
-        with self.torch.inference_mode(), self.torch.autocast(self.device.type, dtype=self.torch.bfloat16, enabled=bf16):
+        autocast = (self.torch.autocast(self.device.type, dtype=self.torch.bfloat16) if self.precision == "bf16"
+                    else contextlib.nullcontext())
+        with self.torch.inference_mode(), autocast:
             tensor = self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
             return self.network(tensor).float().cpu().numpy()
 
@@ -135,6 +175,8 @@ class OpenVinoEngine:
                  cache_dir: str | os.PathLike | None = None, streams: int = 1) -> None:
         import openvino as ov
 
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.core = ov.Core()
         if "CPU" not in self.core.available_devices:
             raise ModelError("OpenVINO found no CPU device it can run on")
@@ -160,7 +202,7 @@ class OpenVinoEngine:
             self.model = self.core.read_model(str(path))
         except Exception as error:  # OpenVINO raises RuntimeError with a long trace for unreadable files
             raise ModelError(f"cannot load {path}: {_first_line(error)}") from None
-        self.path, self.config, self.precision, self.threads = Path(path), config, precision, threads
+        self.path, self.config, self.precision, self.threads = Path(path), config, precision, usable_threads(threads)
         self.masked = config.norm == "batch"
         if self.masked:
             _add_activation_mask(self.model)
@@ -173,8 +215,8 @@ class OpenVinoEngine:
         # threads, bf16) at 0.205 s per 2^16-sample call unpinned vs 0.288 pinned (medians of 4).
         self.properties = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
                            "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}
-        if threads is not None:
-            self.properties["INFERENCE_NUM_THREADS"] = threads * streams
+        if self.threads is not None:
+            self.properties["INFERENCE_NUM_THREADS"] = self.threads * streams
         self.compile_seconds: dict[int, float] = {}  # input length -> seconds to compile (and build kernels)
         self._compiled: dict[int, object] = {}
         self._fallback: OnnxEngine | None = None
@@ -327,10 +369,15 @@ def resolve_precision(precision: str, engine: str, bf16_flag: str | None) -> tup
 
 
 def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", device: str = "cpu", threads: int | None = None,
-                precision: str = "auto", streams: int = 1):
+                precision: str = "auto", streams: int = 1) -> Engine:
     """Load the model of a directory (or shipped name) once, into the chosen engine and precision.
-    The engine's ``choice`` says what was chosen and why (what ``hushnet denoise -v`` prints)."""
+    ``streams``: threads that will call it at once (the server's workers). The engine's ``choice``
+    says what was chosen and why (what ``hushnet denoise -v`` prints)."""
     started = time.perf_counter()
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and engine == "onnx":
+        resolve_precision(precision, engine, None)  # the one-line refusal
     directory = resolve_model_dir(path_or_name)
     config = read_config(directory)
     if config["kind"] not in ("can", ENSEMBLE_KIND):
@@ -338,38 +385,48 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
     on_cpu = device in (None, "cpu")
     if engine in ("onnx", "openvino") and not on_cpu:
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
-    chosen = resolve_engine("torch" if engine == "auto" and not on_cpu else engine, directory)
     bf16_flag = cpu_bf16_flag() if on_cpu else None  # auto is float32 off the CPU
-    notes = []
-    loaded = None
+    chosen = resolve_engine(_auto_engine(engine, on_cpu, precision, bf16_flag, directory), directory)
+    loaded, why, notes = None, "", []
     if chosen == "openvino":
-        resolve_precision(precision, "openvino", bf16_flag)  # refuses unknown names
-        try:
-            loaded = OpenVinoEngine(directory / ONNX_FILE, _can_config(directory, config), threads, precision, streams=streams)
-            why = loaded.precision_reason
-            if not loaded.masked:
-                notes.append("inputs other than a whole segment: onnxruntime float32")
-        except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
-            if engine == "openvino" or (precision == "bf16" and isinstance(error, ModelError)):
-                raise error if isinstance(error, ModelError) else ModelError(f"OpenVINO cannot run {directory / ONNX_FILE}: {_first_line(error)}") from None
-            print(f"hushnet: OpenVINO failed to load ({_first_line(error)}); using onnxruntime", file=sys.stderr)
-            chosen = "onnx" if installed("onnxruntime") else resolve_engine("torch", directory)
-            notes.append("OpenVINO failed to load")
+        loaded, why, notes = _load_openvino(directory, config, engine, threads, precision, streams)
+        if loaded is None:  # OpenVINO failed to load: the next engine that can run this precision
+            chosen = "onnx" if installed("onnxruntime") and precision != "bf16" else resolve_engine("torch", directory)
+            print(f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}", file=sys.stderr)
+            notes = ["OpenVINO failed to load"]
     if loaded is None:
         value, why = resolve_precision(precision, chosen, bf16_flag)
         if chosen == "onnx":
-            loaded = OnnxEngine(directory / ONNX_FILE, _can_config(directory, config), threads)
+            loaded = OnnxEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads)
         else:
-            from hushnet.model_dir import load_model
-
             loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
     loaded.choice = "; ".join([f"{loaded.name} {loaded.precision} ({why})", *notes])
     loaded.load_seconds = time.perf_counter() - started
     return loaded
 
 
-def _can_config(directory: Path, config: dict) -> CANConfig:
+def _auto_engine(engine: str, on_cpu: bool, precision: str, bf16_flag: str | None, directory: Path) -> str:
+    """What ``auto`` narrows to before :func:`resolve_engine`: torch off the CPU, and torch for bf16
+    where OpenVINO cannot run it (not installed, no ``model.onnx``, no native bf16 units)."""
+    if engine != "auto":
+        return engine
+    if not on_cpu:
+        return "torch"
+    openvino_bf16 = installed("openvino") and (directory / ONNX_FILE).is_file() and bf16_flag is not None
+    return "torch" if precision == "bf16" and not openvino_bf16 else engine
+
+
+def _load_openvino(directory: Path, config: dict, engine: str, threads: int | None, precision: str, streams: int):
+    """(the OpenVINO engine, why its precision, notes), or (None, "", [why it failed]) where ``auto``
+    may fall back; a ModelError where it may not (``--engine openvino``, or bf16 that OpenVINO refused)."""
     try:
-        return CANConfig.from_dict(config["config"])
-    except (TypeError, ValueError) as error:
-        raise ModelError(f"{directory}: {error}") from None
+        loaded = OpenVinoEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads, precision,
+                                streams=streams)
+    except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
+        if engine == "openvino" or (precision == "bf16" and isinstance(error, ModelError)):
+            if isinstance(error, ModelError):
+                raise
+            raise ModelError(f"OpenVINO cannot run {directory / ONNX_FILE}: {_first_line(error)}") from None
+        return None, "", [_first_line(error)]
+    notes = [] if loaded.masked else ["inputs other than a whole segment: onnxruntime float32"]
+    return loaded, loaded.precision_reason, notes

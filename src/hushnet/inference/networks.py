@@ -13,16 +13,14 @@
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hushnet.temporaries import atomic_write
 from hushnet.models.can import CAN
-from hushnet.options import MODEL_HELP, option
 
 # Opset of the exported graphs (Conv, LeakyRelu, ReduceMean/ReduceSum, Slice): recorded in the cards.
 ONNX_OPSET = 17
@@ -106,64 +104,16 @@ def inference_network(model: CAN) -> nn.Module:
 def export_onnx(model: CAN, path: str | os.PathLike) -> Path:
     """Write ``model`` as one self-contained ONNX file: input ``audio`` [batch, samples] float32,
     output ``enhanced`` of the same shape, both dimensions dynamic. Written atomically."""
-    from hushnet.audio import make_temporary
-
-    path = Path(path)
     network = inference_network(model.float().cpu().eval())
     # The length must not be a multiple of any dilation while tracing, or the tail logic folds away.
     example = torch.zeros(2, 3 * model.config.receptive_radius + 3)
-    temporary = make_temporary(path)
-    try:
+
+    def write(name: str) -> None:
         with torch.no_grad():
             # The TorchScript exporter keeps the length symbolic through the tail arithmetic.
-            torch.onnx.export(network, (example,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
+            torch.onnx.export(network, (example,), name, dynamo=False, opset_version=ONNX_OPSET,
                               input_names=["audio"], output_names=["enhanced"],
                               dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}})
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
 
-
-def export_model(path_or_name: str | os.PathLike | None, output: str | os.PathLike, check_seconds: float = 3.0) -> tuple[Path, float | None]:
-    """``hushnet export-onnx``: load a model directory, write its ONNX file, and compare onnxruntime's
-    output with torch's on ``check_seconds`` of noise (max abs difference; None without onnxruntime)."""
-    import importlib.util
-
-    import numpy as np
-
-    from hushnet.model_dir import load_model
-
-    model = load_model(path_or_name, kind="can")
-    path = export_onnx(model, output)
-    if importlib.util.find_spec("onnxruntime") is None:
-        return path, None
-    import onnxruntime as ort
-
-    x = (0.05 * np.random.default_rng(0).standard_normal((2, int(check_seconds * model.config.sample_rate)))).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = model(torch.from_numpy(x)).numpy()
-    return path, float(np.abs(session.run(None, {"audio": x})[0] - expected).max())
-
-
-@dataclass
-class ExportConfig:
-    """One ``hushnet export-onnx`` job."""
-
-    model: str = option(positional=True, help=MODEL_HELP)
-    output: str = option(short="-o", help="the .onnx file to write (MODEL_DIR/model.onnx for the runtime)")
-
-
-def run(config: ExportConfig) -> int:
-    """Export, check against torch, print the file and the difference; 2 for a model that cannot be read."""
-    from hushnet.model_files import ModelError
-
-    try:
-        path, error = export_model(config.model, config.output)
-    except (ModelError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{path} (onnxruntime vs torch on 3 s of noise: max abs difference {error:.1e})" if error is not None else str(path))
-    return 0
+    atomic_write(path, write)
+    return Path(path)

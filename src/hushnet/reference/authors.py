@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,6 @@ import torch
 from hushnet.model_dir import save_model
 from hushnet.models.can import CAN, CANConfig
 from hushnet.models.lossnet import LossNet, LossNetConfig
-from hushnet.options import option
 from hushnet.reference.tf_checkpoint import CheckpointError, read_checkpoint
 
 CARDS = Path(__file__).parent / "cards"
@@ -129,24 +126,3 @@ def import_reference(source: str | os.PathLike, output: str | os.PathLike, lossn
     if not written:
         raise CheckpointError(f"found neither se_model nor loss_model variables in {source}")
     return written
-
-
-@dataclass
-class ImportConfig:
-    """One ``hushnet import-reference`` job."""
-
-    source: str = option(positional=True, help="folder with se_model.ckpt.* / loss_model.ckpt.* (or .npz), or one checkpoint")
-    output: str = option(short="-o", help="model directory to write")
-    lossnet_output: str | None = option(None, help="where the loss network goes (default: OUTPUT/lossnet)", show_default=False)
-
-
-def run(config: ImportConfig) -> int:
-    """Import, and say where each network went; returns the exit status."""
-    try:
-        written = import_reference(config.source, config.output, config.lossnet_output)
-    except (CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for kind, path in written.items():
-        print(f"{'enhancement network' if kind == 'can' else 'loss network'}: {path}")
-    return 0

@@ -1,8 +1,5 @@
-"""``hushnet serve``: a local web page and HTTP API around the CLI's Denoiser (extra ``hushnet[serve]``).
-
-``config`` (the ServeConfig dataclass and the command's flags) imports nothing heavy; ``app`` needs FastAPI.
+"""The server behind ``hushnet serve`` (extra ``hushnet[serve]``): ``app`` (create_app, guards),
+``routes`` (the denoise and jobs routers), ``dependencies`` (token, store, job and file lookups),
+``uploads`` (multipart into a job's folder), ``jobs`` (the store and its workers), ``renders``
+(mixes, spectrograms, ZIPs), ``static`` (the page). The command itself is :mod:`hushnet.commands.serve`.
 """
-
-from hushnet.serve.config import ServeConfig, run
-
-__all__ = ["ServeConfig", "run"]

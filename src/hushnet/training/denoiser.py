@@ -17,13 +17,12 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from hushnet.data.mixing import MixingConfig, MixtureDataset
@@ -34,10 +33,10 @@ from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.metrics import pesq_score, si_sdr
 from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
 from hushnet.models.can import CAN, CANConfig, NORM_MODES, to_batch_mode
-from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, Sub, nested, option
+from hushnet.options import DEVICE_HELP, THREADS_HELP, Sub, nested, option
 from hushnet.precision import PRECISION_HELP, PRECISIONS
 from hushnet.training import distrib, fastpath
-from hushnet.training.skeleton import run_job, RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
+from hushnet.training.skeleton import RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
 
 
 
@@ -333,9 +332,7 @@ def _set_up(config: TrainConfig, run: Run) -> _Job:
     lossnet = load_model(config.loss.lossnet, kind="lossnet") if config.loss.feature else None
     loss = TrainingLoss(config.loss, lossnet).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    if run.latest is not None:
-        model.load_state_dict(load_file(str(run.latest / "model.safetensors")))
-    tensors, info = run.restore(optimizer)
+    tensors, info = run.restore(model, optimizer)
     loss.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
     set_training_mode(model, config)
     trained = distrib.wrap(model, device, run.world)
@@ -414,9 +411,7 @@ def _checkpoint(job: _Job, config: TrainConfig, run: Run, step: int) -> None:
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
     """Run (or resume) a training job; returns the run folder. ``best/`` holds the best validated model."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints)
+    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
     try:
         job = _set_up(config, run)
     except BaseException:
@@ -496,7 +491,3 @@ def write_run_summary(output: Path) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
 
-
-def run(options: JobOptions, overrides: dict) -> int:
-    """The ``hushnet train`` job: configuration from the run folder, ``--config`` or defaults, plus flags."""
-    return run_job(TrainConfig, train, options, overrides, lambda folder: f"run folder: {folder} (best model: {folder / 'best'})")

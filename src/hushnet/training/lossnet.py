@@ -18,7 +18,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from hushnet.audio import MODEL_RATE
@@ -26,10 +25,10 @@ from hushnet.data.scenes import SceneDataset, TagDataset, chime_home, dcase2016_
 from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
-from hushnet.options import DEVICE_HELP, THREADS_HELP, JobOptions, option
+from hushnet.options import DEVICE_HELP, THREADS_HELP, option
 from hushnet.precision import PRECISION_HELP, PRECISIONS
 from hushnet.training import fastpath
-from hushnet.training.skeleton import run_job, Run, get_lr, set_learning_rate
+from hushnet.training.skeleton import Run, get_lr, set_learning_rate
 
 ESC10_CLASSES = ("baby_cry", "chainsaw", "clock_tick", "dog_bark", "fire_crackling", "helicopter", "person_sneeze", "rain", "rooster", "sea_waves")
 
@@ -274,10 +273,8 @@ def _evaluate_and_report(network: LossNet, tasks: Tasks, config: LossNetTrainCon
 
 def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
     """Run or resume a loss-network job; the frozen result goes to OUTPUT/lossnet (a model directory)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
     device = torch.device(config.device)
-    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints)
+    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
     try:
         tasks = build_tasks(config)
     except BaseException:
@@ -287,16 +284,15 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
     network = LossNet(LossNetConfig(layers=config.layers, base_channels=config.base_channels, scene_classes=len(tasks.scene_names),
                                     tags=len(tasks.tag_names), scene_names=tasks.scene_names, tag_names=tasks.tag_names)).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    if run.latest is not None:
-        network.load_state_dict(load_file(str(run.latest / "model.safetensors")))
-    _, info = run.restore(optimizer)
+    _, info = run.restore(network, optimizer)
     step, scores = info["step"], info.get("scores", {})
     run.start(config.to_dict())
     log = run.log("log.csv", LOG_COLUMNS, step)
     network.train()
     precision = fastpath.resolve(config.precision, device)
     forward = fastpath.CompiledStep(_task_losses(network, device, precision), config.compile, print)
-    print(fastpath.describe(config.precision, precision, forward.enabled), file=sys.stderr)
+    if run.main:
+        print(fastpath.describe(config.precision, precision, forward.enabled), file=sys.stderr)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     run.start_clock()
     while step < config.max_steps:
@@ -308,7 +304,7 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
         log.write({"step": step, "learning_rate": f"{learning_rate:.3e}", **{k: v.item() for k, v in losses.items()}, "precision": precision})
         bar.update(1)
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-        if step % config.validate_every == 0 or step == config.max_steps:
+        if run.main and (step % config.validate_every == 0 or step == config.max_steps):
             scores = _evaluate_and_report(network, tasks, config, run.output, step, device, bar)
         def checkpoint() -> None:
             card = model_card(config, step, scores, tasks)
@@ -318,11 +314,9 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
         if run.end_step(step, config.checkpoint_every, config.max_steps, device, checkpoint, on_step, bar.write):
             break
     bar.close()
-    card = model_card(config, step, scores, tasks)
-    save_model(network.eval(), run.output / "lossnet", card, {"training": {"step": step, "config": config.to_dict(), "scores": {k: v for k, v in scores.items() if k != "confusion"}}})
+    if run.main:
+        card = model_card(config, step, scores, tasks)
+        save_model(network.eval(), run.output / "lossnet", card, {"training": {"step": step, "config": config.to_dict(), "scores": {k: v for k, v in scores.items() if k != "confusion"}}})
+    run.finish()
     return run.output
 
-
-def run(options: JobOptions, overrides: dict) -> int:
-    """The ``hushnet train-lossnet`` job: configuration from the run folder, ``--config`` or defaults, plus flags."""
-    return run_job(LossNetTrainConfig, train_lossnet, options, overrides, lambda folder: f"loss network: {folder / 'lossnet'}")

@@ -10,8 +10,10 @@ logs read as if it had never stopped.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,8 +23,9 @@ import torch
 
 from hushnet.audio import AudioError, one_line
 from hushnet.files import CreatedFolders
-from hushnet.model_dir import write_atomic_text
-from hushnet.options import JobOptions, configure_runtime, with_overrides
+from hushnet.model_dir import load_weights
+from hushnet.options import JobOptions, check_runtime, with_overrides
+from hushnet.temporaries import write_text
 from hushnet.training import distrib
 from hushnet.training.state import CHECKPOINTS_DIR, latest_checkpoint, publish_checkpoint, read_training_state, write_training_state
 
@@ -43,10 +46,13 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) ->
 
 
 class RunLog:
-    """A CSV log of a run folder, one row a step (or a validation); on resume, cut back to ``step``."""
+    """A CSV log of a run folder, one row a step (or a validation); on resume, cut back to ``step``.
+    With no ``path`` (ranks other than 0 under torchrun) rows are dropped: one process writes the log."""
 
-    def __init__(self, path: Path, columns: list[str], resume_step: int | None = None) -> None:
+    def __init__(self, path: Path | None, columns: list[str], resume_step: int | None = None) -> None:
         self.path, self.columns = path, columns
+        if path is None:
+            return
         if resume_step is not None and path.is_file():
             self._truncate(resume_step)
         if not path.is_file() or resume_step is None:
@@ -61,6 +67,8 @@ class RunLog:
             csv.writer(handle).writerows(kept)
 
     def write(self, row: dict) -> None:
+        if self.path is None:
+            return
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow([row.get(c, "") for c in self.columns])
 
@@ -73,10 +81,50 @@ def read_log(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-class Run:
-    """One training process's view of its run folder: ranks, resume point, budget, checkpoints."""
+class RunFolderLock:
+    """An exclusive lock on a run folder (``OUTPUT/.lock``, naming the holder's process id), so that two
+    trainers never write into one folder. The OS drops the lock when its process ends however it ends,
+    so a dead process's lock file is taken over. A lock this process still holds (a run that raised,
+    its handle not yet collected) is reused: one process runs one trainer at a time."""
 
-    def __init__(self, output: str, resume: bool, time_budget_minutes: float | None = None, keep_checkpoints: int = 2) -> None:
+    NAME = ".lock"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / self.NAME
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip()
+            self.handle.close()
+            if holder == str(os.getpid()):
+                return
+            raise FileExistsError(f"{folder} is in use by another trainer (process {holder or 'unknown'}); "
+                                  "wait for it to finish or choose another --output") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"{os.getpid()}\n")
+        self.handle.flush()
+
+    def release(self, remove: bool = False) -> None:
+        """Let go (``remove``: delete the lock file too, before an empty run folder is removed)."""
+        if remove:
+            self.path.unlink(missing_ok=True)
+        if not self.handle.closed:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+
+
+class Run:
+    """One training process's view of its run folder: ranks, lock, resume point, budget, checkpoints.
+
+    ``threads``: torch's CPU threads for the whole job (set here, once, for both trainers)."""
+
+    def __init__(self, output: str, resume: bool, time_budget_minutes: float | None = None, keep_checkpoints: int = 2,
+                 threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
         self.rank, self.world = distrib.init()
         self.main = self.rank == 0
         self.output = Path(output)
@@ -84,38 +132,47 @@ class Run:
         self.keep_checkpoints = keep_checkpoints
         self.budget_minutes = time_budget_minutes
         self.started = time.monotonic()  # set again by start_clock(), once the steps begin
-        self.latest = latest_checkpoint(self.output) if resume else None
-        if not resume and (self.output / CHECKPOINTS_DIR).exists():
-            raise FileExistsError(f"{self.output} already holds a run: pass --resume to continue it, or choose another --output")
-        if resume and self.latest is None and self.main:
-            print(f"no checkpoint in {self.output}: starting from step 0", file=sys.stderr)
         # A job that fails before it has written anything leaves no empty run folder behind.
         self.folders = CreatedFolders()
+        self.lock = None
         if self.main:
             self.folders.make(self.output)
+            self.lock = RunFolderLock(self.output)
+        try:
+            self.latest = latest_checkpoint(self.output) if resume else None
+            if not resume and (self.output / CHECKPOINTS_DIR).exists():
+                raise FileExistsError(f"{self.output} already holds a run: pass --resume to continue it, or choose another --output")
+        except BaseException:
+            self.abandon_if_empty()
+            raise
+        if resume and self.latest is None and self.main:
+            print(f"no checkpoint in {self.output}: starting from step 0", file=sys.stderr)
 
     def abandon_if_empty(self) -> None:
-        """Remove the run folder this run created, if nothing was written into it."""
+        """Let go of the run folder, and remove it if this run created it and nothing was written into it."""
         if self.main:
+            self.lock.release(remove=bool(self.folders.created))
             self.folders.remove_empty()
 
     def start(self, config_dict: dict) -> None:
         """Once the job is set up: its configuration is written, and the run folder is kept from here on."""
         self.folders.created = []
         if self.main:
-            write_atomic_text(self.output / RUN_CONFIG_FILE, json.dumps(config_dict, indent=2) + "\n")
+            write_text(self.output / RUN_CONFIG_FILE, json.dumps(config_dict, indent=2) + "\n")
 
-    def log(self, name: str, columns: list[str], step: int) -> RunLog | None:
-        """A log of this run folder (rank 0 only), cut back to ``step`` when resuming."""
+    def log(self, name: str, columns: list[str], step: int) -> RunLog:
+        """A log of this run folder, cut back to ``step`` when resuming (written by rank 0 only)."""
         if not self.main:
-            return None
+            return RunLog(None, columns)
         # --resume without a checkpoint starts again at step 0: the header stays, any rows go.
         return RunLog(self.output / name, columns, step if self.resume else None)
 
-    def restore(self, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-        """(tensors, info) of the checkpoint to resume from, with optimizer and RNG restored; ({}, {"step": 0}) for a new run."""
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, info) of the checkpoint to resume from, with the model's weights, the optimizer and
+        the RNG restored; ({}, {"step": 0}) for a new run."""
         if self.latest is None:
             return {}, {"step": 0}
+        load_weights(model, self.latest)
         return read_training_state(self.latest, optimizer)
 
     def start_clock(self) -> None:
@@ -154,6 +211,8 @@ class Run:
 
     def finish(self) -> None:
         distrib.barrier(self.world)
+        if self.main:
+            self.lock.release(remove=True)
 
 
 # --- the command around a trainer ------------------------------------------------------------------
@@ -161,17 +220,19 @@ class Run:
 
 def job_config(config_class: type, options: JobOptions, overrides: dict[str, Any]) -> Any:
     """The job: the run folder's own configuration on ``--resume``, else ``--config``, else the
-    defaults; then the flags given (dotted keys for nested configs)."""
-    output = overrides.get("output") or config_class().output
+    defaults; then the flags given (dotted keys for nested configs). The run folder is ``-o`` when
+    given, else the ``output`` of ``--config``, else the default."""
+    config_file = None
+    if options.config:
+        if not Path(options.config).is_file():
+            raise FileNotFoundError(f"--config {options.config}: no such file")
+        config_file = config_class.from_dict(json.loads(Path(options.config).read_text()))
+    output = overrides.get("output") or (config_file or config_class()).output
     saved = Path(output) / RUN_CONFIG_FILE
     if options.resume and saved.is_file():
         base = config_class.from_dict(json.loads(saved.read_text()))
-    elif options.config:
-        if not Path(options.config).is_file():
-            raise FileNotFoundError(f"--config {options.config}: no such file")
-        base = config_class.from_dict(json.loads(Path(options.config).read_text()))
     else:
-        base = config_class()
+        base = config_file or config_class()
     return with_overrides(base, {**overrides, "output": output})
 
 
@@ -179,7 +240,7 @@ def run_job(config_class: type, train: Callable[..., Path], options: JobOptions,
     """Build the job, run ``train``, print ``done(run folder)`` once (rank 0); one line per bad input."""
     try:
         config = job_config(config_class, options, overrides)
-        configure_runtime(config)
+        check_runtime(config)
         folder = train(config, resume=options.resume, progress=not options.quiet)
     except (FileNotFoundError, FileExistsError, ValueError, AudioError) as error:  # JSON and model errors are ValueErrors
         print(f"error: {one_line(error)}", file=sys.stderr)

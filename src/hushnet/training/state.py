@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from hushnet.model_dir import write_atomic_text
+from hushnet.temporaries import PendingFolder, clean_stale_partials, write_text
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
@@ -38,14 +38,12 @@ def latest_checkpoint(output: str | os.PathLike) -> Path | None:
 def publish_checkpoint(output: str | os.PathLike, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
     """Have ``write`` fill a staging folder, rename it to step_NNNNNNN, point ``latest`` at it, prune old ones."""
     folder = Path(output) / CHECKPOINTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
     directory = folder / f"step_{step:07d}"
-    staging = folder / f".step_{step:07d}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write(staging)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(staging, directory)
-    write_atomic_text(folder / LATEST_FILE, directory.name + "\n")
+    clean_stale_partials(folder)  # what a run killed while writing one left
+    with PendingFolder(directory) as staging:
+        write(staging)
+    write_text(folder / LATEST_FILE, directory.name + "\n")
     for old in sorted(folder.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return directory

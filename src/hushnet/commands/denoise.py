@@ -8,48 +8,29 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import soundfile as sf
-
-from hushnet.audio import AudioError, one_line, output_extension
+from hushnet.audio import one_line, output_extension
 from hushnet.corpus import ClusterOptions, check_cluster_options, check_destination, denoise_on_ray
-from hushnet.files import OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, find_inputs, plan_outputs, without_own_outputs
-from hushnet.options import ENGINE_HELP, ENGINES, MODEL_HELP, PRECISION_HELP, PRECISIONS, RuntimeOptions, check_runtime, option
+from hushnet.files import (
+    OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, shown, distinct_inputs, find_inputs, output_names_a_file, outside_folder, plan_outputs,
+    without_own_outputs,
+)
+from hushnet.options import DenoiserOptions, check_runtime, option
+from hushnet.temporaries import clean_stale_scratch
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser
 
 
 @dataclass
-class DenoiseConfig(RuntimeOptions, ClusterOptions):
+class DenoiseConfig(DenoiserOptions, ClusterOptions):
     """One ``hushnet denoise`` job."""
 
     inputs: list[str] = option(default_factory=list, positional=True, help="audio files, folders (searched recursively) or glob patterns")
     output: str | None = option(None, short="-o", help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)",
                                 show_default=False)
-    model: str | None = option(None, help=MODEL_HELP + " (default: the package default)", show_default=False)
-    memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
     float_output: bool = option(False, flag="--float", help="write 32-bit float WAV instead of the input's format")
     quiet: bool = option(False, short="-q", help="no progress bar")
-    engine: str = option("auto", choices=list(ENGINES), help=ENGINE_HELP)
-    precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
     verbose: bool = option(False, short="-v", help="say which engine and precision ran, and how long loading and compiling took")
-    dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
-                                          "(default: the model's own)", show_default=False)
-    level_db: str | None = option(None, help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
-                                             "off = as is (default: the model's own)", show_default=False)
-    level_scope: str = option("recording", choices=["recording", "segment"], help="level gain per channel for the whole recording or per segment")
-
-    def denoiser_options(self) -> dict:
-        """The Denoiser's settings this job asks for (``level_db`` as dBFS or "off")."""
-        level: float | str | None = self.level_db
-        if level is not None and level != "off":
-            try:
-                level = float(level)
-            except ValueError:
-                raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
-        return {"device": self.device, "engine": self.engine, "precision": self.precision, "threads": self.threads,
-                "memory_budget_mb": self.memory_budget_mb,
-                "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
 
 
 def run(config: DenoiseConfig) -> int:
@@ -57,7 +38,6 @@ def run(config: DenoiseConfig) -> int:
     succeeded, 1 when any failed, 2 for a job that cannot start."""
     # No torch here: with the onnx engine, denoising runs on onnxruntime alone.
     from hushnet.denoiser import Denoiser
-    from hushnet.model_files import ModelError
 
     try:
         check_runtime(config)
@@ -68,6 +48,7 @@ def run(config: DenoiseConfig) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    clean_stale_scratch()  # what a killed run left in the temp folder
     folders = CreatedFolders()
     try:
         jobs, failed = _plan(config, folders)
@@ -79,7 +60,7 @@ def run(config: DenoiseConfig) -> int:
         if any(job.error is None for job in jobs):  # nothing to load when no job can run
             try:
                 denoiser = Denoiser.from_pretrained(config.model, **options)
-            except (ModelError, AudioError) as error:
+            except ValueError as error:  # ModelError, AudioError: one line
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             if config.verbose:
@@ -92,8 +73,8 @@ def run(config: DenoiseConfig) -> int:
 def describe_engine(denoiser: "Denoiser") -> str:
     """One line: the engine and precision that run, why, and the seconds spent loading and compiling."""
     engine = denoiser.engine
-    parts = [f"engine: {getattr(engine, 'choice', f'{engine.name} {engine.precision}')}",
-             f"threads: {engine.threads if getattr(engine, 'threads', None) else 'all cores'}"]
+    choice = getattr(engine, "choice", None) or f"{engine.name} {getattr(engine, 'precision', 'float32')}"
+    parts = [f"engine: {choice}", f"threads: {engine.threads if getattr(engine, 'threads', None) else 'all cores'}"]
     if hasattr(engine, "load_seconds"):
         parts.append(f"model loaded in {engine.load_seconds:.2f} s")
     compiled = getattr(engine, "compile_seconds", {})
@@ -108,6 +89,12 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     inputs, missing = find_inputs(config.inputs)
     for message in missing:
         print(f"error: {message}", file=sys.stderr)
+    inputs = distinct_inputs(inputs)
+    if config.output is not None and not output_names_a_file(config.output):
+        inputs, inside = outside_folder(inputs, config.output)
+        if inside:
+            print(f"skipping {len(inside)} file{'s' if len(inside) != 1 else ''} inside the output folder {config.output} "
+                  "(earlier results, not inputs)", file=sys.stderr)
     if config.output is None:
         inputs, earlier = without_own_outputs(inputs)
         if earlier:
@@ -135,6 +122,8 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
 
     ``float_output`` writes 32-bit float WAV (no quantization noise: what scoring should see).
     """
+    from hushnet.denoiser import DENOISE_ERRORS
+
     done = 0
     started = time.perf_counter()
     audio_seconds = 0.0
@@ -148,7 +137,7 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
             result = denoiser.denoise_file(job.input, job.output, progress=bar.update if bar else None,
                                            on_start=(lambda total: setattr(bar, "total", total) or bar.refresh()) if bar else None,
                                            subtype="FLOAT" if float_output else None)
-        except (AudioError, OSError, sf.LibsndfileError, RuntimeError) as error:
+        except DENOISE_ERRORS as error:
             print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
             failed += 1
             continue
@@ -158,7 +147,7 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
         done += 1
         audio_seconds += result.seconds
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-        print(f"{job.input} -> {job.output}{notes}")
+        print(f"{shown(job.input)} -> {shown(job.output)}{notes}")
     elapsed = time.perf_counter() - started
     speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
     print(f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""The HTTP API's routers: ``denoise`` (one file in, one file out; health) and ``jobs``."""
