@@ -33,8 +33,26 @@ ARMS = {
     "feature loss, our loss network": ["--lossnet", "hushnet-lossnet"],
 }
 # The shipped model's recipe (runs/hushnet-dfl), shortened: only the loss differs between arms.
-COMMON = ["--init", "authors-dfl", "--norm", "batch", "--freeze-norm-statistics", "--batch-size", "4", "--segment-seconds", "3",
-          "--learning-rate", "1e-4", "--warmup-steps", "10", "--calibration-steps", "10", "--checkpoint-every", "10", "-q"]
+COMMON = [
+    "--init",
+    "authors-dfl",
+    "--norm",
+    "batch",
+    "--freeze-norm-statistics",
+    "--batch-size",
+    "4",
+    "--segment-seconds",
+    "3",
+    "--learning-rate",
+    "1e-4",
+    "--warmup-steps",
+    "10",
+    "--calibration-steps",
+    "10",
+    "--checkpoint-every",
+    "10",
+    "-q",
+]
 METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl"]
 
 
@@ -73,8 +91,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ablation"))
     parser.add_argument("--arms", nargs="*", default=list(ARMS))
-    parser.add_argument("--score-only", action="store_true", help="score the arms already trained (for arms run in parallel)")
-    parser.add_argument("--shipped", default="hushnet-dfl", help="also score this model (the longer run the arms stand in for)")
+    parser.add_argument(
+        "--score-only", action="store_true", help="score the arms already trained (for arms run in parallel)"
+    )
+    parser.add_argument(
+        "--shipped", default="hushnet-dfl", help="also score this model (the longer run the arms stand in for)"
+    )
     args = parser.parse_args()
     if not (SYNTHETIC / "manifest.csv").is_file():
         subprocess.run([sys.executable, "-m", "hushnet.cli", "make-testset", "-o", str(SYNTHETIC)], check=True)
@@ -82,8 +104,22 @@ def main() -> None:
     models = {}
     for arm in args.arms if not args.score_only else []:
         run = Path(args.runs) / slug(arm)
-        command = [sys.executable, "-m", "hushnet.cli", "train", "-o", str(run), *COMMON, *ARMS[arm], "--max-steps", str(args.steps),
-                   "--validate-every", str(args.steps), "--threads", str(args.threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "hushnet.cli",
+            "train",
+            "-o",
+            str(run),
+            *COMMON,
+            *ARMS[arm],
+            "--max-steps",
+            str(args.steps),
+            "--validate-every",
+            str(args.steps),
+            "--threads",
+            str(args.threads),
+        ]
         if latest_checkpoint(run) is not None:
             command.append("--resume")
         if latest_checkpoint(run) is None or int(latest_checkpoint(run).name.split("_")[1]) < args.steps:
@@ -107,25 +143,53 @@ def main() -> None:
             score_model(str(model), report)
         summary = json.loads(done.read_text())
         results[arm] = {m: round(summary["metrics"][m]["mean"], 4) for m in METRICS if m in summary["metrics"]}
-    order = ["starting point (no training)", *ARMS, f"shipped model ({args.shipped})", "authors' released model (per-input statistics)"]
+    order = [
+        "starting point (no training)",
+        *ARMS,
+        f"shipped model ({args.shipped})",
+        "authors' released model (per-input statistics)",
+    ]
     results = {arm: results[arm] for arm in order if arm in results}
     baseline = "waveform L1"
-    paired = {arm: {m: paired_difference(Path(args.runs) / "scores", arm, baseline, m) for m in ("pesq_wb", "stoi")}
-              for arm in results if arm != baseline and baseline in results}
+    paired = {
+        arm: {m: paired_difference(Path(args.runs) / "scores", arm, baseline, m) for m in ("pesq_wb", "stoi")}
+        for arm in results
+        if arm != baseline and baseline in results
+    }
     output = ROOT / "benchmarks" / "results" / "ablation"
-    output.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "arms": results, "paired_vs_waveform_l1": paired}, indent=2) + "\n")
-    lines = [f"# Ablation: loss function ({args.steps} fine-tuning steps each, synthetic test set, 96 files)", "",
-             "| arm | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    lines += [f"| {arm} | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |" for arm, row in results.items()]
+    output.with_suffix(".json").write_text(
+        json.dumps({"steps": args.steps, "arms": results, "paired_vs_waveform_l1": paired}, indent=2) + "\n"
+    )
+    lines = [
+        f"# Ablation: loss function ({args.steps} fine-tuning steps each, synthetic test set, 96 files)",
+        "",
+        "| arm | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    lines += [
+        f"| {arm} | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |"
+        for arm, row in results.items()
+    ]
     peers = ROOT / "benchmarks" / "results" / "peers.json"
     if peers.is_file():  # the other systems on the same files, from benchmarks/peers.py
         rows = json.loads(peers.read_text())["sets"].get("synthetic", {}).get("systems", {})
-        lines += [f"| {name} (peer benchmark) | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |"
-                  for name, row in rows.items() if name not in ("authors-dfl", args.shipped)]
+        lines += [
+            f"| {name} (peer benchmark) | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |"
+            for name, row in rows.items()
+            if name not in ("authors-dfl", args.shipped)
+        ]
     if paired:
-        lines += ["", f"Paired difference against {baseline} (same 96 files; mean and 95 % confidence interval):", "",
-                  "| arm | PESQ-WB | STOI |", "|---|---|---|"]
-        lines += [f"| {arm} | {d['pesq_wb'][0]:+.3f} ± {d['pesq_wb'][1]:.3f} | {d['stoi'][0]:+.3f} ± {d['stoi'][1]:.3f} |" for arm, d in paired.items()]
+        lines += [
+            "",
+            f"Paired difference against {baseline} (same 96 files; mean and 95 % confidence interval):",
+            "",
+            "| arm | PESQ-WB | STOI |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {arm} | {d['pesq_wb'][0]:+.3f} ± {d['pesq_wb'][1]:.3f} | {d['stoi'][0]:+.3f} ± {d['stoi'][1]:.3f} |"
+            for arm, d in paired.items()
+        ]
     output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -37,16 +37,23 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import PEERS, RATE, RESULTS, SHARED, TEST_SETS, WORK, _cell  # noqa: E402
-
 from hushnet.data.testset import build_test_set  # noqa: E402
 from hushnet.evaluate import Pair, match_folders, score_pairs, summarize  # noqa: E402
+from peers import PEERS, RATE, RESULTS, SHARED, TEST_SETS, WORK, _cell  # noqa: E402
 
-SETS = {"valentini_test_dev": SHARED / "data" / "valentini_test_dev", **TEST_SETS, "real_noisy_dev": SHARED / "data" / "real_noisy_dev"}
+SETS = {
+    "valentini_test_dev": SHARED / "data" / "valentini_test_dev",
+    **TEST_SETS,
+    "real_noisy_dev": SHARED / "data" / "real_noisy_dev",
+}
 REFERENCED = ("pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl")
 _REFERENCED_COLUMNS = ("pesq_wb", "stoi", "si_sdr_db", "csig", "cbak", "covl")
-COLUMNS = {"valentini_test_dev": _REFERENCED_COLUMNS, "synthetic": _REFERENCED_COLUMNS, "valentini_dev": _REFERENCED_COLUMNS,
-           "real_noisy_dev": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")}
+COLUMNS = {
+    "valentini_test_dev": _REFERENCED_COLUMNS,
+    "synthetic": _REFERENCED_COLUMNS,
+    "valentini_dev": _REFERENCED_COLUMNS,
+    "real_noisy_dev": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"),
+}
 # The per-file scores the bootstrap compares, per kind of set.
 COMPARED = {"referenced": ("pesq_wb", "stoi"), "dnsmos": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")}
 RESAMPLES, SEED = 2000, 0
@@ -72,9 +79,14 @@ def interpolated_model(start: str, end: str, fraction: float) -> str:
     folder = WORK / "interpolated" / f"{Path(start).name}-{Path(end).name}-{fraction:g}"
     first, last = load_model(start, kind="can"), load_model(end, kind="can")
     end_state = last.state_dict()
-    mixed = {k: v + fraction * (end_state[k] - v) if v.is_floating_point() else end_state[k] for k, v in first.state_dict().items()}
+    mixed = {
+        k: v + fraction * (end_state[k] - v) if v.is_floating_point() else end_state[k]
+        for k, v in first.state_dict().items()
+    }
     last.load_state_dict(mixed)
-    card = f"# WiSE-FT interpolation\n\nWeights {fraction:g} of the way from `{start}` to `{end}` (config of `{end}`).\n"
+    card = (
+        f"# WiSE-FT interpolation\n\nWeights {fraction:g} of the way from `{start}` to `{end}` (config of `{end}`).\n"
+    )
     save_model(last, folder, card, extra={"interpolated": {"start": str(start), "end": str(end), "fraction": fraction}})
     return str(folder)
 
@@ -125,7 +137,9 @@ def enhance_set(enhance, pairs: list[Pair], folder: Path) -> tuple[float, float]
         noisy, rate = sf.read(pair.noisy, dtype="float32")
         started = time.perf_counter()
         enhanced = np.asarray(enhance(noisy), np.float32)[: noisy.size]
-        enhanced = np.pad(enhanced, (0, noisy.size - enhanced.size))  # resampling peers can come back a few samples short
+        enhanced = np.pad(
+            enhanced, (0, noisy.size - enhanced.size)
+        )  # resampling peers can come back a few samples short
         spent += time.perf_counter() - started
         audio += noisy.size / rate
         sf.write(folder / f"{pair.name}.wav", enhanced, rate, subtype="FLOAT")
@@ -142,8 +156,13 @@ def score_lean(pair: Pair) -> dict:
     enhanced, _ = sf.read(pair.enhanced, dtype="float32")
     aligned = align(clean, enhanced, RATE)
     c, e = aligned.clean.astype(np.float64), aligned.enhanced.astype(np.float64)
-    return {"name": pair.name, "pesq_wb": pesq_score(c, e), "stoi": float(stoi(c, e, RATE)), "estoi": float(stoi(c, e, RATE, extended=True)),
-            "si_sdr_db": si_sdr(c, e)}
+    return {
+        "name": pair.name,
+        "pesq_wb": pesq_score(c, e),
+        "stoi": float(stoi(c, e, RATE)),
+        "estoi": float(stoi(c, e, RATE, extended=True)),
+        "si_sdr_db": si_sdr(c, e),
+    }
 
 
 def score_dry(pairs: list[Pair], folder: Path, dry: float, jobs: int, lean: bool = False) -> tuple[dict, dict]:
@@ -170,7 +189,10 @@ def score_dry(pairs: list[Pair], folder: Path, dry: float, jobs: int, lean: bool
         from speechmos import dnsmos
 
         results = [dnsmos.run(np.clip(sf.read(p.enhanced, dtype="float32")[0], -1, 1), RATE) for p in scored]
-        rows = [{"name": p.name, **{f"dnsmos_{k}": float(r[f"{k}_mos"]) for k in ("sig", "bak", "ovrl")}} for p, r in zip(scored, results)]
+        rows = [
+            {"name": p.name, **{f"dnsmos_{k}": float(r[f"{k}_mos"]) for k in ("sig", "bak", "ovrl")}}
+            for p, r in zip(scored, results)
+        ]
         means = {m: round(float(np.mean([r[m] for r in rows])), 3) for m in COMPARED["dnsmos"]}
         compared = COMPARED["dnsmos"]
     per_file = {"names": [r["name"] for r in rows], **{m: [round(float(r[m]), 5) for r in rows] for m in compared}}
@@ -181,7 +203,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidate", action="append", default=[], help="NAME=MODEL[,option=value...] (repeatable)")
     parser.add_argument("--peers", nargs="*", default=[], choices=list(PEERS), help="peer systems to add (dry 0 only)")
-    parser.add_argument("--dry", nargs="*", type=float, default=[0.0], help="dry/wet values to score for each candidate")
+    parser.add_argument(
+        "--dry", nargs="*", type=float, default=[0.0], help="dry/wet values to score for each candidate"
+    )
     parser.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -190,9 +214,18 @@ def main() -> None:
     parser.add_argument("--lean", action="store_true", help="no composite measures (CSIG/CBAK/COVL)")
     parser.add_argument("--reference", default="authors-dfl", help="row the referenced sets' differences are taken to")
     parser.add_argument("--dnsmos-reference", default="hushnet-dfl", help="row the DNSMOS differences are taken to")
-    parser.add_argument("--missing-only", action="store_true", help="skip a candidate on a set where all its rows are already in the record")
+    parser.add_argument(
+        "--missing-only",
+        action="store_true",
+        help="skip a candidate on a set where all its rows are already in the record",
+    )
     parser.add_argument("--verdict", help="a text file: the written verdict shown above the tables")
-    parser.add_argument("--merge", nargs="*", default=[], help="other runs' JSON records to merge into this one (rows of the same name are replaced)")
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="other runs' JSON records to merge into this one (rows of the same name are replaced)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -200,13 +233,23 @@ def main() -> None:
     if "synthetic" in args.sets and not (SETS["synthetic"] / "manifest.csv").is_file():
         build_test_set(SHARED / "data", SETS["synthetic"])
     stem = Path(args.output)
-    record = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() and not args.fresh else {"sets": {}, "systems": {}, "per_file": {}}
-    systems = [(name, lambda m=model, o=options: candidate_enhancer(m, o), args.dry, f"{model} {options}")
-               for name, model, options in map(parse_candidate, args.candidate)]
+    record = (
+        json.loads(stem.with_suffix(".json").read_text())
+        if stem.with_suffix(".json").is_file() and not args.fresh
+        else {"sets": {}, "systems": {}, "per_file": {}}
+    )
+    systems = [
+        (name, lambda m=model, o=options: candidate_enhancer(m, o), args.dry, f"{model} {options}")
+        for name, model, options in map(parse_candidate, args.candidate)
+    ]
     systems += [(name, PEERS[name], [0.0], "peer") for name in args.peers]
     for name, make, dry_values, what in systems:
         labels = [name if dry == 0 else f"{name} dry {dry:g}" for dry in dry_values]
-        todo = [s for s in args.sets if not (args.missing_only and all(label in record["per_file"].get(s, {}) for label in labels))]
+        todo = [
+            s
+            for s in args.sets
+            if not (args.missing_only and all(label in record["per_file"].get(s, {}) for label in labels))
+        ]
         if not todo:
             continue
         enhance = make()
@@ -254,7 +297,9 @@ def differences(record: dict) -> dict:
         for label, scores in rows.items():
             if label == references[kind] or scores["names"] != reference["names"]:
                 continue
-            out.setdefault(set_name, {})[label] = {m: paired_bootstrap(scores[m], reference[m], RESAMPLES, seed=SEED) for m in COMPARED[kind]}
+            out.setdefault(set_name, {})[label] = {
+                m: paired_bootstrap(scores[m], reference[m], RESAMPLES, seed=SEED) for m in COMPARED[kind]
+            }
     return out
 
 
@@ -267,16 +312,24 @@ def verdict(record: dict, found: dict) -> list[str]:
     """The lines saying which rows beat the references outside their intervals."""
     references = record.get("references", {"referenced": "authors-dfl", "dnsmos": "hushnet-dfl"})
     lines = []
-    for set_name, metrics, reference in (("valentini_test_dev", ("pesq_wb", "stoi"), references["referenced"]),
-                                         ("synthetic", ("pesq_wb", "stoi"), references["referenced"]),
-                                         ("real_noisy_dev", ("dnsmos_ovrl", "dnsmos_sig"), references["dnsmos"])):
+    for set_name, metrics, reference in (
+        ("valentini_test_dev", ("pesq_wb", "stoi"), references["referenced"]),
+        ("synthetic", ("pesq_wb", "stoi"), references["referenced"]),
+        ("real_noisy_dev", ("dnsmos_ovrl", "dnsmos_sig"), references["dnsmos"]),
+    ):
         for metric in metrics:
             rows = found.get(set_name, {})
             if not rows:
                 continue
-            better = [f"`{label}` ({d[metric].mean:+.3f} [{d[metric].low:+.3f}, {d[metric].high:+.3f}])"
-                      for label, d in rows.items() if d[metric].win and d[metric].mean > 0]
-            lines.append(f"- {set_name} {metric}, beating `{reference}` outside the interval: " + (", ".join(better) if better else "**none**"))
+            better = [
+                f"`{label}` ({d[metric].mean:+.3f} [{d[metric].low:+.3f}, {d[metric].high:+.3f}])"
+                for label, d in rows.items()
+                if d[metric].win and d[metric].mean > 0
+            ]
+            lines.append(
+                f"- {set_name} {metric}, beating `{reference}` outside the interval: "
+                + (", ".join(better) if better else "**none**")
+            )
     return lines
 
 
@@ -287,24 +340,43 @@ def markdown(record: dict) -> str:
     header = [f"{s}: {c}" for s in sets for c in present[s]]
     found = differences(record)
     written = [record["verdict"], ""] if record.get("verdict") else []
-    lines = ["# Candidates on the development sets", "", "## Verdict", "", *written, "Computed from the per-file scores below:", "",
-             *verdict(record, found), "",
-             "## Means", "",
-             "`valentini_test_dev` (25 real pairs of the Valentini *test* set, speakers p232 and p257: the fair yardstick), the synthetic "
-             "test set (96 files of 10 s, held-out speakers and noise), `valentini_dev` (7 real pairs of Valentini *training* speakers, which "
-             "`authors-dfl` trained on: a training-fit check only) and DNSMOS P.835 on `real_noisy_dev` (16 real recordings, no references). "
-             "`dry A` rows mix a fraction A of the input back into that system's output. Empty cells: not scored.", "",
-             "| system | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    lines = [
+        "# Candidates on the development sets",
+        "",
+        "## Verdict",
+        "",
+        *written,
+        "Computed from the per-file scores below:",
+        "",
+        *verdict(record, found),
+        "",
+        "## Means",
+        "",
+        "`valentini_test_dev` (25 real pairs of the Valentini *test* set, speakers p232 and p257: the fair yardstick), the synthetic "
+        "test set (96 files of 10 s, held-out speakers and noise), `valentini_dev` (7 real pairs of Valentini *training* speakers, which "
+        "`authors-dfl` trained on: a training-fit check only) and DNSMOS P.835 on `real_noisy_dev` (16 real recordings, no references). "
+        "`dry A` rows mix a fraction A of the input back into that system's output. Empty cells: not scored.",
+        "",
+        "| system | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
     names = list(dict.fromkeys(n for s in sets for n in record["sets"][s]))
     for name in names:
         cells = [_cell(record["sets"][s].get(name, {}).get(c)) for s in sets for c in present[s]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     references = record.get("references", {"referenced": "authors-dfl", "dnsmos": "hushnet-dfl"})
-    lines += ["", "## Paired differences", "",
-              f"Mean per-file difference to `{references['referenced']}` (PESQ-WB, STOI) and to `{references['dnsmos']}` (DNSMOS on "
-              f"`real_noisy_dev`), with its paired bootstrap 95 % interval (BCa, {RESAMPLES} resamples of the files, seed {SEED}; "
-              "`hushnet.metrics.paired_bootstrap`). **Bold**: the interval excludes 0 (a win or a loss); otherwise not a win.", ""]
-    columns = [(s, m) for s in SETS if s in found for m in COMPARED["dnsmos" if s == "real_noisy_dev" else "referenced"]]
+    lines += [
+        "",
+        "## Paired differences",
+        "",
+        f"Mean per-file difference to `{references['referenced']}` (PESQ-WB, STOI) and to `{references['dnsmos']}` (DNSMOS on "
+        f"`real_noisy_dev`), with its paired bootstrap 95 % interval (BCa, {RESAMPLES} resamples of the files, seed {SEED}; "
+        "`hushnet.metrics.paired_bootstrap`). **Bold**: the interval excludes 0 (a win or a loss); otherwise not a win.",
+        "",
+    ]
+    columns = [
+        (s, m) for s in SETS if s in found for m in COMPARED["dnsmos" if s == "real_noisy_dev" else "referenced"]
+    ]
     lines += ["| system | " + " | ".join(f"{s}: {m}" for s, m in columns) + " |", "|---|" + "---|" * len(columns)]
     for name in dict.fromkeys(n for s, _ in columns for n in found[s]):
         cells = [_difference_cell(found[s][name][m]) if name in found[s] else "" for s, m in columns]

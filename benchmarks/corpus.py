@@ -29,13 +29,21 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 SRC = ROOT / "src"
 TARGET_HOURS, TARGET_DAYS_HOURS = 10_000, 24
-RUNS = {"local (threads: all cores)": [], "local --threads 1": ["--threads", "1"],
-        "--ray, 1 actor": ["--ray", "--actors", "1"], "--ray, 2 actors": ["--ray", "--actors", "2"]}
+RUNS = {
+    "local (threads: all cores)": [],
+    "local --threads 1": ["--threads", "1"],
+    "--ray, 1 actor": ["--ray", "--actors", "1"],
+    "--ray, 2 actors": ["--ray", "--actors", "2"],
+}
 
 
 def pick_recordings(count: int) -> list[Path]:
     """Every noisy dev recording, then the speech manifest's files spread evenly, ``count`` in all."""
-    chosen = [p for name in ("real_noisy_dev", "valentini_dev/noisy", "valentini_test_dev/noisy") for p in sorted((DATA / name).rglob("*.flac"))]
+    chosen = [
+        p
+        for name in ("real_noisy_dev", "valentini_dev/noisy", "valentini_test_dev/noisy")
+        for p in sorted((DATA / name).rglob("*.flac"))
+    ]
     with open(DATA / "speech" / "manifest.csv", newline="") as handle:
         speech = [DATA / "speech" / row["path"] for row in csv.DictReader(handle)]
     rest = count - len(chosen)
@@ -90,15 +98,22 @@ def timed(arguments: list[str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(arguments)} failed: {summary}")
     # CPU seconds: the process and the descendants it waited for; Ray's actors are counted from /proc.
-    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "actor_cpu_s": round(sum(cpu.values()), 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "summary": summary,
-            "actor_peak_rss_mb": sorted(round(kb / 1024, 1) for kb in peaks.values())}
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "actor_cpu_s": round(sum(cpu.values()), 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "summary": summary,
+        "actor_peak_rss_mb": sorted(round(kb / 1024, 1) for kb in peaks.values()),
+    }
 
 
 def ray_start_seconds() -> float:
     """A local Ray's start and stop alone, in a fresh process (what every ``--ray`` run pays once)."""
     code = "import time, ray; t = time.perf_counter(); ray.init(log_to_driver=False); ray.shutdown(); print(time.perf_counter() - t)"
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
+    )
 
 
 def audio_seconds(folder: Path) -> float:
@@ -111,8 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--output", default=str(RESULTS / "corpus"))
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
-                        help="measure only these runs and keep the others from the existing JSON (each run is saved as it ends)")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=list(RUNS),
+        default=list(RUNS),
+        help="measure only these runs and keep the others from the existing JSON (each run is saved as it ends)",
+    )
     args = parser.parse_args()
     saved = Path(args.output + ".json")
     record = json.loads(saved.read_text()) if saved.is_file() and set(args.runs) != set(RUNS) else {"runs": {}}
@@ -124,12 +144,20 @@ def main() -> None:
         if any(name.startswith("--ray") for name in args.runs):
             record["ray_start_s"] = round(ray_start_seconds(), 2)
         for name in args.runs:
-            out = Path(scratch) / name.replace(" ", "_").replace(",", "").replace(":", "").replace("(", "").replace(")", "")
+            out = Path(scratch) / name.replace(" ", "_").replace(",", "").replace(":", "").replace("(", "").replace(
+                ")", ""
+            )
             started_at = time.strftime("%H:%M UTC", time.gmtime())
             load = [round(x, 2) for x in os.getloadavg()]
-            run = timed([sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(out), "-q", *RUNS[name]])
-            run.update(started=started_at, load_average_at_start=load, files_per_s=round(args.files / run["wall_s"], 2),
-                       audio_h_per_h=round(record["audio_hours"] * 3600 / run["wall_s"], 1))
+            run = timed(
+                [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(out), "-q", *RUNS[name]]
+            )
+            run.update(
+                started=started_at,
+                load_average_at_start=load,
+                files_per_s=round(args.files / run["wall_s"], 2),
+                audio_h_per_h=round(record["audio_hours"] * 3600 / run["wall_s"], 1),
+            )
             record["runs"][name] = run
             saved.write_text(json.dumps(record, indent=2) + "\n")
             print(name, run, file=sys.stderr)
@@ -176,10 +204,16 @@ def report(record: dict) -> str:
     ]
     for name, run in record["runs"].items():
         actors = ", ".join(str(x) for x in run["actor_peak_rss_mb"]) or "-"
-        cpu = f"{run['total_cpu_s']} ({run['cpu_s']} + {run['actor_cpu_s']})" if run["actor_cpu_s"] else f"{run['total_cpu_s']}"
+        cpu = (
+            f"{run['total_cpu_s']} ({run['cpu_s']} + {run['actor_cpu_s']})"
+            if run["actor_cpu_s"]
+            else f"{run['total_cpu_s']}"
+        )
         load = ", ".join(str(x) for x in run["load_average_at_start"])
-        lines.append(f"| {name} | {run['started']} | {load} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {cpu} "
-                     f"| {run['peak_rss_mb']} | {actors} |")
+        lines.append(
+            f"| {name} | {run['started']} | {load} | {run['wall_s']} | {run['files_per_s']} | {run['audio_h_per_h']} | {cpu} "
+            f"| {run['peak_rss_mb']} | {actors} |"
+        )
     lines += [
         "",
         f"- Overhead of `--ray` with 1 actor against the local command with `--threads 1` (Ray's start included): CPU "

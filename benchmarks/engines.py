@@ -22,20 +22,32 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import RESULTS, SHARED, TEST_SETS  # noqa: E402
-
 from hushnet.data.testset import build_test_set  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.evaluate import match_folders  # noqa: E402
 from hushnet.metrics import dnsmos, pesq_score  # noqa: E402
+from peers import RESULTS, SHARED, TEST_SETS  # noqa: E402
 
-SETS = {"synthetic": TEST_SETS["synthetic"], "valentini_test_dev": SHARED / "data" / "valentini_test_dev",
-        "real_noisy_dev": SHARED / "data" / "real_noisy_dev"}
-CONFIGURATIONS = (("onnx", "float32"), ("openvino", "float32"), ("openvino", "bf16"), ("torch", "float32"), ("torch", "bf16"))
+SETS = {
+    "synthetic": TEST_SETS["synthetic"],
+    "valentini_test_dev": SHARED / "data" / "valentini_test_dev",
+    "real_noisy_dev": SHARED / "data" / "real_noisy_dev",
+}
+CONFIGURATIONS = (
+    ("onnx", "float32"),
+    ("openvino", "float32"),
+    ("openvino", "bf16"),
+    ("torch", "float32"),
+    ("torch", "bf16"),
+)
 REFERENCE = "onnx float32"
 # The rule: largest difference from the reference allowed per metric, either way.
 TOLERANCE = {"pesq_wb": 0.02, "stoi": 0.002, "dnsmos_ovrl": 0.02}
-METRICS = {"synthetic": ("pesq_wb", "stoi"), "valentini_test_dev": ("pesq_wb", "stoi"), "real_noisy_dev": ("dnsmos_ovrl",)}
+METRICS = {
+    "synthetic": ("pesq_wb", "stoi"),
+    "valentini_test_dev": ("pesq_wb", "stoi"),
+    "real_noisy_dev": ("dnsmos_ovrl",),
+}
 
 
 def files(root: Path) -> list[tuple[str, Path, Path | None]]:
@@ -79,19 +91,28 @@ def verdicts(record: dict) -> None:
                     worst[f"{set_name} {metric}"] = TOLERANCE[metric] - abs(row[f"{metric}_delta"])
             sets_done = all(s in sets for s in SETS)
             record.setdefault("verdict", {}).setdefault(model, {})[name] = (
-                "pending" if not sets_done else "meets" if min(worst.values()) >= 0 else
-                "misses: " + ", ".join(f"{k} by {-v:.4f}" for k, v in worst.items() if v < 0))
+                "pending"
+                if not sets_done
+                else "meets"
+                if min(worst.values()) >= 0
+                else "misses: " + ", ".join(f"{k} by {-v:.4f}" for k, v in worst.items() if v < 0)
+            )
 
 
 def markdown(record: dict) -> str:
-    lines = ["# Engines and precisions: the quality rule", "",
-             f"Every engine and precision through `Denoiser` ({record['threads']} thread(s)), both shipped models, against onnxruntime "
-             "float32 of the same model: PESQ-WB within 0.02 and STOI within 0.002 on the synthetic test set (96 files) and "
-             "`valentini_test_dev` (25 files), DNSMOS OVRL within 0.02 on `real_noisy_dev` (16 real recordings). Differences "
-             "(system minus reference) in brackets. `authors-dfl` through OpenVINO runs its 4-s segments in OpenVINO and any "
-             "file shorter than a segment in onnxruntime float32 (exact; most of `valentini_test_dev`). Timings: `runtime.md`.", "",
-             "| model | engine | precision | synthetic PESQ-WB | synthetic STOI | valentini_test_dev PESQ-WB | valentini_test_dev STOI | "
-             "real_noisy_dev DNSMOS OVRL | rule |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Engines and precisions: the quality rule",
+        "",
+        f"Every engine and precision through `Denoiser` ({record['threads']} thread(s)), both shipped models, against onnxruntime "
+        "float32 of the same model: PESQ-WB within 0.02 and STOI within 0.002 on the synthetic test set (96 files) and "
+        "`valentini_test_dev` (25 files), DNSMOS OVRL within 0.02 on `real_noisy_dev` (16 real recordings). Differences "
+        "(system minus reference) in brackets. `authors-dfl` through OpenVINO runs its 4-s segments in OpenVINO and any "
+        "file shorter than a segment in onnxruntime float32 (exact; most of `valentini_test_dev`). Timings: `runtime.md`.",
+        "",
+        "| model | engine | precision | synthetic PESQ-WB | synthetic STOI | valentini_test_dev PESQ-WB | valentini_test_dev STOI | "
+        "real_noisy_dev DNSMOS OVRL | rule |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for model, systems in record["models"].items():
         for name, sets in systems.items():
             engine, precision = name.split()
@@ -103,17 +124,25 @@ def markdown(record: dict) -> str:
                         cells.append("-")
                         continue
                     delta = row.get(f"{metric}_delta")
-                    cells.append(f"{row[metric]:.4f}" + (f" ({delta:+.4f})" if delta is not None and name != REFERENCE else ""))
-            lines.append(f"| {model} | {engine} | {precision} | " + " | ".join(cells) + " | "
-                         f"{record.get('verdict', {}).get(model, {}).get(name, '-') if name != REFERENCE else 'reference'} |")
+                    cells.append(
+                        f"{row[metric]:.4f}" + (f" ({delta:+.4f})" if delta is not None and name != REFERENCE else "")
+                    )
+            lines.append(
+                f"| {model} | {engine} | {precision} | " + " | ".join(cells) + " | "
+                f"{record.get('verdict', {}).get(model, {}).get(name, '-') if name != REFERENCE else 'reference'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["hushnet-dfl", "authors-dfl"])
-    parser.add_argument("--configurations", nargs="+", default=[f"{e} {p}" for e, p in CONFIGURATIONS],
-                        help='"ENGINE PRECISION" pairs (default: all)')
+    parser.add_argument(
+        "--configurations",
+        nargs="+",
+        default=[f"{e} {p}" for e, p in CONFIGURATIONS],
+        help='"ENGINE PRECISION" pairs (default: all)',
+    )
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(RESULTS / "engines"))

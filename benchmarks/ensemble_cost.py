@@ -39,8 +39,12 @@ def cost(model: str, signals: list[np.ndarray], repeats: int) -> dict:
         for signal in signals:
             denoiser.denoise(signal, 16000)
         best_cpu, best_wall = min(best_cpu, time.process_time() - cpu), min(best_wall, time.perf_counter() - wall)
-    return {"cpu_s_per_audio_s": round(best_cpu / audio, 4), "wall_s_per_audio_s": round(best_wall / audio, 4),
-            "plan": denoiser.scheme.kind, "audio_s": round(audio, 1)}
+    return {
+        "cpu_s_per_audio_s": round(best_cpu / audio, 4),
+        "wall_s_per_audio_s": round(best_wall / audio, 4),
+        "plan": denoiser.scheme.kind,
+        "audio_s": round(audio, 1),
+    }
 
 
 def main() -> None:
@@ -54,13 +58,28 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         rows[model] = {**cost(model, signals, args.repeats), "load": round(max(load_before, os.getloadavg()[0]), 2)}
         print(model, rows[model], flush=True)
-    record = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1, "engine": "onnx", "models": rows}
+    record = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": 1,
+        "engine": "onnx",
+        "models": rows,
+    }
     (RESULTS / "ensemble_cost.json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = ["# Ensemble cost", "", f"onnxruntime, 1 thread, {os.cpu_count()} cores ({record['cpu']}), `real_noisy_dev` "
-             f"({next(iter(rows.values()))['audio_s']} s); CPU and wall seconds per audio second (best of {args.repeats}); "
-             "`load`: the 1-minute load average around the run (the machine is shared).", "",
-             "| model | plan | CPU s / audio s | wall s / audio s | load |", "|---|---|---|---|---|"]
-    lines += [f"| `{m}` | {r['plan']} | {r['cpu_s_per_audio_s']:.4f} | {r['wall_s_per_audio_s']:.4f} | {r['load']} |" for m, r in rows.items()]
+    lines = [
+        "# Ensemble cost",
+        "",
+        f"onnxruntime, 1 thread, {os.cpu_count()} cores ({record['cpu']}), `real_noisy_dev` "
+        f"({next(iter(rows.values()))['audio_s']} s); CPU and wall seconds per audio second (best of {args.repeats}); "
+        "`load`: the 1-minute load average around the run (the machine is shared).",
+        "",
+        "| model | plan | CPU s / audio s | wall s / audio s | load |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{m}` | {r['plan']} | {r['cpu_s_per_audio_s']:.4f} | {r['wall_s_per_audio_s']:.4f} | {r['load']} |"
+        for m, r in rows.items()
+    ]
     (RESULTS / "ensemble_cost.md").write_text("\n".join(lines) + "\n")
 
 

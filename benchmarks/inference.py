@@ -43,8 +43,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from hushnet.model_dir import load_model, save_model
 from hushnet.denoiser import Denoiser
+from hushnet.model_dir import load_model, save_model
 from hushnet.models.can import CAN, to_batch_mode
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,8 +72,12 @@ def time_rtf(denoiser: Denoiser, x: np.ndarray, repeats: int) -> dict:
         denoiser.denoise(x, 16000)
         times.append(time.perf_counter() - start)
     seconds = x.size / 16000
-    return {"audio_s": seconds, "runs_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3),
-            "rtf": round(statistics.median(times) / seconds, 4)}
+    return {
+        "audio_s": seconds,
+        "runs_s": [round(t, 3) for t in times],
+        "median_s": round(statistics.median(times), 3),
+        "rtf": round(statistics.median(times) / seconds, 4),
+    }
 
 
 HOUR_SCRIPT = """
@@ -96,10 +100,20 @@ def hour_memory(model_dir: Path | str, threads: int, hours: float = 1.0) -> dict
         with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as handle:
             for minute in range(round(60 * hours)):
                 handle.write(piece * (0.5 + 0.5 * (minute % 2)))
-        output = subprocess.run([sys.executable, "-c", HOUR_SCRIPT, str(model_dir), str(path), str(threads)],
-                                capture_output=True, text=True, check=True)
+        output = subprocess.run(
+            [sys.executable, "-c", HOUR_SCRIPT, str(model_dir), str(path), str(threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         elapsed, peak_mb, seconds = map(float, output.stdout.split())
-    return {"audio_s": seconds, "threads": threads, "wall_s": elapsed, "rtf": round(elapsed / seconds, 4), "peak_rss_mb": peak_mb}
+    return {
+        "audio_s": seconds,
+        "threads": threads,
+        "wall_s": elapsed,
+        "rtf": round(elapsed / seconds, 4),
+        "peak_rss_mb": peak_mb,
+    }
 
 
 def _child(command: list[str]) -> dict:
@@ -109,8 +123,12 @@ def _child(command: list[str]) -> dict:
     resident size as its own peak (Linux carries the pre-exec high-water mark over into ru_maxrss)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         start = time.perf_counter()
-        result = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *command], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wall = time.perf_counter() - start
         if result.returncode != 0:
             raise RuntimeError(f"{command} failed: {result.stderr[-500:]}")
@@ -131,14 +149,38 @@ def engine_and_precision(system: str) -> tuple[str, str]:
 def command_for(system: str, threads: int, source: Path, target: Path, model: str) -> list[str]:
     if system.startswith("hushnet"):
         engine, precision = engine_and_precision(system)
-        return [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(target), "--model", model,
-                "--engine", engine, "--precision", precision, "--threads", str(threads), "-q"]
+        return [
+            sys.executable,
+            "-m",
+            "hushnet.cli",
+            "denoise",
+            str(source),
+            "-o",
+            str(target),
+            "--model",
+            model,
+            "--engine",
+            engine,
+            "--precision",
+            precision,
+            "--threads",
+            str(threads),
+            "-q",
+        ]
     return [sys.executable, str(Path(__file__).parent / "peer_command.py"), system, str(source), str(target)]
 
 
 # hushnet-auto is the shipped default (OpenVINO bf16 on a CPU with bf16 units, when OpenVINO is installed).
-SYSTEMS = ("hushnet-auto", "hushnet-openvino-bf16", "hushnet-openvino-float32", "hushnet-onnx-float32", "hushnet-torch-float32",
-           "hushnet-torch-bf16", "deepfilternet3", "rnnoise")
+SYSTEMS = (
+    "hushnet-auto",
+    "hushnet-openvino-bf16",
+    "hushnet-openvino-float32",
+    "hushnet-onnx-float32",
+    "hushnet-torch-float32",
+    "hushnet-torch-bf16",
+    "deepfilternet3",
+    "rnnoise",
+)
 PEER_THREADS = {"deepfilternet3": 1, "rnnoise": 1}  # both run single-threaded
 
 
@@ -168,9 +210,20 @@ def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: in
 def compare(seconds: float, repeats: int, model: str, systems: tuple[str, ...] = SYSTEMS) -> dict:
     """Every engine and precision vs DeepFilterNet3 and RNNoise, whole command and in process."""
     configurations = [(s, t) for s in systems for t in ((1, 2) if s.startswith("hushnet") else (PEER_THREADS[s],))]
-    record: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__},
-                    "model": model, "audio_s": seconds, "repeats": repeats, "load_before": round(os.getloadavg()[0], 2),
-                    "uptime_before": _uptime(), "command": {}, "in_process": {}}
+    record: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "model": model,
+        "audio_s": seconds,
+        "repeats": repeats,
+        "load_before": round(os.getloadavg()[0], 2),
+        "uptime_before": _uptime(),
+        "command": {},
+        "in_process": {},
+    }
     auto = Denoiser.from_pretrained(model)
     record["auto"] = f"{auto.engine_name} {auto.precision}"
     with tempfile.TemporaryDirectory() as folder:
@@ -183,9 +236,13 @@ def compare(seconds: float, repeats: int, model: str, systems: tuple[str, ...] =
                 runs[f"{system}@{threads}"].append(row)
                 print(repeat, system, threads, {k: round(v, 2) for k, v in row.items()}, flush=True)
         for key, rows in runs.items():
-            record["command"][key] = {"wall_s": _median(rows, "wall_s"), "cpu_s": _median(rows, "cpu_s"),
-                                      "peak_rss_mb": _median(rows, "peak_rss_mb"), "rtf": round(_median(rows, "wall_s") / seconds, 4),
-                                      "runs_wall_s": [round(r["wall_s"], 2) for r in rows]}
+            record["command"][key] = {
+                "wall_s": _median(rows, "wall_s"),
+                "cpu_s": _median(rows, "cpu_s"),
+                "peak_rss_mb": _median(rows, "peak_rss_mb"),
+                "rtf": round(_median(rows, "wall_s") / seconds, 4),
+                "runs_wall_s": [round(r["wall_s"], 2) for r in rows],
+            }
         x = signal(seconds)
         for system, threads in configurations:
             row = in_process(system, threads, x, model, repeats)
@@ -204,19 +261,25 @@ def _uptime() -> str:
 def compare_markdown(record: dict) -> str:
     dfn = record["command"]["deepfilternet3@1"]
     dfn_in = record["in_process"]["deepfilternet3@1"]
-    lines = [f"# Runtime: engines and precisions vs peers ({record['audio_s']:.0f}-s file, model `{record['model']}`)", "",
-             f"Machine: {record['machine']}; load average {record['load_before']} before, {record['load_after']} after "
-             f"(above 1 on 2 cores, other work shared the machine and wall times are pessimistic; the ratios to DeepFilterNet3 "
-             f"in the same run are the numbers to read). Medians of {record['repeats']} alternating runs. "
-             f"`uptime` before: `{record.get('uptime_before', '?')}`; after: `{record.get('uptime_after', '?')}`. "
-             f"`hushnet-auto` (no flags: the shipped default) ran {record.get('auto', '?')}.", "",
-             "| system | threads | command wall RTF | command CPU s | CPU vs DFN3 | command peak RSS MB | in-process RTF | in-process CPU s | in-process CPU vs DFN3 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Runtime: engines and precisions vs peers ({record['audio_s']:.0f}-s file, model `{record['model']}`)",
+        "",
+        f"Machine: {record['machine']}; load average {record['load_before']} before, {record['load_after']} after "
+        f"(above 1 on 2 cores, other work shared the machine and wall times are pessimistic; the ratios to DeepFilterNet3 "
+        f"in the same run are the numbers to read). Medians of {record['repeats']} alternating runs. "
+        f"`uptime` before: `{record.get('uptime_before', '?')}`; after: `{record.get('uptime_after', '?')}`. "
+        f"`hushnet-auto` (no flags: the shipped default) ran {record.get('auto', '?')}.",
+        "",
+        "| system | threads | command wall RTF | command CPU s | CPU vs DFN3 | command peak RSS MB | in-process RTF | in-process CPU s | in-process CPU vs DFN3 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, row in record["command"].items():
         system, threads = key.split("@")
         inner = record["in_process"][key]
-        lines.append(f"| {system} | {threads} | {row['rtf']:.3f} | {row['cpu_s']:.1f} | {row['cpu_s'] / dfn['cpu_s']:.2f}x | {row['peak_rss_mb']:.0f} | "
-                     f"{inner['rtf']:.3f} | {inner['cpu_s']:.1f} | {inner['cpu_s'] / dfn_in['cpu_s']:.2f}x |")
+        lines.append(
+            f"| {system} | {threads} | {row['rtf']:.3f} | {row['cpu_s']:.1f} | {row['cpu_s'] / dfn['cpu_s']:.2f}x | {row['peak_rss_mb']:.0f} | "
+            f"{inner['rtf']:.3f} | {inner['cpu_s']:.1f} | {inner['cpu_s'] / dfn_in['cpu_s']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -227,12 +290,22 @@ def main() -> None:
     parser.add_argument("--long-only", action="store_true", help="only the long-file run, with --model and --hours")
     parser.add_argument("--hours", type=float, default=3.0, help="length of the --long-only file (default 3)")
     parser.add_argument("--model", default="hushnet-dfl", help="model of the --long-only run (default hushnet-dfl)")
-    parser.add_argument("--compare", action="store_true", help="engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)")
-    parser.add_argument("--compare-long", action="store_true", help="peak RSS of --hours of audio, whole command, both engines")
+    parser.add_argument(
+        "--compare", action="store_true", help="engines vs DeepFilterNet3 and RNNoise (--seconds, --repeats)"
+    )
+    parser.add_argument(
+        "--compare-long", action="store_true", help="peak RSS of --hours of audio, whole command, both engines"
+    )
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the --compare file (default 120)")
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="systems of --compare")
-    parser.add_argument("--engines", nargs="+", default=["auto", "onnx"], help="engines of --compare-long (auto: the shipped default)")
-    parser.add_argument("--output", default="runtime", help="results name of --compare under benchmarks/results (default runtime)")
+    parser.add_argument(
+        "--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="systems of --compare"
+    )
+    parser.add_argument(
+        "--engines", nargs="+", default=["auto", "onnx"], help="engines of --compare-long (auto: the shipped default)"
+    )
+    parser.add_argument(
+        "--output", default="runtime", help="results name of --compare under benchmarks/results (default runtime)"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.compare:
@@ -242,7 +315,13 @@ def main() -> None:
         print(compare_markdown(record))
         return
     if args.compare_long:
-        record = {"model": args.model, "hours": args.hours, "load_before": round(os.getloadavg()[0], 2), "uptime_before": _uptime(), "runs": {}}
+        record = {
+            "model": args.model,
+            "hours": args.hours,
+            "load_before": round(os.getloadavg()[0], 2),
+            "uptime_before": _uptime(),
+            "runs": {},
+        }
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "long.flac"
             piece = signal(60.0)
@@ -258,19 +337,32 @@ def main() -> None:
         record["uptime_after"] = _uptime()
         stem = RESULTS / f"runtime_long_{args.hours:g}h".replace(".", "_")
         Path(f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-        rows = [f"| {e} | {r['wall_s']:.0f} s (RTF {r['rtf']:.3f}) | {r['cpu_s']:.0f} s | {r['peak_rss_mb']:.0f} MB |" for e, r in record["runs"].items()]
-        Path(f"{stem}.md").write_text(f"# {args.hours:g}-hour file, `{args.model}`, whole command, 2 threads, 16-bit FLAC in and out\n\n"
-                                      "| engine | wall | CPU | peak RSS |\n|---|---|---|---|\n" + "\n".join(rows) +
-                                      f"\n\nLoad average {record['load_before']} before, {record['load_after']} after (shared machine).\n")
+        rows = [
+            f"| {e} | {r['wall_s']:.0f} s (RTF {r['rtf']:.3f}) | {r['cpu_s']:.0f} s | {r['peak_rss_mb']:.0f} MB |"
+            for e, r in record["runs"].items()
+        ]
+        Path(f"{stem}.md").write_text(
+            f"# {args.hours:g}-hour file, `{args.model}`, whole command, 2 threads, 16-bit FLAC in and out\n\n"
+            "| engine | wall | CPU | peak RSS |\n|---|---|---|---|\n"
+            + "\n".join(rows)
+            + f"\n\nLoad average {record['load_before']} before, {record['load_after']} after (shared machine).\n"
+        )
         return
     if args.long_only:
-        long = {"model": args.model, "hours": args.hours, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                "load_before": round(os.getloadavg()[0], 2), **hour_memory(args.model, threads=2, hours=args.hours)}
+        long = {
+            "model": args.model,
+            "hours": args.hours,
+            "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "load_before": round(os.getloadavg()[0], 2),
+            **hour_memory(args.model, threads=2, hours=args.hours),
+        }
         stem = RESULTS / f"inference_long_{args.hours:g}h".replace(".", "_")
         Path(f"{stem}.json").write_text(json.dumps(long, indent=2) + "\n")
         Path(f"{stem}.md").write_text(
             f"{args.hours:g}-hour file, `{args.model}`, 2 threads, file to file (16-bit FLAC in and out): {long['wall_s']:.0f} s "
-            f"(RTF {long['rtf']:.3f}), peak RSS {long['peak_rss_mb']:.0f} MB; CPU load before the run {long['load_before']}.\n")
+            f"(RTF {long['rtf']:.3f}), peak RSS {long['peak_rss_mb']:.0f} MB; CPU load before the run {long['load_before']}.\n"
+        )
         print(long)
         return
 
@@ -278,7 +370,11 @@ def main() -> None:
     calibration, _ = sf.read(DEV_FILE, dtype="float32")
     frozen = frozen_copy(authors, calibration)
     results: dict = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+        },
         "rtf": [],
     }
     for mode, model in (("batch", frozen), ("per-input", authors)):
@@ -287,24 +383,42 @@ def main() -> None:
             x = signal(seconds)
             for threads in (1, 2):
                 torch.set_num_threads(threads)
-                row = {"mode": mode, "threads": threads, "scheme": denoiser.scheme.kind, **time_rtf(denoiser, x, args.repeats)}
+                row = {
+                    "mode": mode,
+                    "threads": threads,
+                    "scheme": denoiser.scheme.kind,
+                    **time_rtf(denoiser, x, args.repeats),
+                }
                 print(row, flush=True)
                 results["rtf"].append(row)
     if not args.skip_hour:
         with tempfile.TemporaryDirectory() as folder:
-            model_dir = save_model(frozen, Path(folder) / "frozen", "# benchmark model: authors' weights, frozen statistics\n")
+            model_dir = save_model(
+                frozen, Path(folder) / "frozen", "# benchmark model: authors' weights, frozen statistics\n"
+            )
             results["hour"] = hour_memory(model_dir, threads=2)
             print(results["hour"], flush=True)
     (RESULTS / "inference.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    lines = ["# Inference benchmark", "", f"Machine: {results['machine']}", "",
-             "| mode | audio | threads | scheme | median time | RTF |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Inference benchmark",
+        "",
+        f"Machine: {results['machine']}",
+        "",
+        "| mode | audio | threads | scheme | median time | RTF |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in results["rtf"]:
-        lines.append(f"| {row['mode']} | {row['audio_s']:.0f} s | {row['threads']} | {row['scheme']} | {row['median_s']:.2f} s | {row['rtf']:.3f} |")
+        lines.append(
+            f"| {row['mode']} | {row['audio_s']:.0f} s | {row['threads']} | {row['scheme']} | {row['median_s']:.2f} s | {row['rtf']:.3f} |"
+        )
     if "hour" in results:
         hour = results["hour"]
-        lines += ["", f"1-hour file, `batch` model, {hour['threads']} threads, file to file: {hour['wall_s']:.0f} s "
-                  f"(RTF {hour['rtf']:.3f}), peak RSS {hour['peak_rss_mb']:.0f} MB."]
+        lines += [
+            "",
+            f"1-hour file, `batch` model, {hour['threads']} threads, file to file: {hour['wall_s']:.0f} s "
+            f"(RTF {hour['rtf']:.3f}), peak RSS {hour['peak_rss_mb']:.0f} MB.",
+        ]
     (RESULTS / "inference.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

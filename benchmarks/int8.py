@@ -22,14 +22,13 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import RESULTS, SHARED, TEST_SETS  # noqa: E402
-
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.evaluate import match_folders  # noqa: E402
 from hushnet.inference.engines import OnnxEngine  # noqa: E402
 from hushnet.metrics import pesq_score  # noqa: E402
 from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
 from hushnet.models.config import CANConfig  # noqa: E402
+from peers import RESULTS, SHARED, TEST_SETS  # noqa: E402
 
 
 def calibration_batches(items: int, seconds: float = 4.0) -> list[np.ndarray]:
@@ -39,20 +38,36 @@ def calibration_batches(items: int, seconds: float = 4.0) -> list[np.ndarray]:
     from hushnet.data.splits import select
 
     root = SHARED / "data"
-    dataset = MixtureDataset(select(speech_utterances(root / "speech"), "train"), select(noise_clips(root / "noise"), "train"),
-                             select(impulse_responses(root / "rir"), "train"), MixingConfig(segment_seconds=seconds), seed=123, length=items)
+    dataset = MixtureDataset(
+        select(speech_utterances(root / "speech"), "train"),
+        select(noise_clips(root / "noise"), "train"),
+        select(impulse_responses(root / "rir"), "train"),
+        MixingConfig(segment_seconds=seconds),
+        seed=123,
+        length=items,
+    )
     batches = []
     for index in range(items):
         noisy = dataset[index]["noisy"]
-        batches.append((noisy * 10 ** (-23 / 20) / max(float(np.sqrt(np.mean(noisy**2))), 1e-5))[None].astype(np.float32))
+        batches.append(
+            (noisy * 10 ** (-23 / 20) / max(float(np.sqrt(np.mean(noisy**2))), 1e-5))[None].astype(np.float32)
+        )
     return batches
 
 
-def quantize(source: Path, target: Path, batches: list[np.ndarray], method: str = "minmax", float_ends: bool = False) -> None:
+def quantize(
+    source: Path, target: Path, batches: list[np.ndarray], method: str = "minmax", float_ends: bool = False
+) -> None:
     """``float_ends``: the first conv (1 input channel, the raw waveform) and the 1x1 output conv stay
     float, where 8-bit steps would be audible directly in the signal."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -63,10 +78,22 @@ def quantize(source: Path, target: Path, batches: list[np.ndarray], method: str 
             return None if batch is None else {"audio": batch}
 
     convs = [node.name for node in onnx.load(str(source)).graph.node if node.op_type == "Conv"]
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
-    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
-                    nodes_to_exclude=[convs[0], convs[-1]] if float_ends else [])
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    quantize_static(
+        str(source),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        nodes_to_exclude=[convs[0], convs[-1]] if float_ends else [],
+    )
 
 
 def speed(denoiser: Denoiser, seconds: float = 120.0, repeats: int = 3) -> float:
@@ -94,30 +121,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="hushnet-dfl")
     parser.add_argument("--calibration-items", type=int, default=16)
-    parser.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax", help="activation range calibration")
+    parser.add_argument(
+        "--method", choices=["minmax", "percentile", "entropy"], default="minmax", help="activation range calibration"
+    )
     parser.add_argument("--float-ends", action="store_true", help="keep the first and the output conv in float")
     args = parser.parse_args()
     directory = resolve_model_dir(args.model)
     config = CANConfig.from_dict(read_config(directory)["config"])
     with tempfile.TemporaryDirectory() as work:
         int8_path = Path(work) / "model.int8.onnx"
-        quantize(directory / ONNX_FILE, int8_path, calibration_batches(args.calibration_items), args.method, args.float_ends)
-        systems = {"float32": Denoiser(OnnxEngine(directory / ONNX_FILE, config, threads=1)),
-                   "int8": Denoiser(OnnxEngine(int8_path, config, threads=1))}
-        row = {name: {"cpu_s_per_audio_s": round(speed(d), 4), "pesq_wb_synthetic": round(synthetic_pesq(d), 4)} for name, d in systems.items()}
+        quantize(
+            directory / ONNX_FILE, int8_path, calibration_batches(args.calibration_items), args.method, args.float_ends
+        )
+        systems = {
+            "float32": Denoiser(OnnxEngine(directory / ONNX_FILE, config, threads=1)),
+            "int8": Denoiser(OnnxEngine(int8_path, config, threads=1)),
+        }
+        row = {
+            name: {"cpu_s_per_audio_s": round(speed(d), 4), "pesq_wb_synthetic": round(synthetic_pesq(d), 4)}
+            for name, d in systems.items()
+        }
         size = {"float32": (directory / ONNX_FILE).stat().st_size, "int8": int8_path.stat().st_size}
-    record = {"model": args.model, "method": args.method, "float_ends": args.float_ends, "calibration_items": args.calibration_items, "load": round(os.getloadavg()[0], 2), "systems": row, "bytes": size}
+    record = {
+        "model": args.model,
+        "method": args.method,
+        "float_ends": args.float_ends,
+        "calibration_items": args.calibration_items,
+        "load": round(os.getloadavg()[0], 2),
+        "systems": row,
+        "bytes": size,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "int8.json").write_text(json.dumps(record, indent=2) + "\n")
     drop = row["float32"]["pesq_wb_synthetic"] - row["int8"]["pesq_wb_synthetic"]
     ratio = row["int8"]["cpu_s_per_audio_s"] / row["float32"]["cpu_s_per_audio_s"]
-    lines = [f"# onnxruntime int8 (static QDQ, per-channel, {args.method} calibration on {args.calibration_items} training mixtures"
-             f"{', first and output conv float' if args.float_ends else ''}) for `{args.model}`", "",
-             f"1 thread, in process, 120 s of audio; PESQ-WB over the 96 synthetic test files; load average {record['load']}.", "",
-             "| model | CPU s per audio s | PESQ-WB (synthetic) | file MB |", "|---|---|---|---|"]
-    lines += [f"| {n} | {r['cpu_s_per_audio_s']} | {r['pesq_wb_synthetic']} | {size[n] / 1e6:.2f} |" for n, r in row.items()]
-    lines += ["", f"int8 / float32 CPU time: {ratio:.2f}x; PESQ-WB drop {drop:+.4f} (allowed: < 0.02): "
-              + ("passes" if drop < 0.02 else "fails") + "."]
+    lines = [
+        f"# onnxruntime int8 (static QDQ, per-channel, {args.method} calibration on {args.calibration_items} training mixtures"
+        f"{', first and output conv float' if args.float_ends else ''}) for `{args.model}`",
+        "",
+        f"1 thread, in process, 120 s of audio; PESQ-WB over the 96 synthetic test files; load average {record['load']}.",
+        "",
+        "| model | CPU s per audio s | PESQ-WB (synthetic) | file MB |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {n} | {r['cpu_s_per_audio_s']} | {r['pesq_wb_synthetic']} | {size[n] / 1e6:.2f} |" for n, r in row.items()
+    ]
+    lines += [
+        "",
+        f"int8 / float32 CPU time: {ratio:.2f}x; PESQ-WB drop {drop:+.4f} (allowed: < 0.02): "
+        + ("passes" if drop < 0.02 else "fails")
+        + ".",
+    ]
     (RESULTS / "int8.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

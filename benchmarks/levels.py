@@ -65,11 +65,17 @@ def main() -> None:
             record["models"][model] = rows
     output = Path(args.output)
     Path(f"{output}.json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"# Quality against input level ({record['files']} synthetic test files, each scaled, denoised, scaled back)", "",
-             "| model | gain (dB) | PESQ-WB | STOI | SI-SDR (dB) | files capped at full scale |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Quality against input level ({record['files']} synthetic test files, each scaled, denoised, scaled back)",
+        "",
+        "| model | gain (dB) | PESQ-WB | STOI | SI-SDR (dB) | files capped at full scale |",
+        "|---|---|---|---|---|---|",
+    ]
     for model, rows in record["models"].items():
         for gain, row in rows.items():
-            lines.append(f"| {model} | {gain} | {row['pesq_wb']:.3f} | {row['stoi']:.3f} | {row['si_sdr_db']:.2f} | {row['capped_files']} |")
+            lines.append(
+                f"| {model} | {gain} | {row['pesq_wb']:.3f} | {row['stoi']:.3f} | {row['si_sdr_db']:.2f} | {row['capped_files']} |"
+            )
     Path(f"{output}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

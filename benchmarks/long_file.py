@@ -53,7 +53,11 @@ def main() -> None:
             for mode in ("one by one", "joined"):
                 scored = []
                 for k, pair in enumerate(pairs):
-                    out = denoiser.denoise(noisy[k], RATE) if mode == "one by one" else long_out[bounds[k] : bounds[k + 1]]
+                    out = (
+                        denoiser.denoise(noisy[k], RATE)
+                        if mode == "one by one"
+                        else long_out[bounds[k] : bounds[k + 1]]
+                    )
                     path = folder / f"{mode.replace(' ', '_')}_{pair.name}.wav"
                     sf.write(path, out, RATE, subtype="FLOAT")
                     scored.append(Pair(pair.name, pair.clean, enhanced=path))
@@ -65,12 +69,17 @@ def main() -> None:
             print(model, rows, flush=True)
     output = Path(args.output)
     output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"# Long-file quality ({record['files']} synthetic test files joined into one {record['seconds']} s recording)", "",
-             "| model | PESQ-WB one by one | PESQ-WB joined | STOI one by one | STOI joined | SI-SDR one by one | SI-SDR joined | scheme |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Long-file quality ({record['files']} synthetic test files joined into one {record['seconds']} s recording)",
+        "",
+        "| model | PESQ-WB one by one | PESQ-WB joined | STOI one by one | STOI joined | SI-SDR one by one | SI-SDR joined | scheme |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for model, rows in record["models"].items():
         a, b = rows["one by one"], rows["joined"]
-        lines.append(f"| {model} | {a['pesq_wb']:.3f} | {b['pesq_wb']:.3f} | {a['stoi']:.3f} | {b['stoi']:.3f} | {a['si_sdr_db']:.2f} | {b['si_sdr_db']:.2f} | {rows['joined, scheme']} |")
+        lines.append(
+            f"| {model} | {a['pesq_wb']:.3f} | {b['pesq_wb']:.3f} | {a['stoi']:.3f} | {b['stoi']:.3f} | {a['si_sdr_db']:.2f} | {b['si_sdr_db']:.2f} | {rows['joined, scheme']} |"
+        )
     output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

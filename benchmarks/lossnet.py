@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hushnet.model_dir import load_model
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
 from hushnet.data.sources import AudioCache, noise_clips
 from hushnet.data.splits import select
 from hushnet.evaluate import match_folders
+from hushnet.model_dir import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -58,19 +58,36 @@ def main() -> None:
                     table[name][snr].append(distances(network, clean, noisy))
     means = {name: {snr: np.mean(rows, axis=0) for snr, rows in by_snr.items()} for name, by_snr in table.items()}
     monotonic = {name: [bool(m[20.0][k] < m[10.0][k] < m[0.0][k]) for k in range(LAYERS)] for name, m in means.items()}
-    lines = ["# Loss-network feature distances against SNR", "",
-             f"Mean L1 distance between the features of clean speech and of the same speech with held-out noise, "
-             f"{len(cleans)} clean files x 3 noises. 'grows' = distance at 20 dB < 10 dB < 0 dB. "
-             "Layers 1-6 are the ones the deep feature loss uses.", ""]
+    lines = [
+        "# Loss-network feature distances against SNR",
+        "",
+        f"Mean L1 distance between the features of clean speech and of the same speech with held-out noise, "
+        f"{len(cleans)} clean files x 3 noises. 'grows' = distance at 20 dB < 10 dB < 0 dB. "
+        "Layers 1-6 are the ones the deep feature loss uses.",
+        "",
+    ]
     for name, m in means.items():
-        lines += [f"## {name} ({args.ours if name == 'ours' else 'authors-lossnet'})", "", "| layer | 20 dB | 10 dB | 0 dB | 0 dB / 20 dB | grows |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name} ({args.ours if name == 'ours' else 'authors-lossnet'})",
+            "",
+            "| layer | 20 dB | 10 dB | 0 dB | 0 dB / 20 dB | grows |",
+            "|---|---|---|---|---|---|",
+        ]
         for k in range(LAYERS):
-            lines.append(f"| {k + 1} | {m[20.0][k]:.4f} | {m[10.0][k]:.4f} | {m[0.0][k]:.4f} | {m[0.0][k] / m[20.0][k]:.2f} | {'yes' if monotonic[name][k] else 'NO'} |")
+            lines.append(
+                f"| {k + 1} | {m[20.0][k]:.4f} | {m[10.0][k]:.4f} | {m[0.0][k]:.4f} | {m[0.0][k] / m[20.0][k]:.2f} | {'yes' if monotonic[name][k] else 'NO'} |"
+            )
         lines.append("")
     output = Path(args.output)
     output.with_suffix(".md").write_text("\n".join(lines))
-    output.with_suffix(".json").write_text(json.dumps({name: {str(snr): v.round(5).tolist() for snr, v in m.items()} for name, m in means.items()}
-                                                      | {"grows": monotonic}, indent=1) + "\n")
+    output.with_suffix(".json").write_text(
+        json.dumps(
+            {name: {str(snr): v.round(5).tolist() for snr, v in m.items()} for name, m in means.items()}
+            | {"grows": monotonic},
+            indent=1,
+        )
+        + "\n"
+    )
     print("\n".join(lines))
 
 

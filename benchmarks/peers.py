@@ -32,9 +32,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from hushnet.model_dir import available_models
 from hushnet.data.testset import build_test_set
 from hushnet.evaluate import METRICS, Pair, match_folders, score_pairs, summarize
+from hushnet.model_dir import available_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -56,7 +56,9 @@ def _int16(x: np.ndarray) -> np.ndarray:
 def _framewise(x: np.ndarray, frame: int, process: Callable[[bytes], bytes]) -> np.ndarray:
     """Run a 16-bit frame-by-frame processor over the signal (zero-padded to whole frames)."""
     padded = np.pad(_int16(x), (0, (-x.size) % frame))
-    out = [np.frombuffer(process(padded[i : i + frame].tobytes()), dtype=np.int16) for i in range(0, padded.size, frame)]
+    out = [
+        np.frombuffer(process(padded[i : i + frame].tobytes()), dtype=np.int16) for i in range(0, padded.size, frame)
+    ]
     return (np.concatenate(out)[: x.size] / 32768).astype(np.float32)
 
 
@@ -123,7 +125,7 @@ def hushnet_system(model: str) -> Enhancer:
 
 
 PEERS = {
-    "noisy": lambda: (lambda x: x),
+    "noisy": lambda: lambda x: x,
     "noisereduce": noisereduce_system,
     "rnnoise": rnnoise_system,
     "speex": speex_system,
@@ -137,7 +139,9 @@ def dnsmos_scores(paths: list[Path]) -> dict[str, float]:
     from speechmos import dnsmos
 
     rows = [dnsmos.run(sf.read(p, dtype="float32")[0], RATE) for p in paths]
-    return {f"dnsmos_{key}": round(float(np.mean([r[f"{key}_mos"] for r in rows])), 3) for key in ("sig", "bak", "ovrl")}
+    return {
+        f"dnsmos_{key}": round(float(np.mean([r[f"{key}_mos"] for r in rows])), 3) for key in ("sig", "bak", "ovrl")
+    }
 
 
 def run_system(name: str, enhance: Enhancer, pairs: list[Pair], folder: Path) -> tuple[list[Pair], float, float]:
@@ -168,7 +172,9 @@ def main() -> None:
     parser.add_argument("--dnsmos", action="store_true", help="also DNSMOS SIG/BAK/OVRL (speechmos; slow)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for hushnet models")
     parser.add_argument("--output", default=str(RESULTS / "peers"), help="results stem (.md and .json are written)")
-    parser.add_argument("--fresh", action="store_true", help="drop the rows of systems not run this time (default: keep them)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="drop the rows of systems not run this time (default: keep them)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -177,15 +183,24 @@ def main() -> None:
     systems: dict[str, Callable[[], Enhancer]] = dict(PEERS)
     shipped = available_models("can")
     for model in shipped + args.model:
-        systems[model if model in shipped else f"hushnet:{Path(model).name}"] = (lambda m=model: hushnet_system(m))
+        systems[model if model in shipped else f"hushnet:{Path(model).name}"] = lambda m=model: hushnet_system(m)
     chosen = args.systems or list(systems)
     if "synthetic" in args.sets and not (TEST_SETS["synthetic"] / "manifest.csv").is_file():
         build_test_set(SHARED / "data", TEST_SETS["synthetic"])
     stem = Path(args.output)
     # Systems are often added one at a time (a newly trained model): keep the rows measured before.
-    previous = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() and not args.fresh else {"sets": {}}
-    record = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "python": sys.version.split()[0], "sets": previous["sets"]}
+    previous = (
+        json.loads(stem.with_suffix(".json").read_text())
+        if stem.with_suffix(".json").is_file() and not args.fresh
+        else {"sets": {}}
+    )
+    record = {
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "sets": previous["sets"],
+    }
     for set_name in args.sets:
         root = TEST_SETS[set_name]
         matching = match_folders(root / "clean", root / "noisy")
@@ -196,7 +211,9 @@ def main() -> None:
             except (ImportError, KeyError) as error:
                 print(f"{set_name}/{system}: skipped ({error})", file=sys.stderr)
                 continue
-            pairs, spent, audio = run_system(system, enhance, matching.pairs, WORK / "enhanced" / set_name / system.replace(":", "_"))
+            pairs, spent, audio = run_system(
+                system, enhance, matching.pairs, WORK / "enhanced" / set_name / system.replace(":", "_")
+            )
             scores = score_pairs(pairs, jobs=args.jobs)
             summary = summarize(scores)
             row = {metric: round(summary[metric]["mean"], 4) for metric in METRICS if metric in summary}
@@ -207,7 +224,11 @@ def main() -> None:
                 row.update(dnsmos_scores([p.enhanced for p in pairs]))
             rows[system] = row
             print(f"{set_name:14s} {system:26s} " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-        record["sets"][set_name] = {"files": len(matching.pairs), "seconds": round(sum(sf.info(p.noisy).duration for p in matching.pairs), 1), "systems": rows}
+        record["sets"][set_name] = {
+            "files": len(matching.pairs),
+            "seconds": round(sum(sf.info(p.noisy).duration for p in matching.pairs), 1),
+            "systems": rows,
+        }
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(record))
@@ -215,15 +236,39 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    columns = ["pesq_wb", "stoi", "estoi", "si_sdr_db", "csig", "cbak", "covl", "ssnr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "rtf", "load", "delay_ms"]
-    lines = ["# Peer benchmark", "", f"Machine: {record['machine']}, {record['cpu_count']} cores, torch threads {record['torch_threads']}. "
-             "RTF = processing time / audio time (lower is faster). CSIG/CBAK/COVL use wide-band PESQ. Outputs scored as float32, "
-             "delay-aligned by cross-correlation. load = the CPU's 1-minute load average when the system finished "
-             "(above 1, other processes shared the cores and the RTF is pessimistic).", ""]
+    columns = [
+        "pesq_wb",
+        "stoi",
+        "estoi",
+        "si_sdr_db",
+        "csig",
+        "cbak",
+        "covl",
+        "ssnr_db",
+        "dnsmos_sig",
+        "dnsmos_bak",
+        "dnsmos_ovrl",
+        "rtf",
+        "load",
+        "delay_ms",
+    ]
+    lines = [
+        "# Peer benchmark",
+        "",
+        f"Machine: {record['machine']}, {record['cpu_count']} cores, torch threads {record['torch_threads']}. "
+        "RTF = processing time / audio time (lower is faster). CSIG/CBAK/COVL use wide-band PESQ. Outputs scored as float32, "
+        "delay-aligned by cross-correlation. load = the CPU's 1-minute load average when the system finished "
+        "(above 1, other processes shared the cores and the RTF is pessimistic).",
+        "",
+    ]
     for set_name, data in record["sets"].items():
         present = [c for c in columns if any(c in row for row in data["systems"].values())]
-        lines += [f"## {set_name} ({data['files']} files, {data['seconds']} s)", "", "| system | " + " | ".join(present) + " |",
-                  "|---|" + "---|" * len(present)]
+        lines += [
+            f"## {set_name} ({data['files']} files, {data['seconds']} s)",
+            "",
+            "| system | " + " | ".join(present) + " |",
+            "|---|" + "---|" * len(present),
+        ]
         for system, row in data["systems"].items():
             lines.append(f"| {system} | " + " | ".join(_cell(row.get(c)) for c in present) + " |")
         lines.append("")

@@ -21,9 +21,31 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 RUNS = ROOT / "runs" / "parity"
-JOB = ["--init", "authors-dfl", "--norm", "per-input", "--batch-size", "4", "--segment-seconds", "4", "--max-steps", "100",
-       "--learning-rate", "5e-5", "--warmup-steps", "10", "--validate-every", "50", "--checkpoint-every", "50", "--threads", "1",
-       "--seed", "0", "-q"]
+JOB = [
+    "--init",
+    "authors-dfl",
+    "--norm",
+    "per-input",
+    "--batch-size",
+    "4",
+    "--segment-seconds",
+    "4",
+    "--max-steps",
+    "100",
+    "--learning-rate",
+    "5e-5",
+    "--warmup-steps",
+    "10",
+    "--validate-every",
+    "50",
+    "--checkpoint-every",
+    "50",
+    "--threads",
+    "1",
+    "--seed",
+    "0",
+    "-q",
+]
 
 
 def rows(path: Path) -> list[dict]:
@@ -41,8 +63,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.run:
         for precision in ("bf16", "float32"):
-            subprocess.run([sys.executable, "-m", "hushnet.cli", "train", "-o", str(RUNS / precision), "--precision", precision, *JOB],
-                           check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "hushnet.cli",
+                    "train",
+                    "-o",
+                    str(RUNS / precision),
+                    "--precision",
+                    precision,
+                    *JOB,
+                ],
+                check=True,
+            )
     logs = {p: rows(RUNS / p / "log.csv") for p in ("bf16", "float32")}
     validation = {p: rows(RUNS / p / "validation.csv") for p in ("bf16", "float32")}
     steps = min(len(logs["bf16"]), len(logs["float32"]))
@@ -50,13 +84,19 @@ def main() -> None:
     per_step = np.abs(fast - exact) / np.abs(exact)
     smooth = np.abs(running_mean(fast) - running_mean(exact)) / np.abs(running_mean(exact))
     speed = {p: np.median([float(r["audio_seconds_per_second"]) for r in logs[p][2:steps]]) for p in logs}
-    lines = ["# bf16 against float32: the same 100-step training job", "",
-             f"`hushnet train {' '.join(JOB)} --precision bf16|float32` (feature loss through the authors' loss network, "
-             "every run compiled, channels-last layout; the machine was shared with other work, so the speeds are only indicative).", "",
-             f"- Steps compared: {steps}. Training loss, mean relative difference per step: **{100 * per_step.mean():.2f} %** "
-             f"(max {100 * per_step.max():.2f} %); of the 10-step running means: {100 * smooth.mean():.2f} %.",
-             f"- Median speed: bf16 {speed['bf16']:.2f}, float32 {speed['float32']:.2f} audio s per s.", "",
-             "| step | precision | validation loss | PESQ-WB | STOI | SI-SDR dB |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# bf16 against float32: the same 100-step training job",
+        "",
+        f"`hushnet train {' '.join(JOB)} --precision bf16|float32` (feature loss through the authors' loss network, "
+        "every run compiled, channels-last layout; the machine was shared with other work, so the speeds are only indicative).",
+        "",
+        f"- Steps compared: {steps}. Training loss, mean relative difference per step: **{100 * per_step.mean():.2f} %** "
+        f"(max {100 * per_step.max():.2f} %); of the 10-step running means: {100 * smooth.mean():.2f} %.",
+        f"- Median speed: bf16 {speed['bf16']:.2f}, float32 {speed['float32']:.2f} audio s per s.",
+        "",
+        "| step | precision | validation loss | PESQ-WB | STOI | SI-SDR dB |",
+        "|---|---|---|---|---|---|",
+    ]
     for precision in ("bf16", "float32"):
         for r in validation[precision]:
             lines.append(f"| {r['step']} | {precision} | {r['loss']} | {r['pesq']} | {r['stoi']} | {r['si_sdr']} |")

@@ -35,8 +35,29 @@ def evaluate(model: str, name: str) -> list[dict]:
     """Per-file scores of ``model`` on the Valentini test pairs (cached in benchmarks/work/recipe/NAME)."""
     output = WORK / name
     if not (output / "per_file.csv").is_file():
-        subprocess.run([sys.executable, "-m", "hushnet.cli", "evaluate", "--clean", str(PAIRS / "clean"), "--noisy", str(PAIRS / "noisy"),
-                        "--model", model, "-o", str(output), "--jobs", "1", "--threads", "1", "-q"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hushnet.cli",
+                "evaluate",
+                "--clean",
+                str(PAIRS / "clean"),
+                "--noisy",
+                str(PAIRS / "noisy"),
+                "--model",
+                model,
+                "-o",
+                str(output),
+                "--jobs",
+                "1",
+                "--threads",
+                "1",
+                "-q",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     with open(output / "per_file.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -60,13 +81,19 @@ def main() -> None:
     args = parser.parse_args()
     names = args.runs or sorted(p.parent.name for p in RUNS.glob("*/best/model.safetensors"))
     reference = evaluate("authors-dfl", "authors-dfl")
-    lines = ["# The recipe ladder (short runs from authors-dfl), judged on `valentini_test_dev`", "",
-             "25 real Valentini test pairs (p232, p257). Differences to `authors-dfl` (4-s segments, its own level) with paired "
-             "bootstrap 95 % intervals (`hushnet.metrics.paired_bootstrap`); bold = outside the interval. `python benchmarks/recipe.py`.", "",
-             "| rung | what changes | steps (audio h) | best step (its validation PESQ) | PESQ-WB | vs authors-dfl | STOI | vs authors-dfl |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# The recipe ladder (short runs from authors-dfl), judged on `valentini_test_dev`",
+        "",
+        "25 real Valentini test pairs (p232, p257). Differences to `authors-dfl` (4-s segments, its own level) with paired "
+        "bootstrap 95 % intervals (`hushnet.metrics.paired_bootstrap`); bold = outside the interval. `python benchmarks/recipe.py`.",
+        "",
+        "| rung | what changes | steps (audio h) | best step (its validation PESQ) | PESQ-WB | vs authors-dfl | STOI | vs authors-dfl |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     mean = lambda rows, key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
-    lines.append(f"| `authors-dfl` | the start | - | - | {mean(reference, 'pesq_wb'):.3f} | - | {mean(reference, 'stoi'):.3f} | - |")
+    lines.append(
+        f"| `authors-dfl` | the start | - | - | {mean(reference, 'pesq_wb'):.3f} | - | {mean(reference, 'stoi'):.3f} | - |"
+    )
     for name in names:
         rows = evaluate(str(RUNS / name / "best"), name)
         facts = run_facts(RUNS / name)
@@ -75,8 +102,11 @@ def main() -> None:
             d = paired_bootstrap([float(r[key]) for r in rows], [float(r[key]) for r in reference])
             text = f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
             cells += [f"{mean(rows, key):.3f}", f"**{text}**" if d.win else text]
-        lines.append(f"| `{name}` | {CHANGES.get(name, '')} | {facts['steps']} ({facts['hours']:.2f} h) | {facts['best_step']} ({facts['best_pesq']}) | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| `{name}` | {CHANGES.get(name, '')} | {facts['steps']} ({facts['hours']:.2f} h) | {facts['best_step']} ({facts['best_pesq']}) | "
+            + " | ".join(cells)
+            + " |"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "recipe.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -141,7 +141,7 @@ def reported_outputs(out: str, err: str) -> set[str]:
             paths.add(line.split(" (", 1)[0])
     for line in err.splitlines():
         if line.startswith("wrote "):
-            paths.add(line[len("wrote "):])
+            paths.add(line[len("wrote ") :])
         if line.startswith("denoising ") and " into " in line:  # evaluate's enhanced folder: its files are results
             paths.add(line.split(" into ", 1)[1].split(" with ", 1)[0] + os.sep)
     return {os.path.realpath(p) if not p.endswith(os.sep) else os.path.realpath(p) + os.sep for p in paths}
@@ -155,7 +155,9 @@ def leftovers(before: set[str], after: set[str], allowed: set[str]) -> list[str]
         real = os.path.realpath(path)
         if os.path.basename(path) in FOREIGN or real in allowed:
             continue
-        if any(real.startswith(a) for a in allowed if a.endswith(os.sep)) or any((a + os.sep).startswith(real + os.sep) for a in allowed):
+        if any(real.startswith(a) for a in allowed if a.endswith(os.sep)) or any(
+            (a + os.sep).startswith(real + os.sep) for a in allowed
+        ):
             continue
         if real in folders:
             continue
@@ -171,8 +173,13 @@ def speechlike(seconds: float, rate: int = 16000, channels: int = 1, seed: int =
 
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
-    rows = [0.05 * sum(np.sin(2 * np.pi * (140 + 20 * c) * k * t) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-            + 0.02 * rng.standard_normal(t.size) for c in range(channels)]
+    rows = [
+        0.05
+        * sum(np.sin(2 * np.pi * (140 + 20 * c) * k * t) / k for k in range(1, 6))
+        * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        + 0.02 * rng.standard_normal(t.size)
+        for c in range(channels)
+    ]
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -198,7 +205,16 @@ def wav_header(channels: int, frames: int = 10) -> bytes:
 
     data = b"\0\0" * channels * frames
     fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
-    return b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 def make_inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -227,10 +243,26 @@ def make_inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     audio("clipped.wav", np.clip(speechlike(0.5) * 40, -1, 1))
     audio("name with spaces é.wav", speechlike(0.3))
     if shutil.which("ffmpeg"):
-        good["talk.m4a"] = ffmpeg(folder / "talk.m4a", "-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-c:a", "aac")
+        good["talk.m4a"] = ffmpeg(
+            folder / "talk.m4a", "-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-c:a", "aac"
+        )
         good["talk.mp3"] = ffmpeg(folder / "talk.mp3", "-f", "lavfi", "-i", "sine=frequency=300:duration=1")
-        good["movie.mp4"] = ffmpeg(folder / "movie.mp4", "-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-f", "lavfi", "-i",
-                                   "color=c=red:s=32x32:d=1", "-c:a", "aac", "-c:v", "mpeg4", "-shortest")
+        good["movie.mp4"] = ffmpeg(
+            folder / "movie.mp4",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:duration=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=32x32:d=1",
+            "-c:a",
+            "aac",
+            "-c:v",
+            "mpeg4",
+            "-shortest",
+        )
 
     bad: dict[str, Path] = {}
 
@@ -264,7 +296,9 @@ def make_inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     os.mkfifo(folder / "fifo.wav")
     bad["fifo.wav"] = folder / "fifo.wav"
     if shutil.which("ffmpeg"):
-        bad["video_only.mp4"] = ffmpeg(folder / "video_only.mp4", "-f", "lavfi", "-i", "color=c=blue:s=32x32:d=1", "-c:v", "mpeg4")
+        bad["video_only.mp4"] = ffmpeg(
+            folder / "video_only.mp4", "-f", "lavfi", "-i", "color=c=blue:s=32x32:d=1", "-c:v", "mpeg4"
+        )
     return good, bad
 
 
@@ -282,7 +316,11 @@ def make_models(folder: Path) -> dict[str, Path]:
     can = CAN(CANConfig(channels=8, dilated_layers=4, norm="batch"))
     save_model(can.eval(), models["tiny"], "# tiny\n")
     export_onnx(can.eval(), models["tiny"] / "model.onnx")
-    save_model(LossNet(LossNetConfig(layers=6, base_channels=4, double_every=3, max_channels=8, scene_classes=3, tags=2)), models["lossnet"], "# l\n")
+    save_model(
+        LossNet(LossNetConfig(layers=6, base_channels=4, double_every=3, max_channels=8, scene_classes=3, tags=2)),
+        models["lossnet"],
+        "# l\n",
+    )
 
     def broken(name: str, change: Callable[[Path], None]) -> None:
         models[name] = folder / name
@@ -291,12 +329,24 @@ def make_models(folder: Path) -> dict[str, Path]:
         change(models[name])
 
     broken("corrupt_weights", lambda d: (d / "model.safetensors").write_bytes(b"\0garbage" * 8))
-    broken("truncated_weights", lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:300]))
+    broken(
+        "truncated_weights",
+        lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:300]),
+    )
     broken("config_list", lambda d: (d / "config.json").write_text("[1, 2]"))
     broken("config_no_config", lambda d: (d / "config.json").write_text('{"kind": "can"}'))
     broken("config_not_utf8", lambda d: (d / "config.json").write_bytes(b'{"kind": "can", "config": {"norm": "\xff"}}'))
-    broken("config_sixty", lambda d: (d / "config.json").write_text(
-        json.dumps({**json.loads((d / "config.json").read_text()), "config": {**json.loads((d / "config.json").read_text())["config"], "channels": "sixty"}})))
+    broken(
+        "config_sixty",
+        lambda d: (d / "config.json").write_text(
+            json.dumps(
+                {
+                    **json.loads((d / "config.json").read_text()),
+                    "config": {**json.loads((d / "config.json").read_text())["config"], "channels": "sixty"},
+                }
+            )
+        ),
+    )
     broken("config_not_json", lambda d: (d / "config.json").write_text("{nope"))
     broken("config_unknown_kind", lambda d: (d / "config.json").write_text('{"kind": "gan", "config": {}}'))
     broken("no_weights", lambda d: (d / "model.safetensors").unlink())
@@ -309,7 +359,9 @@ def make_models(folder: Path) -> dict[str, Path]:
 # --- commands, in this process ------------------------------------------------------------------------
 
 
-def run_cli(group: str, case: str, argv: list[str], box: Sandbox, inputs: list[Path], stdin_bytes: bytes | None = None) -> Result:
+def run_cli(
+    group: str, case: str, argv: list[str], box: Sandbox, inputs: list[Path], stdin_bytes: bytes | None = None
+) -> Result:
     """``hushnet ARGV`` through ``hushnet.cli.main`` with the case's TMPDIR; judged as described above."""
     import contextlib
 
@@ -334,11 +386,20 @@ def run_cli(group: str, case: str, argv: list[str], box: Sandbox, inputs: list[P
     allowed = reported_outputs(out.getvalue(), text)
     left = leftovers(before, snapshot(box.root), allowed)
     last = [line for line in text.strip().splitlines() if line.startswith("error")][:1]
-    return Result(group, case, status, bool(escaped) or "Traceback" in text or "Exception ignored" in text,
-                  all(digest(p) == h for p, h in hashes.items()), left, escaped or (last[0][:140] if last else ""))
+    return Result(
+        group,
+        case,
+        status,
+        bool(escaped) or "Traceback" in text or "Exception ignored" in text,
+        all(digest(p) == h for p, h in hashes.items()),
+        left,
+        escaped or (last[0][:140] if last else ""),
+    )
 
 
-def denoise_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str, Path]) -> list[tuple[str, Callable[[Sandbox], tuple[list[str], list[Path]]]]]:
+def denoise_cases(
+    good: dict[str, Path], bad: dict[str, Path], models: dict[str, Path]
+) -> list[tuple[str, Callable[[Sandbox], tuple[list[str], list[Path]]]]]:
     """(name, build) pairs; ``build(box)`` copies what it needs and returns (argv, inputs to watch)."""
     tiny = str(models["tiny"])
     cases = []
@@ -346,14 +407,24 @@ def denoise_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str,
     def add(name: str, build) -> None:
         cases.append((name, build))
 
-    outputs = {"beside": lambda box, p: [], "-o file.wav": lambda box, p: ["-o", str(box.root / "out.wav")],
-               "-o new/deeper folder": lambda box, p: ["-o", str(box.root / "new" / "deeper")], "--float -o folder": lambda box, p: ["--float", "-o", str(box.root / "f")],
-               "-o file.flac": lambda box, p: ["-o", str(box.root / "out.flac")]}
+    outputs = {
+        "beside": lambda box, p: [],
+        "-o file.wav": lambda box, p: ["-o", str(box.root / "out.wav")],
+        "-o new/deeper folder": lambda box, p: ["-o", str(box.root / "new" / "deeper")],
+        "--float -o folder": lambda box, p: ["--float", "-o", str(box.root / "f")],
+        "-o file.flac": lambda box, p: ["-o", str(box.root / "out.flac")],
+    }
     for name, path in good.items():
         for label, extra in outputs.items():
-            add(f"{name} {label}", lambda box, path=path, extra=extra: ((lambda p: (["denoise", str(p), "--model", tiny, "-q", *extra(box, p)], [p]))(box.copy(path))))
+            add(
+                f"{name} {label}",
+                lambda box, path=path, extra=extra: (
+                    lambda p: (["denoise", str(p), "--model", tiny, "-q", *extra(box, p)], [p])
+                )(box.copy(path)),
+            )
     for name, path in bad.items():
         for label, extra in {"-o folder": ["-o", "OUT"], "beside": []}.items():
+
             def build(box, path=path, extra=extra):
                 source = box.root / path.name
                 if path.is_dir():
@@ -362,7 +433,15 @@ def denoise_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str,
                     os.mkfifo(source)
                 else:
                     box.copy(path)
-                return ["denoise", str(source), "--model", tiny, "-q", *[str(box.root / "out") if e == "OUT" else e for e in extra]], [source]
+                return [
+                    "denoise",
+                    str(source),
+                    "--model",
+                    tiny,
+                    "-q",
+                    *[str(box.root / "out") if e == "OUT" else e for e in extra],
+                ], [source]
+
             add(f"{name} {label}", build)
     return cases + denoise_option_cases(good, models)
 
@@ -373,20 +452,89 @@ def denoise_option_cases(good: dict[str, Path], models: dict[str, Path]) -> list
     cases = []
 
     def flags(name: str, *extra: str) -> None:
-        cases.append((name, lambda box: ((lambda p: (["denoise", str(p), "-o", str(box.root / "o.wav"), "--model", tiny, "-q", *extra], [p]))(box.copy(source)))))
+        cases.append(
+            (
+                name,
+                lambda box: (
+                    lambda p: (["denoise", str(p), "-o", str(box.root / "o.wav"), "--model", tiny, "-q", *extra], [p])
+                )(box.copy(source)),
+            )
+        )
 
-    for flag, value in [("--threads", "0"), ("--threads", "-1"), ("--threads", "100000"), ("--threads", "two"), ("--memory-budget-mb", "-1"),
-                        ("--memory-budget-mb", "nan"), ("--memory-budget-mb", "0"), ("--memory-budget-mb", "inf"), ("--dry", "-0.1"), ("--dry", "1.5"),
-                        ("--dry", "nan"), ("--level-db", "5"), ("--level-db", "loud"), ("--level-db", "nan"), ("--level-scope", "song"),
-                        ("--engine", "tpu"), ("--device", "foo"), ("--device", "cuda"), ("--device", "cuda:7"), ("--level-db", "off")]:
+    for flag, value in [
+        ("--threads", "0"),
+        ("--threads", "-1"),
+        ("--threads", "100000"),
+        ("--threads", "two"),
+        ("--memory-budget-mb", "-1"),
+        ("--memory-budget-mb", "nan"),
+        ("--memory-budget-mb", "0"),
+        ("--memory-budget-mb", "inf"),
+        ("--dry", "-0.1"),
+        ("--dry", "1.5"),
+        ("--dry", "nan"),
+        ("--level-db", "5"),
+        ("--level-db", "loud"),
+        ("--level-db", "nan"),
+        ("--level-scope", "song"),
+        ("--engine", "tpu"),
+        ("--device", "foo"),
+        ("--device", "cuda"),
+        ("--device", "cuda:7"),
+        ("--level-db", "off"),
+    ]:
         flags(f"{flag} {value}", flag, value)
-    for name in ["corrupt_weights", "truncated_weights", "config_list", "config_no_config", "config_not_utf8", "config_sixty", "config_not_json",
-                 "config_unknown_kind", "no_weights", "lossnet", "corrupt_onnx"]:
+    for name in [
+        "corrupt_weights",
+        "truncated_weights",
+        "config_list",
+        "config_no_config",
+        "config_not_utf8",
+        "config_sixty",
+        "config_not_json",
+        "config_unknown_kind",
+        "no_weights",
+        "lossnet",
+        "corrupt_onnx",
+    ]:
         engine = "onnx" if name == "corrupt_onnx" else "torch"
-        cases.append((f"--model {name}", lambda box, name=name, engine=engine: ((lambda p: (["denoise", str(p), "-o", str(box.root / "o.wav"),
-                      "--model", str(models[name]), "--engine", engine, "-q"], [p]))(box.copy(source)))))
-    cases.append(("--model missing", lambda box: ((lambda p: (["denoise", str(p), "--model", str(box.root / "nope"), "-q"], [p]))(box.copy(source)))))
-    cases.append(("--engine onnx without model.onnx", lambda box: ((lambda p: (["denoise", str(p), "--model", str(models["no_weights"]), "--engine", "onnx", "-q"], [p]))(box.copy(source)))))
+        cases.append(
+            (
+                f"--model {name}",
+                lambda box, name=name, engine=engine: (
+                    lambda p: (
+                        [
+                            "denoise",
+                            str(p),
+                            "-o",
+                            str(box.root / "o.wav"),
+                            "--model",
+                            str(models[name]),
+                            "--engine",
+                            engine,
+                            "-q",
+                        ],
+                        [p],
+                    )
+                )(box.copy(source)),
+            )
+        )
+    cases.append(
+        (
+            "--model missing",
+            lambda box: (lambda p: (["denoise", str(p), "--model", str(box.root / "nope"), "-q"], [p]))(
+                box.copy(source)
+            ),
+        )
+    )
+    cases.append(
+        (
+            "--engine onnx without model.onnx",
+            lambda box: (
+                lambda p: (["denoise", str(p), "--model", str(models["no_weights"]), "--engine", "onnx", "-q"], [p])
+            )(box.copy(source)),
+        )
+    )
     return cases + denoise_path_cases(good, models)
 
 
@@ -407,21 +555,71 @@ def denoise_path_cases(good: dict[str, Path], models: dict[str, Path]) -> list:
 
     case("-o out.txt", lambda box: (lambda p: (argv(p, "-o", box.root / "out.txt"), [p]))(box.copy(wav)))
     case("-o the input itself", lambda box: (lambda p: (argv(p, "-o", p), [p]))(box.copy(wav)))
-    case("-o symlink to the input", lambda box: (lambda p: ((box.root / "link.wav").symlink_to(p), (argv(p, "-o", box.root / "link.wav"), [p]))[1])(box.copy(wav)))
-    case("input through a symlink", lambda box: (lambda p: ((box.root / "link.wav").symlink_to(p), (argv(box.root / "link.wav"), [p]))[1])(box.copy(wav)))
-    case("two inputs -o one file", lambda box: (argv(box.copy(wav), box.copy(flac), "-o", box.root / "one.wav"), [box.root / wav.name, box.root / flac.name]))
+    case(
+        "-o symlink to the input",
+        lambda box: (lambda p: ((box.root / "link.wav").symlink_to(p), (argv(p, "-o", box.root / "link.wav"), [p]))[1])(
+            box.copy(wav)
+        ),
+    )
+    case(
+        "input through a symlink",
+        lambda box: (lambda p: ((box.root / "link.wav").symlink_to(p), (argv(box.root / "link.wav"), [p]))[1])(
+            box.copy(wav)
+        ),
+    )
+    case(
+        "two inputs -o one file",
+        lambda box: (
+            argv(box.copy(wav), box.copy(flac), "-o", box.root / "one.wav"),
+            [box.root / wav.name, box.root / flac.name],
+        ),
+    )
     case("same input twice", lambda box: (lambda p: (argv(p, p, "-o", box.root / "out"), [p]))(box.copy(wav)))
-    case("same input by name and glob", lambda box: (lambda p: (argv(p, box.root / "*.wav", "-o", box.root / "out"), [p]))(box.copy(wav)))
-    case("-o blocked by a file", lambda box: (lambda p: ((box.root / "blocker").write_text("x"), (argv(p, "-o", box.root / "blocker" / "sub"), [p, box.root / "blocker"]))[1])(box.copy(wav)))
+    case(
+        "same input by name and glob",
+        lambda box: (lambda p: (argv(p, box.root / "*.wav", "-o", box.root / "out"), [p]))(box.copy(wav)),
+    )
+    case(
+        "-o blocked by a file",
+        lambda box: (
+            lambda p: (
+                (box.root / "blocker").write_text("x"),
+                (argv(p, "-o", box.root / "blocker" / "sub"), [p, box.root / "blocker"]),
+            )[1]
+        )(box.copy(wav)),
+    )
     case("-o .mp4", lambda box: (lambda p: (argv(p, "-o", box.root / "new" / "out.mp4"), [p]))(box.copy(wav)))
-    case("-o existing file replaced", lambda box: (lambda p: ((box.root / "old.wav").write_bytes(b"old"), (argv(p, "-o", box.root / "old.wav"), [p]))[1])(box.copy(wav)))
-    case("-o existing folder", lambda box: (lambda p: ((box.root / "exists").mkdir(), (argv(p, "-o", box.root / "exists"), [p]))[1])(box.copy(wav)))
-    case("-o folder/ with a dot", lambda box: (lambda p: (argv(p, "-o", str(box.root / "v1.2") + "/"), [p]))(box.copy(wav)))
+    case(
+        "-o existing file replaced",
+        lambda box: (
+            lambda p: ((box.root / "old.wav").write_bytes(b"old"), (argv(p, "-o", box.root / "old.wav"), [p]))[1]
+        )(box.copy(wav)),
+    )
+    case(
+        "-o existing folder",
+        lambda box: (lambda p: ((box.root / "exists").mkdir(), (argv(p, "-o", box.root / "exists"), [p]))[1])(
+            box.copy(wav)
+        ),
+    )
+    case(
+        "-o folder/ with a dot",
+        lambda box: (lambda p: (argv(p, "-o", str(box.root / "v1.2") + "/"), [p]))(box.copy(wav)),
+    )
     case("missing input", lambda box: (argv(box.root / "nope.wav"), []))
     case("glob matching nothing", lambda box: (argv(box.root / "*.flac"), []))
     case("folder without audio", lambda box: ((box.root / "empty").mkdir(), (argv(box.root / "empty"), []))[1])
-    case("folder input", lambda box: (lambda pair: (argv(pair[0], "-o", box.root / "out"), [pair[1], pair[0] / "a.wav"]))(folder_of_two(box)))
-    case("glob input", lambda box: (lambda pair: (argv(box.root / "in" / "*.*", "-o", box.root / "out"), [pair[1], pair[0] / "a.wav"]))(folder_of_two(box)))
+    case(
+        "folder input",
+        lambda box: (lambda pair: (argv(pair[0], "-o", box.root / "out"), [pair[1], pair[0] / "a.wav"]))(
+            folder_of_two(box)
+        ),
+    )
+    case(
+        "glob input",
+        lambda box: (
+            lambda pair: (argv(box.root / "in" / "*.*", "-o", box.root / "out"), [pair[1], pair[0] / "a.wav"])
+        )(folder_of_two(box)),
+    )
 
     def twice(box: Sandbox, output: str | None):
         folder, second = folder_of_two(box)
@@ -439,7 +637,10 @@ def denoise_path_cases(good: dict[str, Path], models: dict[str, Path]) -> list:
     case("beside, run twice", lambda box: twice(box, None))
     case("no inputs", lambda box: (["denoise", "--model", tiny], []))
     case("unknown flag", lambda box: (argv(box.copy(wav), "--turbo"), [box.root / wav.name]))
-    case("newline in the name", lambda box: (lambda p: (argv(p, "-o", box.root / "o"), [p]))(box.copy(wav, "line\nbreak.wav")))
+    case(
+        "newline in the name",
+        lambda box: (lambda p: (argv(p, "-o", box.root / "o"), [p]))(box.copy(wav, "line\nbreak.wav")),
+    )
     return cases
 
 
@@ -458,7 +659,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def run_signalled(case: str, box: Sandbox, source: Path, sig: int | None, after: str, models: dict[str, Path]) -> Result:
+def run_signalled(
+    case: str, box: Sandbox, source: Path, sig: int | None, after: str, models: dict[str, Path]
+) -> Result:
     """``hushnet denoise SOURCE -o new/out`` in a child; ``sig`` sent once ``after`` is seen (a scratch
     folder, or "start"), or the child kills itself mid-write (``sig`` None). After a SIGKILL, a second,
     small run must clean up what the README says the next run cleans."""
@@ -468,9 +671,13 @@ def run_signalled(case: str, box: Sandbox, source: Path, sig: int | None, after:
     before, hashes = snapshot(box.root), {source: digest(source)}
     command = ["denoise", str(source), "-o", str(box.root / "new" / "deeper"), "--model", str(models["tiny"]), "-q"]
     if sig is None:
-        child = subprocess.Popen([sys.executable, "-c", KILL_WHILE_WRITING, *command], env=env, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILL_WHILE_WRITING, *command], env=env, stderr=subprocess.PIPE, text=True
+        )
     else:
-        child = subprocess.Popen([sys.executable, "-m", "hushnet.cli", *command], env=env, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "hushnet.cli", *command], env=env, stderr=subprocess.PIPE, text=True
+        )
         started = time.monotonic()
         while child.poll() is None and time.monotonic() < started + 30:
             if (after == "start" and time.monotonic() > started + 1.5) or any(box.scratch.glob(after)):
@@ -484,13 +691,39 @@ def run_signalled(case: str, box: Sandbox, source: Path, sig: int | None, after:
         import soundfile as sf
 
         sf.write(small, speechlike(0.2)[0], 16000)
-        subprocess.run([sys.executable, "-m", "hushnet.cli", "denoise", str(small), "-o", str(box.root / "small_out.wav"), "--model", str(models["tiny"]), "-q"],
-                       env=env, capture_output=True, timeout=CASE_SECONDS)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hushnet.cli",
+                "denoise",
+                str(small),
+                "-o",
+                str(box.root / "small_out.wav"),
+                "--model",
+                str(models["tiny"]),
+                "-q",
+            ],
+            env=env,
+            capture_output=True,
+            timeout=CASE_SECONDS,
+        )
         before |= {str(small), str(box.root / "small_out.wav")}
         note += "; judged after the next run"
-    allowed = {os.path.realpath(box.root / "new" / "deeper" / source.with_suffix(".wav").name)} if child.returncode == 0 else set()
-    return Result("denoise (signals)", case, child.returncode, "Traceback" in err, digest(source) == hashes[source],
-                  leftovers(before, snapshot(box.root), allowed), note)
+    allowed = (
+        {os.path.realpath(box.root / "new" / "deeper" / source.with_suffix(".wav").name)}
+        if child.returncode == 0
+        else set()
+    )
+    return Result(
+        "denoise (signals)",
+        case,
+        child.returncode,
+        "Traceback" in err,
+        digest(source) == hashes[source],
+        leftovers(before, snapshot(box.root), allowed),
+        note,
+    )
 
 
 def signal_cases(work: Path, models: dict[str, Path]) -> list[Result]:
@@ -507,9 +740,22 @@ def signal_cases(work: Path, models: dict[str, Path]) -> list[Result]:
         stage = "hushnet-decode-*/decoded.wav" if kind == "m4a" else "start"
         for label, sig in plans:
             box = Sandbox.make(work, label)
-            results.append(run_signalled(f"{label} during {'decoding' if kind == 'm4a' else 'denoising'} ({kind})", box, box.copy(source), sig, stage, models))
+            results.append(
+                run_signalled(
+                    f"{label} during {'decoding' if kind == 'm4a' else 'denoising'} ({kind})",
+                    box,
+                    box.copy(source),
+                    sig,
+                    stage,
+                    models,
+                )
+            )
         box = Sandbox.make(work, "writing")
-        results.append(run_signalled(f"kill -9 halfway through writing the result ({kind})", box, box.copy(source), None, "", models))
+        results.append(
+            run_signalled(
+                f"kill -9 halfway through writing the result ({kind})", box, box.copy(source), None, "", models
+            )
+        )
     return results
 
 
@@ -526,7 +772,7 @@ def pair_folders(box: Sandbox, enhanced: Callable | None = None, names=("a", "b"
         for k, name in enumerate(names):
             x = speechlike(1.0, seed=k)[0]
             if role == "enhanced":
-                x = (enhanced(x) if enhanced and k == 0 else x + 0.01 * speechlike(1.0, seed=9)[0])
+                x = enhanced(x) if enhanced and k == 0 else x + 0.01 * speechlike(1.0, seed=9)[0]
             sf.write(box.root / role / f"{name}.wav", x, 16000)
             written.append(box.root / role / f"{name}.wav")
     return box.root / "clean", box.root / "enhanced", written
@@ -540,7 +786,20 @@ def evaluate_cases(models: dict[str, Path]) -> list:
     def scored(name: str, enhanced: Callable | None, *extra: str) -> None:
         def build(box: Sandbox):
             clean, enh, files = pair_folders(box, enhanced)
-            return ["evaluate", "--clean", str(clean), "--enhanced", str(enh), "-o", str(box.root / "report"), "-q", "--jobs", "1", *extra], files
+            return [
+                "evaluate",
+                "--clean",
+                str(clean),
+                "--enhanced",
+                str(enh),
+                "-o",
+                str(box.root / "report"),
+                "-q",
+                "--jobs",
+                "1",
+                *extra,
+            ], files
+
         cases.append((name, build))
 
     scored("well-formed pairs", None)
@@ -555,10 +814,24 @@ def evaluate_cases(models: dict[str, Path]) -> list:
         def build(box: Sandbox):
             clean, enh, files = pair_folders(box)
             target = prepare(box)
-            return ["evaluate", "--clean", str(clean), "--enhanced", str(enh), "-o", str(target), "-q", "--jobs", "1"], files + [target]
+            return [
+                "evaluate",
+                "--clean",
+                str(clean),
+                "--enhanced",
+                str(enh),
+                "-o",
+                str(target),
+                "-q",
+                "--jobs",
+                "1",
+            ], files + [target]
+
         cases.append((name, build))
 
-    with_output("-o an existing file", lambda box: (box.root / "taken.txt", (box.root / "taken.txt").write_text("keep"))[0])
+    with_output(
+        "-o an existing file", lambda box: (box.root / "taken.txt", (box.root / "taken.txt").write_text("keep"))[0]
+    )
     with_output("-o below a file", lambda box: (box.root / "f", (box.root / "f").write_text("x"))[0] / "sub")
 
     def manifest(name: str, content: bytes | None) -> None:
@@ -567,6 +840,7 @@ def evaluate_cases(models: dict[str, Path]) -> list:
             if content is not None:
                 path.write_bytes(content)
             return ["evaluate", "--manifest", str(path), "-o", str(box.root / "report"), "-q"], [path]
+
         cases.append((name, build))
 
     manifest("a missing manifest", None)
@@ -575,11 +849,69 @@ def evaluate_cases(models: dict[str, Path]) -> list:
     manifest("an empty manifest", b"")
     manifest("a manifest naming missing files", b"clean,enhanced\nnope.wav,gone.wav\n")
     cases.append(("no arguments", lambda box: (["evaluate", "-o", str(box.root / "r")], [])))
-    cases.append(("--clean missing folder", lambda box: (["evaluate", "--clean", str(box.root / "none"), "--enhanced", str(box.root / "none2"), "-o", str(box.root / "r")], [])))
-    cases.append(("--model missing", lambda box: (lambda c: (["evaluate", "--clean", str(c[0]), "--noisy", str(c[1]), "--model", str(box.root / "nope"),
-                                                              "-o", str(box.root / "r"), "-q"], c[2]))(pair_folders(box))))
-    cases.append(("--noisy denoised with the tiny model", lambda box: (lambda c: (["evaluate", "--clean", str(c[0]), "--noisy", str(c[1]), "--model", str(models["tiny"]),
-                                                                                  "-o", str(box.root / "r"), "-q", "--jobs", "1"], c[2]))(pair_folders(box))))
+    cases.append(
+        (
+            "--clean missing folder",
+            lambda box: (
+                [
+                    "evaluate",
+                    "--clean",
+                    str(box.root / "none"),
+                    "--enhanced",
+                    str(box.root / "none2"),
+                    "-o",
+                    str(box.root / "r"),
+                ],
+                [],
+            ),
+        )
+    )
+    cases.append(
+        (
+            "--model missing",
+            lambda box: (
+                lambda c: (
+                    [
+                        "evaluate",
+                        "--clean",
+                        str(c[0]),
+                        "--noisy",
+                        str(c[1]),
+                        "--model",
+                        str(box.root / "nope"),
+                        "-o",
+                        str(box.root / "r"),
+                        "-q",
+                    ],
+                    c[2],
+                )
+            )(pair_folders(box)),
+        )
+    )
+    cases.append(
+        (
+            "--noisy denoised with the tiny model",
+            lambda box: (
+                lambda c: (
+                    [
+                        "evaluate",
+                        "--clean",
+                        str(c[0]),
+                        "--noisy",
+                        str(c[1]),
+                        "--model",
+                        str(models["tiny"]),
+                        "-o",
+                        str(box.root / "r"),
+                        "-q",
+                        "--jobs",
+                        "1",
+                    ],
+                    c[2],
+                )
+            )(pair_folders(box)),
+        )
+    )
     return cases
 
 
@@ -589,8 +921,11 @@ def export_cases(models: dict[str, Path]) -> list:
     def export(name: str, model: str, output: Callable[[Sandbox, Path], Path]) -> None:
         def build(box: Sandbox):
             directory = box.copy(models[model], "model")
-            watched = sorted(p for p in directory.iterdir() if p.name != "model.onnx")  # the one file an export may replace
+            watched = sorted(
+                p for p in directory.iterdir() if p.name != "model.onnx"
+            )  # the one file an export may replace
             return ["export-onnx", str(directory), "-o", str(output(box, directory))], watched
+
         cases.append((name, build))
 
     export("-o MODEL/model.safetensors", "tiny", lambda box, d: d / "model.safetensors")
@@ -604,7 +939,9 @@ def export_cases(models: dict[str, Path]) -> list:
     export("a loss network", "lossnet", lambda box, d: box.root / "l.onnx")
     for broken in ("corrupt_weights", "truncated_weights", "config_list", "config_sixty", "config_not_utf8"):
         export(f"--model {broken}", broken, lambda box, d: box.root / "b.onnx")
-    cases.append(("a missing model", lambda box: (["export-onnx", str(box.root / "nope"), "-o", str(box.root / "x.onnx")], [])))
+    cases.append(
+        ("a missing model", lambda box: (["export-onnx", str(box.root / "nope"), "-o", str(box.root / "x.onnx")], []))
+    )
     return cases
 
 
@@ -615,11 +952,21 @@ def same_array(a, b) -> bool:
     import numpy as np
 
     a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes() if a.dtype != object else list(a) == list(b)
+    return (
+        a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        if a.dtype != object
+        else list(a) == list(b)
+    )
 
 
-def run_api(case: str, call: Callable[[Sandbox], object], box: Sandbox, arrays: list | None = None, files: list[Path] | None = None,
-            results: list[Path] | None = None) -> Result:
+def run_api(
+    case: str,
+    call: Callable[[Sandbox], object],
+    box: Sandbox,
+    arrays: list | None = None,
+    files: list[Path] | None = None,
+    results: list[Path] | None = None,
+) -> Result:
     """``call(box)``: a documented refusal (a ValueError: AudioError, ModelError, RuntimeOptionError, with
     a one-line message) is an answer; any other exception reaching the caller is counted as a traceback."""
     import numpy as np
@@ -638,12 +985,16 @@ def run_api(case: str, call: Callable[[Sandbox], object], box: Sandbox, arrays: 
         escaped = "\n" in str(error).strip() or not str(error).strip()
     except BaseException as error:  # noqa: BLE001
         status, escaped, note = type(error).__name__, True, str(error)[:140]
-    unchanged = all(same_array(a, c) for a, c in zip(arrays or [], copies)) and all(digest(p) == h for p, h in hashes.items())
+    unchanged = all(same_array(a, c) for a, c in zip(arrays or [], copies)) and all(
+        digest(p) == h for p, h in hashes.items()
+    )
     allowed = {os.path.realpath(p) for p in results or []} if status == "ok" else set()
     return Result("Python API", case, status, escaped, unchanged, leftovers(before, snapshot(box.root), allowed), note)
 
 
-def api_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str, Path]) -> list[tuple[str, Callable[[Sandbox], Result]]]:
+def api_cases(
+    good: dict[str, Path], bad: dict[str, Path], models: dict[str, Path]
+) -> list[tuple[str, Callable[[Sandbox], Result]]]:
     import numpy as np
 
     from hushnet.denoiser import Denoiser
@@ -653,23 +1004,54 @@ def api_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str, Pat
     cases = []
 
     def option(name: str, **options) -> None:
-        cases.append((f"Denoiser({name})", lambda box: run_api(f"from_pretrained({name})", lambda b: Denoiser.from_pretrained(tiny, **options).denoise(x, 16000), box, [x])))
+        cases.append(
+            (
+                f"Denoiser({name})",
+                lambda box: run_api(
+                    f"from_pretrained({name})",
+                    lambda b: Denoiser.from_pretrained(tiny, **options).denoise(x, 16000),
+                    box,
+                    [x],
+                ),
+            )
+        )
 
-    for name, options in {"dry=-0.1": {"dry": -0.1}, "dry=1.5": {"dry": 1.5}, "dry=nan": {"dry": float("nan")}, "dry='0.5'": {"dry": "0.5"},
-                          "dry=True": {"dry": True}, "dry=np.float32(0.5)": {"dry": np.float32(0.5)}, "level_db=5": {"level_db": 5.0},
-                          "level_db=-200": {"level_db": -200.0}, "level_db='loud'": {"level_db": "loud"}, "level_db=nan": {"level_db": float("nan")},
-                          "level_db='off'": {"level_db": "off"}, "level_scope='song'": {"level_scope": "song"}, "chunk_seconds=0": {"chunk_seconds": 0},
-                          "chunk_seconds=-1": {"chunk_seconds": -1}, "chunk_seconds=nan": {"chunk_seconds": float("nan")},
-                          "chunk_seconds=1e9": {"chunk_seconds": 1e9}, "threads=0": {"threads": 0}, "threads=-1": {"threads": -1},
-                          "threads=100000": {"threads": 100000}, "threads=2.5": {"threads": 2.5}, "memory_budget_mb=-1": {"memory_budget_mb": -1},
-                          "memory_budget_mb=nan": {"memory_budget_mb": float("nan")}, "device='foo'": {"device": "foo"},
-                          "engine='tpu'": {"engine": "tpu"}, "engine='onnx'": {"engine": "onnx"}}.items():
+    for name, options in {
+        "dry=-0.1": {"dry": -0.1},
+        "dry=1.5": {"dry": 1.5},
+        "dry=nan": {"dry": float("nan")},
+        "dry='0.5'": {"dry": "0.5"},
+        "dry=True": {"dry": True},
+        "dry=np.float32(0.5)": {"dry": np.float32(0.5)},
+        "level_db=5": {"level_db": 5.0},
+        "level_db=-200": {"level_db": -200.0},
+        "level_db='loud'": {"level_db": "loud"},
+        "level_db=nan": {"level_db": float("nan")},
+        "level_db='off'": {"level_db": "off"},
+        "level_scope='song'": {"level_scope": "song"},
+        "chunk_seconds=0": {"chunk_seconds": 0},
+        "chunk_seconds=-1": {"chunk_seconds": -1},
+        "chunk_seconds=nan": {"chunk_seconds": float("nan")},
+        "chunk_seconds=1e9": {"chunk_seconds": 1e9},
+        "threads=0": {"threads": 0},
+        "threads=-1": {"threads": -1},
+        "threads=100000": {"threads": 100000},
+        "threads=2.5": {"threads": 2.5},
+        "memory_budget_mb=-1": {"memory_budget_mb": -1},
+        "memory_budget_mb=nan": {"memory_budget_mb": float("nan")},
+        "device='foo'": {"device": "foo"},
+        "engine='tpu'": {"engine": "tpu"},
+        "engine='onnx'": {"engine": "onnx"},
+    }.items():
         option(name, **options)
 
     def array(name: str, make: Callable[[], np.ndarray], rate=16000, **kw) -> None:
         def run(box: Sandbox) -> Result:
             data = make()
-            return run_api(f"denoise({name})", lambda b: Denoiser.from_pretrained(tiny).denoise(data, rate, **kw), box, [data])
+            return run_api(
+                f"denoise({name})", lambda b: Denoiser.from_pretrained(tiny).denoise(data, rate, **kw), box, [data]
+            )
+
         cases.append((name, run))
 
     array("empty array", lambda: np.zeros(0, np.float32))
@@ -709,7 +1091,14 @@ def api_file_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str
         def run(box: Sandbox) -> Result:
             copied = box.copy(source) if source is not None and source.is_file() else (box.root / "missing.wav")
             target = output(box)
-            return run_api(f"denoise_file({name})", lambda b: Denoiser.from_pretrained(tiny).denoise_file(copied, target), box, files=[copied], results=[target])
+            return run_api(
+                f"denoise_file({name})",
+                lambda b: Denoiser.from_pretrained(tiny).denoise_file(copied, target),
+                box,
+                files=[copied],
+                results=[target],
+            )
+
         cases.append((f"denoise_file({name})", run))
 
     for name in ("empty.wav", "nan.wav", "truncated.flac", "text.wav", "huge_rate.wav", "zero_frames.wav"):
@@ -717,25 +1106,59 @@ def api_file_cases(good: dict[str, Path], bad: dict[str, Path], models: dict[str
     file_case("a missing input", None, lambda box: box.root / "out.wav")
     file_case("output is the input", good["mono16k.wav"], lambda box: box.root / "mono16k.wav")
     file_case("output in a missing folder", good["mono16k.wav"], lambda box: box.root / "new" / "out.wav")
-    file_case("output below a file", good["mono16k.wav"], lambda box: ((box.root / "f").write_text("x"), box.root / "f" / "o.wav")[1])
+    file_case(
+        "output below a file",
+        good["mono16k.wav"],
+        lambda box: ((box.root / "f").write_text("x"), box.root / "f" / "o.wav")[1],
+    )
     file_case("output .mp4", good["mono16k.wav"], lambda box: box.root / "out.mp4")
     file_case("output .txt", good["mono16k.wav"], lambda box: box.root / "out.txt")
-    cases.append(("denoise_file(/dev/zero)", lambda box: run_api("denoise_file(/dev/zero)", lambda b: Denoiser.from_pretrained(tiny).denoise_file("/dev/zero", box.root / "o.wav"), box)))
+    cases.append(
+        (
+            "denoise_file(/dev/zero)",
+            lambda box: run_api(
+                "denoise_file(/dev/zero)",
+                lambda b: Denoiser.from_pretrained(tiny).denoise_file("/dev/zero", box.root / "o.wav"),
+                box,
+            ),
+        )
+    )
 
     def stream(name: str, make: Callable[[Denoiser], object]) -> None:
-        cases.append((f"stream: {name}", lambda box: run_api(f"stream: {name}", lambda b: make(Denoiser.from_pretrained(tiny)), box)))
+        cases.append(
+            (
+                f"stream: {name}",
+                lambda box: run_api(f"stream: {name}", lambda b: make(Denoiser.from_pretrained(tiny)), box),
+            )
+        )
 
     stream("channels=0", lambda d: d.stream(16000, 0))
     stream("channels=65", lambda d: d.stream(16000, 65))
     stream("wrong chunk shape", lambda d: d.stream(16000, 2).feed(np.zeros(100, np.float32)))
     stream("NaN chunk", lambda d: d.stream(16000).feed(np.full(100, np.nan, np.float32)))
     stream("rate 0", lambda d: d.stream(0))
-    stream("feed after flush", lambda d: (lambda s: (s.feed(np.zeros(800, np.float32)), s.flush(), s.feed(np.zeros(800, np.float32))))(d.stream(16000)))
+    stream(
+        "feed after flush",
+        lambda d: (lambda s: (s.feed(np.zeros(800, np.float32)), s.flush(), s.feed(np.zeros(800, np.float32))))(
+            d.stream(16000)
+        ),
+    )
     for name in ("corrupt_weights", "config_list", "config_not_utf8", "config_sixty", "lossnet", "corrupt_onnx"):
         engine = "onnx" if name == "corrupt_onnx" else "torch"
-        cases.append((f"from_pretrained({name})", lambda box, name=name, engine=engine: run_api(f"from_pretrained({name})",
-                      lambda b: Denoiser.from_pretrained(models[name], engine=engine), box)))
-    cases.append(("from_pretrained(missing)", lambda box: run_api("from_pretrained(missing)", lambda b: Denoiser.from_pretrained(box.root / "nope"), box)))
+        cases.append(
+            (
+                f"from_pretrained({name})",
+                lambda box, name=name, engine=engine: run_api(
+                    f"from_pretrained({name})", lambda b: Denoiser.from_pretrained(models[name], engine=engine), box
+                ),
+            )
+        )
+    cases.append(
+        (
+            "from_pretrained(missing)",
+            lambda box: run_api("from_pretrained(missing)", lambda b: Denoiser.from_pretrained(box.root / "nope"), box),
+        )
+    )
     return cases
 
 
@@ -750,12 +1173,16 @@ class ErrorLog:
 
         self.records: list = []
         handler = logging.Handler()
-        handler.emit = lambda record: self.records.append(record) if record.exc_info or record.levelno >= logging.ERROR else None
+        handler.emit = lambda record: (
+            self.records.append(record) if record.exc_info or record.levelno >= logging.ERROR else None
+        )
         for name in ("", "hushnet.serve", "uvicorn", "uvicorn.error", "starlette", "fastapi"):
             logging.getLogger(name).addHandler(handler)
 
 
-def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "robustnessboundary", close: bool = True) -> tuple[bytes, dict]:
+def multipart(
+    parts: list[tuple[str, str | None, bytes]], boundary: str = "robustnessboundary", close: bool = True
+) -> tuple[bytes, dict]:
     body = b""
     for name, filename, data in parts:
         disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
@@ -768,9 +1195,9 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "robus
 def http_client(models: dict[str, Path], scratch: Path, **settings):
     import warnings
 
+    from hushnet.commands.serve import ServeConfig
     from hushnet.denoiser import Denoiser
     from hushnet.serve.app import create_app
-    from hushnet.commands.serve import ServeConfig
     from hushnet.serve.jobs import JobStore
 
     with warnings.catch_warnings():
@@ -812,21 +1239,39 @@ def http_results(models: dict[str, Path], good: dict[str, Path], bad: dict[str, 
     with http_client(models, box.scratch) as client:
         for name, path in sources.items():
             data = path.read_bytes()
-            judge(client, f"POST /api/denoise {name}", lambda: client.post("/api/denoise", files={"file": (name, data)}))
-            created = judge(client, f"POST /api/jobs {name}", lambda: client.post("/api/jobs", files={"file": (name, data)}))
+            judge(
+                client, f"POST /api/denoise {name}", lambda: client.post("/api/denoise", files={"file": (name, data)})
+            )
+            created = judge(
+                client, f"POST /api/jobs {name}", lambda: client.post("/api/jobs", files={"file": (name, data)})
+            )
             if created is not None and created.status_code == 201:
                 job_id = created.json()["id"]
                 wait_job(client, job_id)
                 if name in good:
-                    for what in ("output?dry=0.3", "spectrogram?which=input", "spectrogram?which=output&dry=0.5", "input"):
+                    for what in (
+                        "output?dry=0.3",
+                        "spectrogram?which=input",
+                        "spectrogram?which=output&dry=0.5",
+                        "input",
+                    ):
                         judge(client, f"GET {what} of {name}", lambda: client.get(f"/api/jobs/{job_id}/files/0/{what}"))
                 judge(client, f"DELETE job of {name}", lambda: client.delete(f"/api/jobs/{job_id}"))
         malformed_requests(client, judge, box)
         race_requests(client, judge, good)
     limit_requests(models, box, judge, good)
     left = [str(p) for p in box.scratch.rglob("*") if p.name not in FOREIGN]
-    results.append(Result("HTTP", "every job deleted and the server stopped: its folders", "-", False, all(digest(p) == h for p, h in hashes.items()), left,
-                          "server-side error log records: %d" % len(log.records)))
+    results.append(
+        Result(
+            "HTTP",
+            "every job deleted and the server stopped: its folders",
+            "-",
+            False,
+            all(digest(p) == h for p, h in hashes.items()),
+            left,
+            "server-side error log records: %d" % len(log.records),
+        )
+    )
     return results
 
 
@@ -834,38 +1279,92 @@ def malformed_requests(client, judge, box: Sandbox) -> None:
     wav = (box.root.parent / "inputs" / "mono16k.wav").read_bytes()
     whole, headers = multipart([("file", "a.wav", wav)])
     bodies = {
-        "no closing boundary": multipart([("file", "a.wav", wav)], close=False)[0], "cut in half": whole[: len(whole) // 2],
-        "last 10 bytes missing": whole[:-10], "no file field": multipart([("other", None, b"1")])[0],
+        "no closing boundary": multipart([("file", "a.wav", wav)], close=False)[0],
+        "cut in half": whole[: len(whole) // 2],
+        "last 10 bytes missing": whole[:-10],
+        "no file field": multipart([("other", None, b"1")])[0],
         "two files to /api/denoise": multipart([("file", "a.wav", wav), ("file", "b.wav", wav)])[0],
-        "dry=loud": multipart([("file", "a.wav", wav), ("dry", None, b"loud")])[0], "dry=1.5": multipart([("file", "a.wav", wav), ("dry", None, b"1.5")])[0],
-        "dry=-1": multipart([("file", "a.wav", wav), ("dry", None, b"-1")])[0], "dry=nan": multipart([("file", "a.wav", wav), ("dry", None, b"nan")])[0],
-        "dry=inf": multipart([("file", "a.wav", wav), ("dry", None, b"inf")])[0], "dry of 40 digits": multipart([("file", "a.wav", wav), ("dry", None, b"0" * 40)])[0],
-        "a 5000-character name": multipart([("file", "x" * 5000 + ".wav", wav)])[0], "a 100000-character name": multipart([("file", "x" * 100000 + ".wav", wav)])[0],
-        "name ../../etc/passwd": multipart([("file", "../../etc/passwd", wav)])[0], "name with NUL": multipart([("file", "a\x00b.wav", wav)])[0],
-        "empty file part": multipart([("file", "a.wav", b"")])[0], "garbage body": os.urandom(3000),
+        "dry=loud": multipart([("file", "a.wav", wav), ("dry", None, b"loud")])[0],
+        "dry=1.5": multipart([("file", "a.wav", wav), ("dry", None, b"1.5")])[0],
+        "dry=-1": multipart([("file", "a.wav", wav), ("dry", None, b"-1")])[0],
+        "dry=nan": multipart([("file", "a.wav", wav), ("dry", None, b"nan")])[0],
+        "dry=inf": multipart([("file", "a.wav", wav), ("dry", None, b"inf")])[0],
+        "dry of 40 digits": multipart([("file", "a.wav", wav), ("dry", None, b"0" * 40)])[0],
+        "a 5000-character name": multipart([("file", "x" * 5000 + ".wav", wav)])[0],
+        "a 100000-character name": multipart([("file", "x" * 100000 + ".wav", wav)])[0],
+        "name ../../etc/passwd": multipart([("file", "../../etc/passwd", wav)])[0],
+        "name with NUL": multipart([("file", "a\x00b.wav", wav)])[0],
+        "empty file part": multipart([("file", "a.wav", b"")])[0],
+        "garbage body": os.urandom(3000),
     }
     for label, body in bodies.items():
         for endpoint in ("/api/denoise", "/api/jobs"):
-            response = judge(client, f"POST {endpoint} {label}", lambda: client.post(endpoint, content=body, headers=headers))
+            response = judge(
+                client, f"POST {endpoint} {label}", lambda: client.post(endpoint, content=body, headers=headers)
+            )
             if response is not None and response.status_code == 201:
                 wait_job(client, response.json()["id"])
                 client.delete(f"/api/jobs/{response.json()['id']}")
-    judge(client, "POST raw bytes as audio/wav", lambda: client.post("/api/denoise", content=wav, headers={"content-type": "audio/wav"}))
+    judge(
+        client,
+        "POST raw bytes as audio/wav",
+        lambda: client.post("/api/denoise", content=wav, headers={"content-type": "audio/wav"}),
+    )
     judge(client, "POST without a content type", lambda: client.post("/api/denoise", content=wav))
-    judge(client, "POST multipart without a boundary", lambda: client.post("/api/denoise", content=whole, headers={"content-type": "multipart/form-data"}))
-    judge(client, "POST a body longer than its Content-Length", lambda: client.post("/api/jobs", content=whole, headers={**headers, "content-length": str(len(whole) - 40)}))
-    for path in ("/api/jobs/..", "/api/jobs/../etc", "/api/jobs/" + "a" * 22, "/api/jobs/%2e%2e%2f", "/api/jobs/x/files/0/output", "/api/jobs/x/zip",
-                 "/api/nothing", "/static/../../README.md", "/api/jobs/" + "A" * 5000):
+    judge(
+        client,
+        "POST multipart without a boundary",
+        lambda: client.post("/api/denoise", content=whole, headers={"content-type": "multipart/form-data"}),
+    )
+    judge(
+        client,
+        "POST a body longer than its Content-Length",
+        lambda: client.post("/api/jobs", content=whole, headers={**headers, "content-length": str(len(whole) - 40)}),
+    )
+    for path in (
+        "/api/jobs/..",
+        "/api/jobs/../etc",
+        "/api/jobs/" + "a" * 22,
+        "/api/jobs/%2e%2e%2f",
+        "/api/jobs/x/files/0/output",
+        "/api/jobs/x/zip",
+        "/api/nothing",
+        "/static/../../README.md",
+        "/api/jobs/" + "A" * 5000,
+    ):
         judge(client, f"GET {path[:60]}", lambda: client.get(path))
     job = client.post("/api/jobs", files={"file": ("a.wav", wav)}).json()["id"]
     wait_job(client, job)
-    for query in ("files/-1/output", "files/99/output", "files/abc/output", "files/0/output?dry=2", "files/0/output?dry=nan", "files/0/spectrogram?which=secret",
-                  "files/0/spectrogram?dry=-1", "zip?dry=0.5,0.5", "zip?dry=abc", "zip?dry=", "files/0/output?download=maybe"):
+    for query in (
+        "files/-1/output",
+        "files/99/output",
+        "files/abc/output",
+        "files/0/output?dry=2",
+        "files/0/output?dry=nan",
+        "files/0/spectrogram?which=secret",
+        "files/0/spectrogram?dry=-1",
+        "zip?dry=0.5,0.5",
+        "zip?dry=abc",
+        "zip?dry=",
+        "files/0/output?download=maybe",
+    ):
         judge(client, f"GET {query}", lambda: client.get(f"/api/jobs/{job}/{query}"))
-    judge(client, "GET output with Range bytes=0-99", lambda: client.get(f"/api/jobs/{job}/files/0/output", headers={"Range": "bytes=0-99"}))
-    judge(client, "GET output with Range bytes=999999-", lambda: client.get(f"/api/jobs/{job}/files/0/output", headers={"Range": "bytes=999999-"}))
+    judge(
+        client,
+        "GET output with Range bytes=0-99",
+        lambda: client.get(f"/api/jobs/{job}/files/0/output", headers={"Range": "bytes=0-99"}),
+    )
+    judge(
+        client,
+        "GET output with Range bytes=999999-",
+        lambda: client.get(f"/api/jobs/{job}/files/0/output", headers={"Range": "bytes=999999-"}),
+    )
     judge(client, "GET with Host: evil.example", lambda: client.get("/api/health", headers={"host": "evil.example"}))
-    judge(client, "GET with a cross-site Origin", lambda: client.get("/api/health", headers={"origin": "http://evil.example"}))
+    judge(
+        client,
+        "GET with a cross-site Origin",
+        lambda: client.get("/api/health", headers={"origin": "http://evil.example"}),
+    )
     judge(client, "GET events of a finished job", lambda: client.get(f"/api/jobs/{job}/events"))
     judge(client, "DELETE", lambda: client.delete(f"/api/jobs/{job}"))
     judge(client, "DELETE again", lambda: client.delete(f"/api/jobs/{job}"))
@@ -878,29 +1377,51 @@ def race_requests(client, judge, good: dict[str, Path]) -> None:
     import threading
 
     data = good["stereo44k.wav"].read_bytes()
-    for what in ("files/0/output?dry=0.37", "files/0/spectrogram?which=output&dry=0.61", "zip?dry=0.29", "files/0/input", "files/0/output"):
+    for what in (
+        "files/0/output?dry=0.37",
+        "files/0/spectrogram?which=output&dry=0.61",
+        "zip?dry=0.29",
+        "files/0/input",
+        "files/0/output",
+    ):
         for attempt in range(3):
             job = client.post("/api/jobs", files={"file": ("a.wav", data)}).json()["id"]
             wait_job(client, job)
             deleter = threading.Timer(0.002 * attempt, lambda: client.delete(f"/api/jobs/{job}"))
             deleter.start()
-            judge(client, f"GET {what} racing a DELETE (try {attempt + 1})", lambda: client.get(f"/api/jobs/{job}/{what}"))
+            judge(
+                client, f"GET {what} racing a DELETE (try {attempt + 1})", lambda: client.get(f"/api/jobs/{job}/{what}")
+            )
             deleter.join()
 
 
 def limit_requests(models: dict[str, Path], box: Sandbox, judge, good: dict[str, Path]) -> None:
     data = good["stereo44k.wav"].read_bytes()
     with http_client(models, box.scratch, max_upload_mb=0.05) as client:
-        judge(client, "POST over --max-upload-mb (declared)", lambda: client.post("/api/denoise", files={"file": ("a.wav", data)}))
+        judge(
+            client,
+            "POST over --max-upload-mb (declared)",
+            lambda: client.post("/api/denoise", files={"file": ("a.wav", data)}),
+        )
 
         body, headers = multipart([("file", "a.wav", data)])
-        judge(client, "POST over --max-upload-mb (streamed)", lambda: client.post("/api/jobs", content=(body[i: i + 4096] for i in range(0, len(body), 4096)), headers=headers))
+        judge(
+            client,
+            "POST over --max-upload-mb (streamed)",
+            lambda: client.post(
+                "/api/jobs", content=(body[i : i + 4096] for i in range(0, len(body), 4096)), headers=headers
+            ),
+        )
     with http_client(models, box.scratch, max_jobs=1) as client:
         first = client.post("/api/jobs", files={"file": ("a.wav", data)}).json()["id"]
         judge(client, "POST over --max-jobs", lambda: client.post("/api/jobs", files={"file": ("a.wav", data)}))
         wait_job(client, first)
         client.delete(f"/api/jobs/{first}")
-        judge(client, "POST after a DELETE freed a slot", lambda: client.post("/api/denoise", files={"file": ("a.wav", data)}))
+        judge(
+            client,
+            "POST after a DELETE freed a slot",
+            lambda: client.post("/api/denoise", files={"file": ("a.wav", data)}),
+        )
     with http_client(models, box.scratch, token="s3cret") as client:
         judge(client, "no token", lambda: client.get("/api/health"))
         judge(client, "wrong token", lambda: client.get("/api/health", headers={"Authorization": "Bearer nope"}))
@@ -913,7 +1434,9 @@ def limit_requests(models: dict[str, Path], box: Sandbox, judge, good: dict[str,
 # --- serve's flags: real processes ----------------------------------------------------------------------
 
 
-def run_serve(case: str, flags: list[str], box: Sandbox, stop: int | None = signal.SIGINT, restart: bool = False) -> Result:
+def run_serve(
+    case: str, flags: list[str], box: Sandbox, stop: int | None = signal.SIGINT, restart: bool = False
+) -> Result:
     """``hushnet serve FLAGS``: refused flags must exit 2 in one line; a server that starts is stopped
     with ``stop`` once it listens (SIGKILL: judged after a restart, which must remove its uploads)."""
     import re
@@ -935,9 +1458,13 @@ def run_serve(case: str, flags: list[str], box: Sandbox, stop: int | None = sign
         match = re.search(r"http://[^:]+:(\d+)/", line)
         if match:
             port = int(match.group(1))
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer ok-token"}) as http:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer ok-token"}
+            ) as http:
                 http.get("/api/health")
-                http.post("/api/jobs", files={"file": ("a.wav", (box.root.parent / "inputs" / "mono16k.wav").read_bytes())})
+                http.post(
+                    "/api/jobs", files={"file": ("a.wav", (box.root.parent / "inputs" / "mono16k.wav").read_bytes())}
+                )
             server.send_signal(stop)
             break
     try:
@@ -948,7 +1475,12 @@ def run_serve(case: str, flags: list[str], box: Sandbox, stop: int | None = sign
     err = "".join(lines) + rest
     note = f"{(err.strip().splitlines() or [''])[0][:120]}"
     if restart:
-        again = subprocess.Popen([sys.executable, "-m", "hushnet.cli", "serve", "--port", "0", *flags[2:]], env=env, stderr=subprocess.PIPE, text=True)
+        again = subprocess.Popen(
+            [sys.executable, "-m", "hushnet.cli", "serve", "--port", "0", *flags[2:]],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         again.stderr.readline()
         again.send_signal(signal.SIGINT)
         again.communicate(timeout=60)
@@ -962,14 +1494,30 @@ HELD: list = []
 
 def serve_cases(models: dict[str, Path]) -> list[tuple[str, list[str], dict]]:
     tiny = str(models["tiny"])
-    refused = [("--token ''", ["--token", ""]), ("--token café", ["--token", "café"]), ("--token 'two words'", ["--token", "two words"]),
-               ("--max-upload-mb nan", ["--max-upload-mb", "nan"]), ("--max-upload-mb 0", ["--max-upload-mb", "0"]), ("--max-upload-mb -1", ["--max-upload-mb", "-1"]),
-               ("--max-upload-mb inf", ["--max-upload-mb", "inf"]), ("--keep-minutes nan", ["--keep-minutes", "nan"]), ("--keep-minutes 0", ["--keep-minutes", "0"]),
-               ("--workers 0", ["--workers", "0"]), ("--max-jobs 0", ["--max-jobs", "0"]), ("--port -1", ["--port", "-1"]), ("--port 70000", ["--port", "70000"]),
-               ("--threads 0", ["--threads", "0"]), ("--memory-budget-mb -1", ["--memory-budget-mb", "-1"]),
-               ("--device foo", ["--device", "foo"]), ("--device cuda (none here)", ["--device", "cuda"]), ("--model missing", ["--model", "/nonexistent/model"]),
-               ("--model corrupt weights", ["--model", str(models["corrupt_weights"])]), ("--model config.json a list", ["--model", str(models["config_list"])]),
-               ("--host 999.1.1.1", ["--host", "999.1.1.1"]), ("--port abc", ["--port", "abc"])]
+    refused = [
+        ("--token ''", ["--token", ""]),
+        ("--token café", ["--token", "café"]),
+        ("--token 'two words'", ["--token", "two words"]),
+        ("--max-upload-mb nan", ["--max-upload-mb", "nan"]),
+        ("--max-upload-mb 0", ["--max-upload-mb", "0"]),
+        ("--max-upload-mb -1", ["--max-upload-mb", "-1"]),
+        ("--max-upload-mb inf", ["--max-upload-mb", "inf"]),
+        ("--keep-minutes nan", ["--keep-minutes", "nan"]),
+        ("--keep-minutes 0", ["--keep-minutes", "0"]),
+        ("--workers 0", ["--workers", "0"]),
+        ("--max-jobs 0", ["--max-jobs", "0"]),
+        ("--port -1", ["--port", "-1"]),
+        ("--port 70000", ["--port", "70000"]),
+        ("--threads 0", ["--threads", "0"]),
+        ("--memory-budget-mb -1", ["--memory-budget-mb", "-1"]),
+        ("--device foo", ["--device", "foo"]),
+        ("--device cuda (none here)", ["--device", "cuda"]),
+        ("--model missing", ["--model", "/nonexistent/model"]),
+        ("--model corrupt weights", ["--model", str(models["corrupt_weights"])]),
+        ("--model config.json a list", ["--model", str(models["config_list"])]),
+        ("--host 999.1.1.1", ["--host", "999.1.1.1"]),
+        ("--port abc", ["--port", "abc"]),
+    ]
     import socket
 
     taken = socket.socket()
@@ -978,12 +1526,31 @@ def serve_cases(models: dict[str, Path]) -> list[tuple[str, list[str], dict]]:
     HELD.append(taken)  # kept open until the run ends: the port stays taken
     refused.append(("--port already in use", ["--port", str(taken.getsockname()[1])]))
     cases = [(name, flags + (["--model", tiny] if "--model" not in flags else []), {}) for name, flags in refused]
-    cases.append(("valid, stopped with Ctrl-C", ["--port", "0", "--model", tiny, "--token", "ok-token"], {"stop": signal.SIGINT}))
+    cases.append(
+        ("valid, stopped with Ctrl-C", ["--port", "0", "--model", tiny, "--token", "ok-token"], {"stop": signal.SIGINT})
+    )
     # More threads than cores are capped at the cores with a note: the server starts.
-    cases.append(("--threads 100000 (capped), stopped with Ctrl-C", ["--port", "0", "--model", tiny, "--token", "ok-token", "--threads", "100000"],
-                  {"stop": signal.SIGINT}))
-    cases.append(("valid, stopped with SIGTERM", ["--port", "0", "--model", tiny, "--token", "ok-token"], {"stop": signal.SIGTERM}))
-    cases.append(("valid, kill -9 then restarted", ["--port", "0", "--model", tiny, "--token", "ok-token"], {"stop": signal.SIGKILL, "restart": True}))
+    cases.append(
+        (
+            "--threads 100000 (capped), stopped with Ctrl-C",
+            ["--port", "0", "--model", tiny, "--token", "ok-token", "--threads", "100000"],
+            {"stop": signal.SIGINT},
+        )
+    )
+    cases.append(
+        (
+            "valid, stopped with SIGTERM",
+            ["--port", "0", "--model", tiny, "--token", "ok-token"],
+            {"stop": signal.SIGTERM},
+        )
+    )
+    cases.append(
+        (
+            "valid, kill -9 then restarted",
+            ["--port", "0", "--model", tiny, "--token", "ok-token"],
+            {"stop": signal.SIGKILL, "restart": True},
+        )
+    )
     return cases
 
 
@@ -1003,7 +1570,9 @@ def isolated(run: Callable[[], Result], group: str, case: str, box: Sandbox) -> 
         try:
             data = pickle.dumps(run())
         except BaseException as error:  # noqa: BLE001
-            data = pickle.dumps(Result(group, case, "harness error", True, True, [], f"{type(error).__name__}: {error}"))
+            data = pickle.dumps(
+                Result(group, case, "harness error", True, True, [], f"{type(error).__name__}: {error}")
+            )
         with os.fdopen(writer, "wb") as out:
             out.write(data)
         os._exit(0)
@@ -1013,7 +1582,11 @@ def isolated(run: Callable[[], Result], group: str, case: str, box: Sandbox) -> 
     _, status = os.waitpid(pid, 0)
     if data:
         return pickle.loads(data)
-    why = f"crashed ({signal.Signals(os.WTERMSIG(status)).name})" if os.WIFSIGNALED(status) else f"died (status {os.WEXITSTATUS(status)})"
+    why = (
+        f"crashed ({signal.Signals(os.WTERMSIG(status)).name})"
+        if os.WIFSIGNALED(status)
+        else f"died (status {os.WEXITSTATUS(status)})"
+    )
     return Result(group, case, why, True, True, leftovers(before, snapshot(box.root), set()), why)
 
 
@@ -1041,24 +1614,39 @@ def table(results: list[Result], seconds: float, load: str, work: str) -> str:
         return "yes" if flag else "no"
 
     groups = list(dict.fromkeys(r.group for r in results))
-    lines = ["# Robustness: hostile input and faults", "",
-             f"`python benchmarks/robustness.py` ({SRC.relative_to(ROOT) if SRC.is_relative_to(ROOT) else SRC}) on {time.strftime('%Y-%m-%d')}: {len(results)} cases in {seconds:.0f} s (load average before: {load}).",
-             "Exit: the command's status (HTTP status for requests; the exception's type, or ok, for the Python API). Traceback: one reached",
-             "the user (stderr, an exception escaping main, an undocumented exception type from the API, a server-side exception logged).",
-             "Input unchanged: every input file (and array) byte-identical after. Leftovers: new files or folders in the case's folder or",
-             "TMPDIR that are not reported results (after `kill -9`, checked after the next run, which is what removes them; onnxruntime's",
-             "own fixed `.ses` telemetry file in the temp folder is not counted).", "",
-             "| group | cases | tracebacks | inputs changed | with leftovers | HTTP 500 |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Robustness: hostile input and faults",
+        "",
+        f"`python benchmarks/robustness.py` ({SRC.relative_to(ROOT) if SRC.is_relative_to(ROOT) else SRC}) on {time.strftime('%Y-%m-%d')}: {len(results)} cases in {seconds:.0f} s (load average before: {load}).",
+        "Exit: the command's status (HTTP status for requests; the exception's type, or ok, for the Python API). Traceback: one reached",
+        "the user (stderr, an exception escaping main, an undocumented exception type from the API, a server-side exception logged).",
+        "Input unchanged: every input file (and array) byte-identical after. Leftovers: new files or folders in the case's folder or",
+        "TMPDIR that are not reported results (after `kill -9`, checked after the next run, which is what removes them; onnxruntime's",
+        "own fixed `.ses` telemetry file in the temp folder is not counted).",
+        "",
+        "| group | cases | tracebacks | inputs changed | with leftovers | HTTP 500 |",
+        "|---|---|---|---|---|---|",
+    ]
     for group in groups + ["all"]:
         rows = [r for r in results if group in ("all", r.group)]
-        lines.append(f"| {group} | {len(rows)} | {sum(r.traceback for r in rows)} | {sum(not r.input_unchanged for r in rows)} | "
-                     f"{sum(bool(r.leftovers) for r in rows)} | {sum(r.status == 500 for r in rows)} |")
+        lines.append(
+            f"| {group} | {len(rows)} | {sum(r.traceback for r in rows)} | {sum(not r.input_unchanged for r in rows)} | "
+            f"{sum(bool(r.leftovers) for r in rows)} | {sum(r.status == 500 for r in rows)} |"
+        )
     for group in groups:
-        lines += ["", f"## {group}", "", "| case | exit | traceback | input unchanged | leftovers | message or note |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {group}",
+            "",
+            "| case | exit | traceback | input unchanged | leftovers | message or note |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in (r for r in results if r.group == group):
             note = r.note.replace(work, "$WORK").replace("|", "\\|").replace("\n", " ")
             left = ", ".join(Path(p).name for p in r.leftovers)[:80]
-            lines.append(f"| {r.case.replace('|', '/')[:90]} | {r.status} | {yes(r.traceback)} | {yes(r.input_unchanged)} | {left or 'no'} | {note} |")
+            lines.append(
+                f"| {r.case.replace('|', '/')[:90]} | {r.status} | {yes(r.traceback)} | {yes(r.input_unchanged)} | {left or 'no'} | {note} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -1066,9 +1654,24 @@ def preload() -> None:
     """Import what the cases use once, here, so that each forked case does not import it again."""
     import importlib
 
-    for module in ("onnxruntime", "torch", "scipy.stats", "scipy.signal", "pesq", "pystoi", "fastapi", "httpx", "hushnet.cli", "hushnet.denoiser",
-                   "hushnet.commands.denoise", "hushnet.evaluate", "hushnet.metrics", "hushnet.inference.networks", "hushnet.serve.app",
-                   "hushnet.commands.serve"):
+    for module in (
+        "onnxruntime",
+        "torch",
+        "scipy.stats",
+        "scipy.signal",
+        "pesq",
+        "pystoi",
+        "fastapi",
+        "httpx",
+        "hushnet.cli",
+        "hushnet.denoiser",
+        "hushnet.commands.denoise",
+        "hushnet.evaluate",
+        "hushnet.metrics",
+        "hushnet.inference.networks",
+        "hushnet.serve.app",
+        "hushnet.commands.serve",
+    ):
         try:
             importlib.import_module(module)
         except ImportError:  # an older checkout may lack a module: its cases say so
@@ -1083,8 +1686,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=GROUPS, nargs="*", help="run only these groups (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--no-write", action="store_true", help="print the table instead of writing benchmarks/results/")
-    parser.add_argument("--src", type=Path, default=ROOT / "src", help="the source tree to test (default: this checkout's src/)")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the table instead of writing benchmarks/results/"
+    )
+    parser.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the source tree to test (default: this checkout's src/)"
+    )
     args = parser.parse_args()
     SRC = args.src.resolve()
     sys.path.insert(0, str(SRC))
@@ -1101,13 +1708,21 @@ def main() -> int:
         preload()
 
         results: list[Result] = []
-        plan = [("denoise", lambda: run_group("denoise", denoise_cases(good, bad, models), work)),
-                ("signals", lambda: signal_cases(work, models)),
-                ("evaluate", lambda: run_group("evaluate", evaluate_cases(models), work)),
-                ("export-onnx", lambda: run_group("export-onnx", export_cases(models), work)),
-                ("api", lambda: run_group("Python API", api_cases(good, bad, models), work)),
-                ("http", lambda: http_results(models, good, bad, work)),
-                ("serve", lambda: [run_serve(name, flags, Sandbox.make(work, name), **options) for name, flags, options in serve_cases(models)])]
+        plan = [
+            ("denoise", lambda: run_group("denoise", denoise_cases(good, bad, models), work)),
+            ("signals", lambda: signal_cases(work, models)),
+            ("evaluate", lambda: run_group("evaluate", evaluate_cases(models), work)),
+            ("export-onnx", lambda: run_group("export-onnx", export_cases(models), work)),
+            ("api", lambda: run_group("Python API", api_cases(good, bad, models), work)),
+            ("http", lambda: http_results(models, good, bad, work)),
+            (
+                "serve",
+                lambda: [
+                    run_serve(name, flags, Sandbox.make(work, name), **options)
+                    for name, flags, options in serve_cases(models)
+                ],
+            ),
+        ]
         for name, run in plan:
             if name in chosen:
                 begun = time.perf_counter()
@@ -1119,13 +1734,20 @@ def main() -> int:
             print(text)
         else:
             RESULTS.mkdir(parents=True, exist_ok=True)
-            name = "robustness" if args.src.resolve() == (ROOT / "src").resolve() else f"robustness_{args.src.resolve().parent.name}"
+            name = (
+                "robustness"
+                if args.src.resolve() == (ROOT / "src").resolve()
+                else f"robustness_{args.src.resolve().parent.name}"
+            )
             (RESULTS / f"{name}.md").write_text(text)
             (RESULTS / f"{name}.json").write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
             print(f"wrote {RESULTS / name}.md", file=sys.stderr)
         bad_cases = [r for r in results if not r.ok]
         for r in bad_cases:
-            print(f"NOT OK: {r.group}: {r.case}: {r.status} traceback={r.traceback} unchanged={r.input_unchanged} left={r.leftovers[:3]} {r.note}", file=sys.stderr)
+            print(
+                f"NOT OK: {r.group}: {r.case}: {r.status} traceback={r.traceback} unchanged={r.input_unchanged} left={r.leftovers[:3]} {r.note}",
+                file=sys.stderr,
+            )
         return 1 if bad_cases else 0
     finally:
         if not args.keep:

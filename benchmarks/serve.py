@@ -61,7 +61,18 @@ def make_long_file(path: Path, minutes: float) -> float:
 
 def cli_reference(inputs: list[Path], folder: Path, threads: int, model: str | None) -> float:
     """``hushnet denoise`` on the inputs (the outputs the server must equal); returns its wall time."""
-    command = [sys.executable, "-m", "hushnet.cli", "denoise", *map(str, inputs), "-o", str(folder), "--threads", str(threads), "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "hushnet.cli",
+        "denoise",
+        *map(str, inputs),
+        "-o",
+        str(folder),
+        "--threads",
+        str(threads),
+        "-q",
+    ]
     if model:
         command += ["--model", model]
     started = time.perf_counter()
@@ -103,7 +114,13 @@ def memory_burst(base: str, pid: int, inputs: list[Path], uploads: int) -> dict:
     for thread in threads:
         thread.join()
     time.sleep(2.0)  # the answers are sent and their jobs deleted (background tasks)
-    return {"uploads": uploads, "ok": statuses.count(200), "rss_before_mb": before, "rss_after_mb": rss_mb(pid), "peak_mb": peak_rss_mb(pid)}
+    return {
+        "uploads": uploads,
+        "ok": statuses.count(200),
+        "rss_before_mb": before,
+        "rss_after_mb": rss_mb(pid),
+        "peak_mb": peak_rss_mb(pid),
+    }
 
 
 def files_under(folder: Path) -> list[str]:
@@ -114,7 +131,9 @@ def files_under(folder: Path) -> list[str]:
 
 def same_as_cli(content: bytes | Path, reference: Path) -> tuple[bool, str]:
     """Same rate, channels, length and samples as the CLI's output."""
-    got, rate = sf.read(content if isinstance(content, Path) else __import__("io").BytesIO(content), dtype="int16", always_2d=True)
+    got, rate = sf.read(
+        content if isinstance(content, Path) else __import__("io").BytesIO(content), dtype="int16", always_2d=True
+    )
     expected, expected_rate = sf.read(str(reference), dtype="int16", always_2d=True)
     if rate != expected_rate or got.shape != expected.shape:
         return False, f"shape/rate {got.shape}@{rate} vs {expected.shape}@{expected_rate}"
@@ -131,10 +150,16 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="server workers (one is busy with the long file)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker, and for the CLI reference")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--time-limit", type=float, default=3600.0, help="give up (and fail) after this many seconds of load")
+    parser.add_argument(
+        "--time-limit", type=float, default=3600.0, help="give up (and fail) after this many seconds of load"
+    )
     parser.add_argument("--output", default=str(RESULTS / "serve"))
-    parser.add_argument("--burst", type=int, default=30, help="small uploads sent at once first, to measure memory kept after a burst")
-    parser.add_argument("--burst-only", action="store_true", help="only the memory burst (results in serve_memory.json/.md)")
+    parser.add_argument(
+        "--burst", type=int, default=30, help="small uploads sent at once first, to measure memory kept after a burst"
+    )
+    parser.add_argument(
+        "--burst-only", action="store_true", help="only the memory burst (results in serve_memory.json/.md)"
+    )
     args = parser.parse_args()
     if args.burst_only:
         return burst_only(args)
@@ -145,7 +170,10 @@ def main() -> int:
     short_inputs = sorted(DEV.glob("*.flac"))
     long_input = work / "long.flac"
     long_seconds = make_long_file(long_input, args.long_minutes)
-    print(f"reference: hushnet denoise on {len(short_inputs)} dev files and the {args.long_minutes:g}-minute file", file=sys.stderr)
+    print(
+        f"reference: hushnet denoise on {len(short_inputs)} dev files and the {args.long_minutes:g}-minute file",
+        file=sys.stderr,
+    )
     reference = work / "reference"
     cli_seconds = cli_reference([*short_inputs, long_input], reference, args.threads, args.model)
     load_before = os.getloadavg()[0]
@@ -153,7 +181,18 @@ def main() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "hushnet.cli", "serve", "--port", str(port), "--workers", str(args.workers), "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "hushnet.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+    ]
     if args.model:
         command += ["--model", args.model]
     server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(server_tmp)})
@@ -203,10 +242,18 @@ def main() -> int:
                 if not ok:
                     failures.append(f"long file: {why}")
                 info = sf.info(str(target))
-                long_result.update(upload_s=uploaded - t0, processing_s=processed - uploaded, download_s=downloaded - processed,
-                                   spectrogram_s=spectrogram_done - downloaded, spectrogram_columns=spectrogram["columns"],
-                                   rtf=(processed - uploaded) / long_seconds, frames=info.frames, rate=info.samplerate, equal_to_cli=ok,
-                                   upload_mb=long_input.stat().st_size / 2**20)
+                long_result.update(
+                    upload_s=uploaded - t0,
+                    processing_s=processed - uploaded,
+                    download_s=downloaded - processed,
+                    spectrogram_s=spectrogram_done - downloaded,
+                    spectrogram_columns=spectrogram["columns"],
+                    rtf=(processed - uploaded) / long_seconds,
+                    frames=info.frames,
+                    rate=info.samplerate,
+                    equal_to_cli=ok,
+                    upload_mb=long_input.stat().st_size / 2**20,
+                )
                 client.delete(f"/api/jobs/{job_id}").raise_for_status()
 
         work_queue: queue.Queue = queue.Queue()
@@ -263,13 +310,34 @@ def main() -> int:
 
     lost = args.uploads - len(latencies) - len(refused)
     result = {
-        "uploads": args.uploads, "clients": args.clients, "workers": args.workers, "threads_per_worker": args.threads, "model": health["model"],
-        "short_ok": len(latencies), "short_refused": refused, "lost": lost,
-        "latency_s": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90), "p99": percentile(latencies, 99), "max": max(latencies, default=float("nan"))},
-        "short_throughput_files_per_s": len(latencies) / short_elapsed, "short_audio_seconds_per_s": sum(audio_seconds) / short_elapsed,
-        "short_wall_s": short_elapsed, "long_minutes": args.long_minutes, "long": long_result, "total_wall_s": total_elapsed,
-        "peak_server_rss_mb": peak, "memory_burst": burst, "files_left_after_deleting_jobs": left_while_running, "files_left_after_stop": left_after_stop,
-        "cli_reference_wall_s": cli_seconds, "failures": failures, "load_average_before": load_before, "cpu": platform.processor() or platform.machine(),
+        "uploads": args.uploads,
+        "clients": args.clients,
+        "workers": args.workers,
+        "threads_per_worker": args.threads,
+        "model": health["model"],
+        "short_ok": len(latencies),
+        "short_refused": refused,
+        "lost": lost,
+        "latency_s": {
+            "p50": percentile(latencies, 50),
+            "p90": percentile(latencies, 90),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies, default=float("nan")),
+        },
+        "short_throughput_files_per_s": len(latencies) / short_elapsed,
+        "short_audio_seconds_per_s": sum(audio_seconds) / short_elapsed,
+        "short_wall_s": short_elapsed,
+        "long_minutes": args.long_minutes,
+        "long": long_result,
+        "total_wall_s": total_elapsed,
+        "peak_server_rss_mb": peak,
+        "memory_burst": burst,
+        "files_left_after_deleting_jobs": left_while_running,
+        "files_left_after_stop": left_after_stop,
+        "cli_reference_wall_s": cli_seconds,
+        "failures": failures,
+        "load_average_before": load_before,
+        "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
     }
     shutil.rmtree(work, ignore_errors=True)
@@ -278,23 +346,34 @@ def main() -> int:
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lat = result["latency_s"]
     lines = [
-        "# `hushnet serve` load check (`python benchmarks/serve.py`)", "",
+        "# `hushnet serve` load check (`python benchmarks/serve.py`)",
+        "",
         f"{args.uploads} short real recordings (valentini_dev, 2-7 s) through `POST /api/denoise` from {args.clients} concurrent clients, "
         f"while one {args.long_minutes:g}-minute file goes through `POST /api/jobs`; server `--workers {args.workers} --threads {args.threads}`, "
-        f"model `{health['model']}`, loopback, {os.cpu_count()} cores, load average {load_before:.2f} before the run (a training run and other jobs shared the 2 cores).", "",
-        "| what | value |", "|---|---|",
+        f"model `{health['model']}`, loopback, {os.cpu_count()} cores, load average {load_before:.2f} before the run (a training run and other jobs shared the 2 cores).",
+        "",
+        "| what | value |",
+        "|---|---|",
         f"| short uploads answered | {len(latencies)} of {args.uploads} ({len(refused)} refused, {lost} lost) |",
         f"| latency p50 / p90 / p99 / max | {lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} / {lat['max']:.2f} s |",
         f"| throughput (short) | {result['short_throughput_files_per_s']:.2f} files/s, {result['short_audio_seconds_per_s']:.1f} s of audio per s |",
     ]
     if long_result:
-        lines += [f"| long file: upload / denoise / download | {long_result['upload_s']:.1f} / {long_result['processing_s']:.0f} / {long_result['download_s']:.1f} s "
-                  f"(RTF {long_result['rtf']:.3f}, {long_result['upload_mb']:.0f} MB FLAC) |",
-                  f"| long file: spectrogram of the output | {long_result['spectrogram_s']:.1f} s, {long_result['spectrogram_columns']} columns |"]
+        lines += [
+            f"| long file: upload / denoise / download | {long_result['upload_s']:.1f} / {long_result['processing_s']:.0f} / {long_result['download_s']:.1f} s "
+            f"(RTF {long_result['rtf']:.3f}, {long_result['upload_mb']:.0f} MB FLAC) |",
+            f"| long file: spectrogram of the output | {long_result['spectrogram_s']:.1f} s, {long_result['spectrogram_columns']} columns |",
+        ]
     lines += [
         f"| every output equal to `hushnet denoise`'s (rate, length, samples) | {'yes' if not failures else 'NO'} |",
         f"| peak server RSS (VmHWM) | {peak:.0f} MB |",
-        *([f"| RSS before / after {burst['uploads']} small uploads at once (first) | {burst['rss_before_mb']:.0f} / {burst['rss_after_mb']:.0f} MB |"] if burst else []),
+        *(
+            [
+                f"| RSS before / after {burst['uploads']} small uploads at once (first) | {burst['rss_before_mb']:.0f} / {burst['rss_after_mb']:.0f} MB |"
+            ]
+            if burst
+            else []
+        ),
         f"| temporary files left after the jobs were deleted / after stop | {len(left_while_running)} / {len(left_after_stop)} |",
         f"| `hushnet denoise` on the same files, for reference | {cli_seconds:.0f} s |",
     ]
@@ -310,11 +389,24 @@ def start_server(work: Path, workers: int, threads: int, model: str | None) -> t
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "hushnet.cli", "serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "hushnet.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+    ]
     if model:
         command += ["--model", model]
     (work / "server_tmp").mkdir(exist_ok=True)
-    server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(work / "server_tmp")})
+    server = subprocess.Popen(
+        command, env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(work / "server_tmp")}
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -340,16 +432,24 @@ def burst_only(args: argparse.Namespace) -> int:
         server.wait(60)
     left = files_under(work / "server_tmp")
     shutil.rmtree(work, ignore_errors=True)
-    result = {**burst, "workers": args.workers, "threads": args.threads, "model": args.model or "hushnet-dfl (default)",
-              "load_average_before": load, "files_left_after_stop": left}
+    result = {
+        **burst,
+        "workers": args.workers,
+        "threads": args.threads,
+        "model": args.model or "hushnet-dfl (default)",
+        "load_average_before": load,
+        "files_left_after_stop": left,
+    }
     output = Path(args.output).with_name(Path(args.output).name + "_memory")
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    text = (f"# `hushnet serve` memory after a burst (`python benchmarks/serve.py --burst-only --burst {args.burst}`)\n\n"
-            f"{args.burst} small real recordings (valentini_dev, 2-7 s) sent at once through `POST /api/denoise` after one warm-up request; "
-            f"server `--workers {args.workers} --threads {args.threads}`, {result['model']}, load average {load:.2f} before.\n\n"
-            f"| what | value |\n|---|---|\n| answered 200 | {burst['ok']} of {burst['uploads']} |\n"
-            f"| RSS before the burst | {burst['rss_before_mb']:.0f} MB |\n| RSS 2 s after the last answer | {burst['rss_after_mb']:.0f} MB |\n"
-            f"| peak RSS (VmHWM) | {burst['peak_mb']:.0f} MB |\n| temporary files left after stop | {len(left)} |\n")
+    text = (
+        f"# `hushnet serve` memory after a burst (`python benchmarks/serve.py --burst-only --burst {args.burst}`)\n\n"
+        f"{args.burst} small real recordings (valentini_dev, 2-7 s) sent at once through `POST /api/denoise` after one warm-up request; "
+        f"server `--workers {args.workers} --threads {args.threads}`, {result['model']}, load average {load:.2f} before.\n\n"
+        f"| what | value |\n|---|---|\n| answered 200 | {burst['ok']} of {burst['uploads']} |\n"
+        f"| RSS before the burst | {burst['rss_before_mb']:.0f} MB |\n| RSS 2 s after the last answer | {burst['rss_after_mb']:.0f} MB |\n"
+        f"| peak RSS (VmHWM) | {burst['peak_mb']:.0f} MB |\n| temporary files left after stop | {len(left)} |\n"
+    )
     output.with_suffix(".md").write_text(text)
     print(text)
     return 0 if burst["ok"] == burst["uploads"] and not left else 1

@@ -56,15 +56,25 @@ print(json.dumps(marks))
 
 def run_phases(engine: str, precision: str, threads: int, source: Path, target: Path, cache: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(SOURCE), "XDG_CACHE_HOME": str(cache)}
-    result = subprocess.run([sys.executable, "-c", PHASES, engine, precision, str(threads), str(source), str(target)],
-                            capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PHASES, engine, precision, str(threads), str(source), str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def import_times(modules: str, top: int = 12) -> list[tuple[str, int]]:
     """(module, cumulative microseconds) of ``python -X importtime -c 'import ...'``, largest first."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {modules}"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(SOURCE)}, check=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {modules}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SOURCE)},
+        check=True,
+    )
     rows = []
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line and "cumulative" not in line:
@@ -80,13 +90,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--systems", nargs="+", default=["openvino bf16", "openvino float32", "onnx float32"])
     args = parser.parse_args()
-    record = {"seconds": args.seconds, "threads": args.threads, "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2),
-              "cold": {}, "cached": {}}
+    record = {
+        "seconds": args.seconds,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "load_before": round(os.getloadavg()[0], 2),
+        "cold": {},
+        "cached": {},
+    }
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         source = folder / "in.wav"
         rng = np.random.default_rng(0)
-        sf.write(source, (0.05 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32), 16000, subtype="PCM_16")
+        sf.write(
+            source, (0.05 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32), 16000, subtype="PCM_16"
+        )
         runs: dict[str, list[dict]] = {name: [] for name in args.systems}
         for repeat in range(args.repeats + 1):
             for name in args.systems:
@@ -100,8 +118,11 @@ def main() -> None:
                 print(repeat, name, {k: round(v, 3) for k, v in phases.items()}, flush=True)
         for name, rows in runs.items():
             record["cached"][name] = {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}
-    record["imports"] = {"hushnet.denoiser (the denoise command's path)": import_times("hushnet.commands.denoise, hushnet.denoiser"),
-                         "openvino": import_times("openvino", top=5), "onnxruntime": import_times("onnxruntime", top=5)}
+    record["imports"] = {
+        "hushnet.denoiser (the denoise command's path)": import_times("hushnet.commands.denoise, hushnet.denoiser"),
+        "openvino": import_times("openvino", top=5),
+        "onnxruntime": import_times("onnxruntime", top=5),
+    }
     record["load_after"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "startup.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -111,16 +132,26 @@ def main() -> None:
 
 def markdown(record: dict) -> str:
     phases = [k for k in next(iter(record["cached"].values())) if k != "total"]
-    lines = [f"# Start-up and I/O of the whole command ({record['seconds']:.0f}-s 16-bit WAV, shipped default model, {record['threads']} threads)", "",
-             f"Wall seconds per phase in a fresh process; `cold` = first run with an empty OpenVINO cache, `cached` = medians of "
-             f"{record['repeats']} later runs. Load average {record['load_before']} before, {record['load_after']} after (a shared machine).", "",
-             "| system | run | " + " | ".join(phases) + " | total |", "|---|---|" + "---|" * (len(phases) + 1)]
+    lines = [
+        f"# Start-up and I/O of the whole command ({record['seconds']:.0f}-s 16-bit WAV, shipped default model, {record['threads']} threads)",
+        "",
+        f"Wall seconds per phase in a fresh process; `cold` = first run with an empty OpenVINO cache, `cached` = medians of "
+        f"{record['repeats']} later runs. Load average {record['load_before']} before, {record['load_after']} after (a shared machine).",
+        "",
+        "| system | run | " + " | ".join(phases) + " | total |",
+        "|---|---|" + "---|" * (len(phases) + 1),
+    ]
     for run in ("cold", "cached"):
         for name, row in record[run].items():
-            lines.append(f"| {name} | {run} | " + " | ".join(f"{row.get(k, 0):.3f}" for k in phases) + f" | {row['total']:.3f} |")
+            lines.append(
+                f"| {name} | {run} | " + " | ".join(f"{row.get(k, 0):.3f}" for k in phases) + f" | {row['total']:.3f} |"
+            )
     for title, rows in record["imports"].items():
-        lines += ["", f"`python -X importtime -c 'import {title.split(' ')[0]}'`, cumulative ms, largest first: "
-                  + ", ".join(f"{name} {micro / 1000:.0f}" for name, micro in rows)]
+        lines += [
+            "",
+            f"`python -X importtime -c 'import {title.split(' ')[0]}'`, cumulative ms, largest first: "
+            + ", ".join(f"{name} {micro / 1000:.0f}" for name, micro in rows),
+        ]
     return "\n".join(lines) + "\n"
 
 

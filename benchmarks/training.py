@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,9 @@ def measure_denoiser_step(options: dict) -> dict:
     lossnet = load_model("authors-lossnet", kind="lossnet") if feature else None
     if lossnet is not None:
         lossnet.channels_last = options["channels_last"]
-    loss = TrainingLoss(LossConfig(feature=1.0 if feature else 0.0, l1=0.0 if feature else 1.0, calibration_steps=0), lossnet)
+    loss = TrainingLoss(
+        LossConfig(feature=1.0 if feature else 0.0, l1=0.0 if feature else 1.0, calibration_steps=0), lossnet
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     device = torch.device("cpu")
     samples = int(options["seconds"] * 16000)
@@ -88,17 +89,21 @@ def measure_denoiser_step(options: dict) -> dict:
             times.append(done - started)
             optimizer_times.append(done - before_optimizer)
     step = _median(times)
-    return {"step_s": round(step, 3), "audio_s_per_s": round(options["batch"] * options["seconds"] / step, 3),
-            "optimizer_s": round(_median(optimizer_times), 4), "first_step_s": round(first, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {
+        "step_s": round(step, 3),
+        "audio_s_per_s": round(options["batch"] * options["seconds"] / step, 3),
+        "optimizer_s": round(_median(optimizer_times), 4),
+        "first_step_s": round(first, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def measure_data(options: dict) -> dict:
     """Seconds to draw one batch of on-the-fly mixtures (decode, crop, reverb, mix) in this process."""
     import numpy as np
 
-    from hushnet.training.denoiser import TrainConfig, build_datasets
     from hushnet.data.mixing import MixingConfig
+    from hushnet.training.denoiser import TrainConfig, build_datasets
 
     config = TrainConfig(data=options["data"], mixing=MixingConfig(segment_seconds=options["seconds"]))
     training, _ = build_datasets(config)
@@ -150,8 +155,12 @@ def measure_lossnet_step(options: dict) -> dict:
 
 
 def _child(kind: str, options: dict, env: dict | None = None) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps({"kind": kind, **options})], capture_output=True, text=True,
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps({"kind": kind, **options})],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -162,9 +171,37 @@ def job_speed(source: Path | None, data: str, output: Path, threads: int) -> dic
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    command = [sys.executable, "-m", "hushnet.cli", "train", "-o", str(output), "--data", data, "--init", "authors-dfl",
-               "--norm", "per-input", "--batch-size", "4", "--segment-seconds", "4", "--max-steps", "12", "--validate-every", "1000",
-               "--checkpoint-every", "1000", "--threads", str(threads), "--learning-rate", "5e-5", "--warmup-steps", "2", "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "hushnet.cli",
+        "train",
+        "-o",
+        str(output),
+        "--data",
+        data,
+        "--init",
+        "authors-dfl",
+        "--norm",
+        "per-input",
+        "--batch-size",
+        "4",
+        "--segment-seconds",
+        "4",
+        "--max-steps",
+        "12",
+        "--validate-every",
+        "1000",
+        "--checkpoint-every",
+        "1000",
+        "--threads",
+        str(threads),
+        "--learning-rate",
+        "5e-5",
+        "--warmup-steps",
+        "2",
+        "-q",
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -172,12 +209,19 @@ def job_speed(source: Path | None, data: str, output: Path, threads: int) -> dic
     with open(output / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     speeds = [float(r["audio_seconds_per_second"]) for r in rows[2:12]]
-    return {"audio_s_per_s": round(_median(speeds), 3), "first_step_s": float(rows[0]["seconds"]),
-            "wall_s": round(time.perf_counter() - started, 1), "precision": rows[-1].get("precision", "float32 (before)")}
+    return {
+        "audio_s_per_s": round(_median(speeds), 3),
+        "first_step_s": float(rows[0]["seconds"]),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "precision": rows[-1].get("precision", "float32 (before)"),
+    }
 
 
 def _table(results: dict, seconds: float, batch: int) -> list[str]:
-    lines = [f"| path | threads | step s | audio s per s | x before | first step s (compile) | optimizer s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| path | threads | step s | audio s per s | x before | first step s (compile) | optimizer s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for threads in (1, 2):
         base = results.get(f"conv1d float32 (before)|{threads}|feature", {}).get("audio_s_per_s")
         for name in PATHS:
@@ -188,7 +232,9 @@ def _table(results: dict, seconds: float, batch: int) -> list[str]:
                 lines.append(f"| {name} | {threads} | error: {r['error']} | | | | | |")
                 continue
             ratio = f"{r['audio_s_per_s'] / base:.2f}x" if base else "-"
-            lines.append(f"| {name} | {threads} | {r['step_s']} | {r['audio_s_per_s']} | {ratio} | {r['first_step_s']} | {r['optimizer_s']} | {r['peak_rss_mb']} |")
+            lines.append(
+                f"| {name} | {threads} | {r['step_s']} | {r['audio_s_per_s']} | {ratio} | {r['first_step_s']} | {r['optimizer_s']} | {r['peak_rss_mb']} |"
+            )
     return lines
 
 
@@ -198,9 +244,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="crop length per example")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per path (after 2 warm-up steps)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS), metavar="PATH", help="paths to measure (default all)")
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=list(PATHS),
+        default=list(PATHS),
+        metavar="PATH",
+        help="paths to measure (default all)",
+    )
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--job", metavar="OLD_SRC", help="a src/ folder of the code before: run the 12-step job with it and with this code")
+    parser.add_argument(
+        "--job",
+        metavar="OLD_SRC",
+        help="a src/ folder of the code before: run the 12-step job with it and with this code",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -234,7 +291,9 @@ def main() -> None:
     for name, path in (("before", PATHS["conv1d float32 (before)"]), ("default", PATHS["channels-last bf16"])):
         if getattr(args, "skip_extras", False):
             break
-        results[f"lossnet|{name}"] = _child("lossnet", {**path, "threads": 1, "seconds": 2.0, "steps": args.steps, "warmup": 2})
+        results[f"lossnet|{name}"] = _child(
+            "lossnet", {**path, "threads": 1, "seconds": 2.0, "steps": args.steps, "warmup": 2}
+        )
         print(f"lossnet {name}: {results[f'lossnet|{name}']}", flush=True)
     if args.job:
         with tempfile.TemporaryDirectory() as folder:
@@ -243,7 +302,13 @@ def main() -> None:
                 print(f"12-step job, {name}: {results[f'job|{name}']}", flush=True)
                 load.append(os.getloadavg()[0])
     RESULTS.mkdir(exist_ok=True)
-    record = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__, **common, "load_average": load, "results": results}
+    record = {
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        **common,
+        "load_average": load,
+        "results": results,
+    }
     (RESULTS / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     write_markdown(record)
 
@@ -251,35 +316,57 @@ def main() -> None:
 def write_markdown(record: dict) -> None:
     """results/training.md from the record."""
     results, batch, seconds = record["results"], record["batch"], record["seconds"]
-    lines = [f"# Training step speed (batch {batch} x {seconds} s, CAN from authors-dfl + deep feature loss, AdamW)", "",
-             f"torch {record['torch']}, {record['cpu']}; load average during the runs {min(record['load_average']):.1f}-{max(record['load_average']):.1f}"
-             " (2-core machine; other work was running). Medians of timed steps after 2 warm-up steps.",
-             "The first step includes torch.compile's compilation; inductor's cache (in /tmp) was warm from earlier runs here, a cold"
-             " compile took 172-196 s under the same load (`runs/parity/*`, `runs/recipe/*`).", ""]
+    lines = [
+        f"# Training step speed (batch {batch} x {seconds} s, CAN from authors-dfl + deep feature loss, AdamW)",
+        "",
+        f"torch {record['torch']}, {record['cpu']}; load average during the runs {min(record['load_average']):.1f}-{max(record['load_average']):.1f}"
+        " (2-core machine; other work was running). Medians of timed steps after 2 warm-up steps.",
+        "The first step includes torch.compile's compilation; inductor's cache (in /tmp) was warm from earlier runs here, a cold"
+        " compile took 172-196 s under the same load (`runs/parity/*`, `runs/recipe/*`).",
+        "",
+    ]
     lines += _table(results, seconds, batch)
-    lines += ["", "## Where the time goes (1 thread)", "",
-              "| path | full step s | CAN fwd+bwd with L1 (s) | loss network's share (s) | optimizer s |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Where the time goes (1 thread)",
+        "",
+        "| path | full step s | CAN fwd+bwd with L1 (s) | loss network's share (s) | optimizer s |",
+        "|---|---|---|---|---|",
+    ]
     for name in PATHS:
         full, can = results.get(f"{name}|1|feature", {}), results.get(f"{name}|1|l1", {})
         if "step_s" in full and "step_s" in can:
             share = full["step_s"] - can["step_s"]
             # Under load the two timings scatter by more than the loss network costs here.
             shown = f"{share:.3f}" if share > 0.05 * full["step_s"] else "about 0 (below the timing noise)"
-            lines.append(f"| {name} | {full['step_s']} | {can['step_s'] - can['optimizer_s']:.3f} | {shown} | {full['optimizer_s']} |")
+            lines.append(
+                f"| {name} | {full['step_s']} | {can['step_s'] - can['optimizer_s']:.3f} | {shown} | {full['optimizer_s']} |"
+            )
     if "batch_s" in results.get("data", {}):
-        lines += ["", f"Data: one batch of {batch} on-the-fly mixtures of {seconds} s takes {results['data']['batch_s']} s in the main process"
-                  " (`--workers N` moves it to N loader processes)."]
+        lines += [
+            "",
+            f"Data: one batch of {batch} on-the-fly mixtures of {seconds} s takes {results['data']['batch_s']} s in the main process"
+            " (`--workers N` moves it to N loader processes).",
+        ]
     if "lossnet|before" in results:
         b, d = results["lossnet|before"], results["lossnet|default"]
         if "audio_s_per_s" in b and "audio_s_per_s" in d:
-            lines += ["", f"`train-lossnet` step (both tasks, 16 crops of 2 s each, 1 thread): before {b['step_s']} s ({b['audio_s_per_s']} audio s/s), "
-                      f"channels-last bf16 (its default: eager) {d['step_s']} s ({d['audio_s_per_s']} audio s/s): {d['audio_s_per_s'] / b['audio_s_per_s']:.2f}x."]
+            lines += [
+                "",
+                f"`train-lossnet` step (both tasks, 16 crops of 2 s each, 1 thread): before {b['step_s']} s ({b['audio_s_per_s']} audio s/s), "
+                f"channels-last bf16 (its default: eager) {d['step_s']} s ({d['audio_s_per_s']} audio s/s): {d['audio_s_per_s'] / b['audio_s_per_s']:.2f}x.",
+            ]
     if "job|before" in results:
         b, n = results["job|before"], results["job|now"]
-        lines += ["", "## `hushnet train`, the 12-step job (from authors-dfl, batch 4 x 4 s, 1 thread), the code before against this one", "",
-                  "| code | audio s per s (median of steps 3-12) | first step s | whole command s | precision |", "|---|---|---|---|---|",
-                  f"| before | {b.get('audio_s_per_s')} | {b.get('first_step_s')} | {b.get('wall_s')} | {b.get('precision')} |",
-                  f"| now | {n.get('audio_s_per_s')} | {n.get('first_step_s')} | {n.get('wall_s')} | {n.get('precision')} |"]
+        lines += [
+            "",
+            "## `hushnet train`, the 12-step job (from authors-dfl, batch 4 x 4 s, 1 thread), the code before against this one",
+            "",
+            "| code | audio s per s (median of steps 3-12) | first step s | whole command s | precision |",
+            "|---|---|---|---|---|",
+            f"| before | {b.get('audio_s_per_s')} | {b.get('first_step_s')} | {b.get('wall_s')} | {b.get('precision')} |",
+            f"| now | {n.get('audio_s_per_s')} | {n.get('first_step_s')} | {n.get('wall_s')} | {n.get('precision')} |",
+        ]
         if b.get("audio_s_per_s") and n.get("audio_s_per_s"):
             lines.append(f"\nSpeed-up of the whole training step: **{n['audio_s_per_s'] / b['audio_s_per_s']:.2f}x**.")
     (RESULTS / "training.md").write_text("\n".join(lines) + "\n")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import tiny_can, tiny_lossnet, write_tiny_corpus
 from hushnet.model_dir import save_model
+
+from helpers import tiny_can, tiny_lossnet, write_tiny_corpus
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -28,7 +28,9 @@ def require_shared() -> None:
         pytest.skip("needs ../shared (data and reference outputs)")
 
 
-def tiny_can(norm: str = "batch", seed: int = 0, channels: int = 8, dilated_layers: int = 4, input_rms_db: float | None = None) -> CAN:
+def tiny_can(
+    norm: str = "batch", seed: int = 0, channels: int = 8, dilated_layers: int = 4, input_rms_db: float | None = None
+) -> CAN:
     """A small CAN with non-trivial weights and running statistics (as after training)."""
     torch.manual_seed(seed)
     model = CAN(CANConfig(channels=channels, dilated_layers=dilated_layers, norm=norm, input_rms_db=input_rms_db))

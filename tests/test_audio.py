@@ -31,12 +31,15 @@ def test_wave_format_extensible_round_trips_through_denoise(tmp_path, tiny_model
     assert (info.format, info.subtype) == ("WAVEX", "PCM_24")
 
 
-@pytest.mark.parametrize("message,expected", [
-    ("'../shared/data' needs speech/ and noise/ folders", "'../shared/data' needs speech/ and noise/ folders"),
-    ("Error opening 'a.wav': Format not recognised.", "Format not recognised"),
-    (".hidden file is odd", ".hidden file is odd"),
-    ("  padded  \n", "padded"),
-])
+@pytest.mark.parametrize(
+    "message,expected",
+    [
+        ("'../shared/data' needs speech/ and noise/ folders", "'../shared/data' needs speech/ and noise/ folders"),
+        ("Error opening 'a.wav': Format not recognised.", "Format not recognised"),
+        (".hidden file is odd", ".hidden file is odd"),
+        ("  padded  \n", "padded"),
+    ],
+)
 def test_one_line_keeps_the_message_whole(message, expected):
     assert one_line(ValueError(message)) == expected
 
@@ -74,11 +77,17 @@ def denoise_command(tmp_path, tiny_model_dir, source, output, limit_bytes=None, 
 
     script = "import sys; from hushnet.cli import main; sys.exit(main(sys.argv[1:]))"
     if limit_bytes is not None:
-        script = (f"import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-                  f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); " + script)
+        script = (
+            f"import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); " + script
+        )
     env = {**os.environ, **({"TMPDIR": str(scratch)} if scratch else {})}
-    return subprocess.run([sys.executable, "-c", script, "denoise", str(source), "-o", str(output), "--model", str(tiny_model_dir), "-q"],
-                          capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", script, "denoise", str(source), "-o", str(output), "--model", str(tiny_model_dir), "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("extension", [".wav", ".flac"])
@@ -105,8 +114,12 @@ def test_a_full_temporary_folder_while_decoding_says_so(tmp_path, tiny_model_dir
     source = mp4(tmp_path, "talk.m4a", ["-f", "lavfi", "-i", "sine=frequency=300:duration=20", "-c:a", "aac"])
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    result = denoise_command(tmp_path, tiny_model_dir, source, tmp_path / "out.wav", limit_bytes=100_000, scratch=scratch)
-    assert result.returncode == 1 and "cannot decode: no space left in the temporary folder" in result.stderr, result.stderr
+    result = denoise_command(
+        tmp_path, tiny_model_dir, source, tmp_path / "out.wav", limit_bytes=100_000, scratch=scratch
+    )
+    assert result.returncode == 1 and "cannot decode: no space left in the temporary folder" in result.stderr, (
+        result.stderr
+    )
     assert [p.name for p in scratch.iterdir() if p.name.startswith("hushnet")] == []
 
 

@@ -9,7 +9,7 @@ from hushnet.model_dir import DEFAULT_MODEL, ModelError, available_models, load_
 from hushnet.reference.authors import import_reference
 from hushnet.reference.tf_checkpoint import CheckpointError
 
-from helpers import DEV, needs_shared, REFERENCE, require_shared, tiny_can
+from helpers import DEV, REFERENCE, needs_shared, require_shared, tiny_can
 
 EXPECTED = REFERENCE / "expected"
 DEV_NAMES = sorted(p.stem for p in EXPECTED.glob("*.npy"))
@@ -49,7 +49,9 @@ def test_outputs_match_the_authors_on_every_dev_file(imported, name):
 
 
 @needs_shared
-@pytest.mark.parametrize("archive", ["lossnet_layers_clean_p287_001.npz", "lossnet_layers_clean_p287_001_first1001.npz"])
+@pytest.mark.parametrize(
+    "archive", ["lossnet_layers_clean_p287_001.npz", "lossnet_layers_clean_p287_001_first1001.npz"]
+)
 def test_loss_network_matches_the_authors(imported, archive):
     _, lossnet = imported
     layers = np.load(EXPECTED / archive)

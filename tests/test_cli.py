@@ -11,7 +11,7 @@ import soundfile as sf
 
 from hushnet.cli import main
 
-from helpers import DEV, needs_shared, REFERENCE, speechlike
+from helpers import DEV, REFERENCE, needs_shared, speechlike
 
 
 def digest(path):
@@ -83,7 +83,9 @@ def test_bad_input_gives_one_line_error_and_keeps_the_input(case, tmp_path, writ
     make, message = ERROR_CASES[case]
     path = make(tmp_path, write_wav)
     before = digest(path)
-    status, out, err = run(["denoise", str(path), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    status, out, err = run(
+        ["denoise", str(path), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys
+    )
     assert status == 1
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0] and str(path) in lines[0], err
@@ -114,7 +116,12 @@ def test_any_rate_and_channel_count_round_trips(case, tmp_path, write_wav, tiny_
     status, _, err = run(["denoise", str(path), "-o", str(out), "--model", str(tiny_model_dir), "-q"], capsys)
     assert status == 0, err
     info, source = sf.info(str(out)), sf.info(str(path))
-    assert (info.samplerate, info.channels, info.frames, info.subtype) == (source.samplerate, source.channels, source.frames, source.subtype)
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (
+        source.samplerate,
+        source.channels,
+        source.frames,
+        source.subtype,
+    )
     # The file is what the Python API gives for the same samples (up to the output's 16-bit rounding).
     from hushnet.denoiser import Denoiser
 
@@ -130,7 +137,9 @@ def test_any_rate_and_channel_count_round_trips(case, tmp_path, write_wav, tiny_
 def test_silence_stays_silence(tmp_path, write_wav, tiny_model_dir, capsys):
     path = write_wav("silence.wav", np.zeros((2, 8000), dtype=np.float32))
     before = digest(path)
-    status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "s.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
+    status, out, _ = run(
+        ["denoise", str(path), "-o", str(tmp_path / "s.wav"), "--model", str(tiny_model_dir), "-q"], capsys
+    )
     assert status == 0 and "silence" in out
     y, _ = sf.read(tmp_path / "s.wav", always_2d=True)
     assert y.shape == (8000, 2) and not y.any()
@@ -141,7 +150,9 @@ def test_clipped_input_is_processed_and_output_clipped_safely(tmp_path, write_wa
     x = np.clip(speechlike(0.5) * 40, -1, 1)
     path = write_wav("clipped.wav", x)
     before = digest(path)
-    status, out, _ = run(["denoise", str(path), "-o", str(tmp_path / "c.wav"), "--model", str(tiny_model_dir), "-q"], capsys)
+    status, out, _ = run(
+        ["denoise", str(path), "-o", str(tmp_path / "c.wav"), "--model", str(tiny_model_dir), "-q"], capsys
+    )
     assert status == 0 and "clipped" in out
     y, _ = sf.read(tmp_path / "c.wav")
     assert np.abs(y).max() <= 1.0 and len(y) == 8000
@@ -183,7 +194,9 @@ def test_output_folder_that_cannot_exist_is_an_error(tmp_path, write_wav, tiny_m
     path = write_wav("in.wav", speechlike(0.3))
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    status, _, err = run(["denoise", str(path), "-o", str(blocker / "sub"), "--model", str(tiny_model_dir), "-q"], capsys)
+    status, _, err = run(
+        ["denoise", str(path), "-o", str(blocker / "sub"), "--model", str(tiny_model_dir), "-q"], capsys
+    )
     assert status == 1 and err.count("error:") == 1 and "Traceback" not in err
 
 
@@ -193,7 +206,9 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, write_wav, tiny_model_d
     for name in ("a.wav", "b.wav"):
         sf.write(folder / name, speechlike(0.3)[0], 16000)
     (folder / "c.wav").write_bytes(b"RIFF garbage")
-    status, out, err = run(["denoise", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys)
+    status, out, err = run(
+        ["denoise", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"], capsys
+    )
     assert status == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav"]
     assert "2 files denoised, 1 failed" in err
@@ -201,7 +216,9 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, write_wav, tiny_model_d
 
 def test_several_inputs_need_an_output_folder(tmp_path, write_wav, tiny_model_dir, capsys):
     a, b = write_wav("a.wav", speechlike(0.2)), write_wav("b.wav", speechlike(0.2))
-    status, _, err = run(["denoise", str(a), str(b), "-o", str(tmp_path / "x.wav"), "--model", str(tiny_model_dir)], capsys)
+    status, _, err = run(
+        ["denoise", str(a), str(b), "-o", str(tmp_path / "x.wav"), "--model", str(tiny_model_dir)], capsys
+    )
     assert status == 2 and "give a folder" in err and not (tmp_path / "x.wav").exists()
 
 
@@ -215,7 +232,9 @@ def test_missing_model_is_a_one_line_error(tmp_path, write_wav, capsys):
 def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, capsys):
     """The shipped import of the authors' model reproduces their output on a real recording (16-bit FLAC)."""
     source = DEV / "noisy" / "p226_001.flac"
-    status, out, err = run(["denoise", str(source), "-o", str(tmp_path / "out"), "--model", "authors-dfl", "--threads", "2", "-q"], capsys)
+    status, out, err = run(
+        ["denoise", str(source), "-o", str(tmp_path / "out"), "--model", "authors-dfl", "--threads", "2", "-q"], capsys
+    )
     assert status == 0, err
     y, rate = sf.read(tmp_path / "out" / "p226_001.flac", dtype="float32")
     assert rate == 16000
@@ -225,8 +244,8 @@ def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, 
 @needs_shared
 def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
     """`hushnet denoise FILE` with no --model: the shipped hushnet-dfl, which must improve the recording."""
-    from hushnet.model_dir import DEFAULT_MODEL
     from hushnet.metrics import pesq_score, si_sdr
+    from hushnet.model_dir import DEFAULT_MODEL
 
     assert DEFAULT_MODEL == "hushnet-dfl"
     source = DEV / "noisy" / "p287_002.flac"  # PESQ 1.34 noisy; the shipped model gave 1.81 when this test was written
@@ -244,7 +263,9 @@ def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
 def test_import_then_denoise_folder_as_a_new_user_would(tmp_path, capsys):
     status, out, _ = run(["import-reference", str(REFERENCE / "checkpoint"), "-o", str(tmp_path / "m")], capsys)
     assert status == 0 and "loss network" in out
-    status, out, err = run(["denoise", str(DEV / "noisy"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "m"), "-q"], capsys)
+    status, out, err = run(
+        ["denoise", str(DEV / "noisy"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "m"), "-q"], capsys
+    )
     assert status == 0, err
     assert len(list((tmp_path / "out").glob("*.flac"))) == 7
     assert "7 files denoised, 0 failed" in err
@@ -253,7 +274,9 @@ def test_import_then_denoise_folder_as_a_new_user_would(tmp_path, capsys):
 @needs_shared
 def test_float_output_keeps_the_model_output_exactly(tmp_path, capsys):
     source = DEV / "noisy" / "p226_001.flac"
-    status, _, err = run(["denoise", str(source), "-o", str(tmp_path), "--float", "--model", "authors-dfl", "-q"], capsys)
+    status, _, err = run(
+        ["denoise", str(source), "-o", str(tmp_path), "--float", "--model", "authors-dfl", "-q"], capsys
+    )
     assert status == 0, err
     info = sf.info(str(tmp_path / "p226_001.wav"))
     assert info.subtype == "FLOAT"
@@ -265,10 +288,30 @@ def test_train_and_resume_from_the_command_line(tmp_path, tiny_corpus, tiny_loss
     from hushnet.cli import main
 
     run = tmp_path / "run"
-    common = ["train", "-o", str(run), "--data", str(tiny_corpus), "--lossnet", str(tiny_lossnet_dir), "--channels", "4",
-              "--segment-seconds", "0.25", "--batch-size", "1", "--validation-items", "1", "--checkpoint-every", "1", "-q"]
+    common = [
+        "train",
+        "-o",
+        str(run),
+        "--data",
+        str(tiny_corpus),
+        "--lossnet",
+        str(tiny_lossnet_dir),
+        "--channels",
+        "4",
+        "--segment-seconds",
+        "0.25",
+        "--batch-size",
+        "1",
+        "--validation-items",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "-q",
+    ]
     assert main([*common, "--max-steps", "2"]) == 0
-    assert (run / "best" / "model.safetensors").is_file() and (run / "checkpoints" / "latest").read_text().strip() == "step_0000002"
+    assert (run / "best" / "model.safetensors").is_file() and (
+        run / "checkpoints" / "latest"
+    ).read_text().strip() == "step_0000002"
     assert main([*common, "--max-steps", "2"]) == 2  # the folder holds a run: refuse rather than overwrite
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "-o", str(run), "--resume", "--max-steps", "3", "-q"]) == 0
@@ -284,7 +327,9 @@ def test_default_data_outside_a_checkout_names_the_flag_and_leaves_nothing(comma
     monkeypatch.chdir(tmp_path)
     assert main([command, "-o", "x", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --data '../shared/data' (from ") and "give --data FOLDER" in err and err.count("\n") == 1
+    assert (
+        err.startswith("error: --data '../shared/data' (from ") and "give --data FOLDER" in err and err.count("\n") == 1
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -297,18 +342,38 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
         return {s for action in sub._actions for s in action.option_strings}
 
     train, lossnet = flags("train"), flags("train-lossnet")
-    assert {"--validate-every", "--checkpoint-every", "--batch-size", "--data", "--resume", "--config", "--device", "--threads", "-o"} <= train & lossnet
+    assert {
+        "--validate-every",
+        "--checkpoint-every",
+        "--batch-size",
+        "--data",
+        "--resume",
+        "--config",
+        "--device",
+        "--threads",
+        "-o",
+    } <= train & lossnet
     assert "--evaluate-every" not in lossnet
     for name in ("denoise", "evaluate"):
         assert {"--model", "--device", "--threads", "-o", "-q"} <= flags(name)
     assert {"--model", "--device", "--threads", "--memory-budget-mb"} <= flags("serve")
-    assert set(COMMANDS) == {"denoise", "evaluate", "export-onnx", "serve", "train", "train-lossnet", "make-testset", "import-reference"}
+    assert set(COMMANDS) == {
+        "denoise",
+        "evaluate",
+        "export-onnx",
+        "serve",
+        "train",
+        "train-lossnet",
+        "make-testset",
+        "import-reference",
+    }
 
 
 @needs_shared
 def test_make_testset_command(tmp_path, capsys):
-    from helpers import SHARED
     from hushnet.cli import main
+
+    from helpers import SHARED
 
     if not (SHARED / "data" / "speech" / "manifest.csv").is_file():
         pytest.skip("shared data not present")
@@ -347,7 +412,18 @@ def test_a_signal_while_decoding_leaves_nothing_behind(signal_name, tmp_path, ti
     before = digest(source)
     scratch, env = scratch_env(tmp_path)
     output = tmp_path / "out" / "deeper"
-    command = [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(output), "--model", str(tiny_model_dir), "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "hushnet.cli",
+        "denoise",
+        str(source),
+        "-o",
+        str(output),
+        "--model",
+        str(tiny_model_dir),
+        "-q",
+    ]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     import time
 
@@ -357,7 +433,11 @@ def test_a_signal_while_decoding_leaves_nothing_behind(signal_name, tmp_path, ti
     err = process.communicate(timeout=60)[1]
     assert digest(source) == before and not (tmp_path / "out").exists()
     if signal_name == "SIGTERM":  # like Ctrl-C: one line, everything cleaned up
-        assert process.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+        assert (
+            process.returncode == 128 + signal.SIGTERM
+            and err.strip().splitlines()[-1] == "terminated"
+            and "Traceback" not in err
+        )
     else:  # nothing could run; the next run removes what the dead one left
         assert process.returncode == -signal.SIGKILL
         small = tmp_path / "small.wav"
@@ -388,8 +468,23 @@ def test_kill_9_while_writing_a_result_leaves_no_partial_file_nor_folder(extensi
     sf.write(source, speechlike(30.0, rate=44100, channels=2).T, 44100)
     before = digest(source)
     scratch, env = scratch_env(tmp_path)
-    result = subprocess.run([sys.executable, "-c", KILL_WHILE_WRITING, "denoise", str(source), "-o", str(tmp_path / "new" / "out"),
-                             "--model", str(tiny_model_dir), "-q"], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_WHILE_WRITING,
+            "denoise",
+            str(source),
+            "-o",
+            str(tmp_path / "new" / "out"),
+            "--model",
+            str(tiny_model_dir),
+            "-q",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == -9, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [source.name, "scratch"] and digest(source) == before
     assert list(scratch.iterdir()) == []

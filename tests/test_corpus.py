@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import DEV, speechlike
 from hushnet.cli import build_parser, main
 from hushnet.inference.engines import installed
+
+from helpers import DEV, speechlike
 
 needs_ray = pytest.mark.skipif(not installed("ray"), reason='the Ray tests need the ray extra: pip install -e ".[ray]"')
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -60,7 +61,10 @@ def two_nodes():
     from ray.cluster_utils import Cluster
 
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
+    )
     worker = cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
     ray.init(address=cluster.address, log_to_driver=False)
     try:
@@ -102,8 +106,11 @@ def test_ray_flag_takes_an_optional_address():
 
 
 def test_ray_refuses_bad_options_in_one_line_before_it_starts(corpus, capsys):
-    for extra, message in (([], "--ray writes a folder"), (["-o", str(corpus / "one.wav")], "--ray writes a folder"),
-                           (["-o", str(corpus / "out"), "--actors", "0"], "--actors must be at least 1")):
+    for extra, message in (
+        ([], "--ray writes a folder"),
+        (["-o", str(corpus / "one.wav")], "--ray writes a folder"),
+        (["-o", str(corpus / "out"), "--actors", "0"], "--actors must be at least 1"),
+    ):
         status, _, err = run(["denoise", str(corpus), "--ray", *extra], capsys)
         assert status == 2 and err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
     for arguments in (["--ray", str(corpus), str(corpus / "cd.wav")], ["--ray", str(corpus / "cd.wav"), str(corpus)]):
@@ -134,10 +141,18 @@ def test_ray_matches_the_local_command_sample_for_sample(ray2, corpus, tmp_path,
     assert err.strip().splitlines()[-1].startswith("4 files denoised, 0 failed (")
     assert {p: digest(p) for p in corpus.rglob("*") if p.is_file()} == before  # inputs untouched
     local = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
-    assert sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*") if p.is_file()) == sorted(local + [Path(RESULTS)])
+    assert sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*") if p.is_file()) == sorted(
+        local + [Path(RESULTS)]
+    )
     for relative in local:
         a, b = sf.SoundFile(tmp_path / "local" / relative), sf.SoundFile(tmp_path / "ray" / relative)
-        assert (a.samplerate, a.channels, a.frames, a.format, a.subtype) == (b.samplerate, b.channels, b.frames, b.format, b.subtype)
+        assert (a.samplerate, a.channels, a.frames, a.format, a.subtype) == (
+            b.samplerate,
+            b.channels,
+            b.frames,
+            b.format,
+            b.subtype,
+        )
         assert np.array_equal(a.read(dtype="float32"), b.read(dtype="float32")), relative
     rows = results(tmp_path / "ray")
     assert sorted(row["path"] for row in rows) == sorted(str(p.resolve()) for p in corpus.rglob("*") if p.is_file())
@@ -156,8 +171,12 @@ def test_a_bad_file_is_one_error_row_and_exit_1(ray2, corpus, tmp_path, capsys):
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {corpus / 'broken.wav'}: not a readable audio file")
     rows = {Path(row["path"]).name: row for row in results(tmp_path / "out")}
-    assert len(rows) == 5 and rows["broken.wav"]["status"] == "error" and "not a readable" in rows["broken.wav"]["error"]
-    assert [name for name, row in rows.items() if row["status"] == "ok"] and not (tmp_path / "out" / "broken.wav").exists()
+    assert (
+        len(rows) == 5 and rows["broken.wav"]["status"] == "error" and "not a readable" in rows["broken.wav"]["error"]
+    )
+    assert [name for name, row in rows.items() if row["status"] == "ok"] and not (
+        tmp_path / "out" / "broken.wav"
+    ).exists()
     assert "4 files denoised, 1 failed" in err
 
 
@@ -173,14 +192,22 @@ def test_a_rerun_skips_complete_outputs_and_redoes_the_rest(ray2, corpus, tmp_pa
     status, _, err = run(["denoise", str(corpus), "-o", str(out), "--ray", "-q"], capsys)
     assert status == 0, err
     assert "1 file denoised, 0 failed, 3 skipped (already denoised)" in err
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == kept and (out / "cd.wav").is_file() and not abandoned.exists()
+    assert (
+        {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == kept
+        and (out / "cd.wav").is_file()
+        and not abandoned.exists()
+    )
     second = {row["path"]: row for row in results(out)}
     assert second.keys() == first.keys()
     redone = str((corpus / "cd.wav").resolve())
     assert second[redone]["status"] == "ok"
     for path, row in second.items():
         if path != redone:  # the earlier run's figures are kept for what was skipped
-            assert row["status"] == "skipped" and row["audio_seconds"] == first[path]["audio_seconds"] and row["engine"] == "onnx"
+            assert (
+                row["status"] == "skipped"
+                and row["audio_seconds"] == first[path]["audio_seconds"]
+                and row["engine"] == "onnx"
+            )
 
 
 @needs_ray
@@ -191,7 +218,11 @@ def test_a_manifest_lists_the_corpus_and_unlisted_files_are_left(ray2, corpus, t
     pq.write_table(pa.table({"path": ["real/p226_001.flac", "cd.wav", "gone.wav"]}), corpus / "list.parquet")
     status, _, err = run(["denoise", str(corpus / "list.parquet"), "-o", str(tmp_path / "out"), "--ray", "-q"], capsys)
     assert status == 1 and "error: gone.wav (listed in" in err
-    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.*")) == [RESULTS, "cd.wav", "real/p226_001.flac"]
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.*")) == [
+        RESULTS,
+        "cd.wav",
+        "real/p226_001.flac",
+    ]
 
 
 def _holders(paths: set[str]) -> dict[int, str]:
@@ -222,7 +253,11 @@ def _denoise_while(source: Path, out: Path, strike) -> tuple[int, str]:
     """Run ``denoise --ray`` with 2 actors in a thread; ``strike(holders)`` is called with the processes inside
     an input until it returns True. Returns (exit status, what was struck)."""
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.setdefault("status", main(["denoise", str(source), "-o", str(out), "--ray", "--actors", "2", "-q"])))
+    thread = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "status", main(["denoise", str(source), "-o", str(out), "--ray", "--actors", "2", "-q"])
+        )
+    )
     thread.start()
     inputs = {str(p.resolve()) for p in source.iterdir()}
     struck = ""
@@ -274,12 +309,26 @@ def test_evaluate_on_ray_writes_the_local_tables_and_plot(ray2, tmp_path, capsys
     reports = {}
     for mode, extra in (("local", ["--jobs", "1"]), ("ray", ["--ray"])):
         out = tmp_path / mode
-        status, table, err = run(["evaluate", "--clean", str(tmp_path / "clean"), "--noisy", str(tmp_path / "noisy"), "-o", str(out), "-q", *extra],
-                                 capsys)
+        status, table, err = run(
+            [
+                "evaluate",
+                "--clean",
+                str(tmp_path / "clean"),
+                "--noisy",
+                str(tmp_path / "noisy"),
+                "-o",
+                str(out),
+                "-q",
+                *extra,
+            ],
+            capsys,
+        )
         assert status == 0, err
         with open(out / "per_file.csv") as handle:
             rows = list(csv.DictReader(handle))
-        table = [line for line in table.splitlines() if " -> " not in line]  # the denoising step's lines come in any order
+        table = [
+            line for line in table.splitlines() if " -> " not in line
+        ]  # the denoising step's lines come in any order
         reports[mode] = (table, rows, json.loads((out / "summary.json").read_text()))
         assert (out / "pesq_vs_snr.png").is_file()
     (local_table, local_rows, local_summary), (ray_table, ray_rows, ray_summary) = reports["local"], reports["ray"]
@@ -287,8 +336,12 @@ def test_evaluate_on_ray_writes_the_local_tables_and_plot(ray2, tmp_path, capsys
     # Scores agree to the last bits only: ESTOI's sums come out 1 ulp apart in another process.
     for local, remote in zip(local_rows, ray_rows):
         assert local.keys() == remote.keys() and local["name"] == remote["name"]
-        assert [float(local[k]) for k in local if k != "name"] == pytest.approx([float(remote[k]) for k in remote if k != "name"], rel=1e-12)
-    assert ray_summary.keys() == local_summary.keys() and ray_summary["metrics"].keys() == local_summary["metrics"].keys()
+        assert [float(local[k]) for k in local if k != "name"] == pytest.approx(
+            [float(remote[k]) for k in remote if k != "name"], rel=1e-12
+        )
+    assert (
+        ray_summary.keys() == local_summary.keys() and ray_summary["metrics"].keys() == local_summary["metrics"].keys()
+    )
     for metric, values in local_summary["metrics"].items():
         assert ray_summary["metrics"][metric] == pytest.approx(values, rel=1e-12, nan_ok=True)
     assert float(ray_rows[0]["pesq_wb"]) > float(ray_rows[0]["noisy_pesq_wb"])
@@ -334,9 +387,32 @@ def test_two_actors_on_two_cpus_finish_without_torch_in_any_worker(corpus, tmp_p
     blocker = tmp_path / "blocked"
     (blocker / "torch").mkdir(parents=True)
     (blocker / "torch" / "__init__.py").write_text('raise ModuleNotFoundError("torch is blocked in this test")\n')
-    environment = {"PYTHONPATH": f"{blocker}{os.pathsep}{SRC}", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", BLOCKED_TORCH, "denoise", str(corpus), "-o", str(tmp_path / "out"), "--ray",
-                             "--actors", "2", "--engine", "onnx", "-q"], capture_output=True, text=True, env=environment, timeout=120)
+    environment = {
+        "PYTHONPATH": f"{blocker}{os.pathsep}{SRC}",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKED_TORCH,
+            "denoise",
+            str(corpus),
+            "-o",
+            str(tmp_path / "out"),
+            "--ray",
+            "--actors",
+            "2",
+            "--engine",
+            "onnx",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
     assert "STATUS 0 TORCH False" in result.stdout, result.stderr[-3000:]
     rows = results(tmp_path / "out")
     assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"} and {row["engine"] for row in rows} == {"onnx"}

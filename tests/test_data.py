@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import SHARED, speechlike
 from hushnet.data.mixing import MixingConfig, MixtureDataset, direct_path_aligned, random_crop, scale_noise_to_snr
 from hushnet.data.pairs import PairDataset, folder_pairs, split_pairs, valentini_pairs
-from hushnet.data.sources import NoiseClip, noise_clips, speech_utterances, impulse_responses
+from hushnet.data.sources import NoiseClip, impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import noise_split, select, speaker_split
 from hushnet.data.testset import build_test_set
+
+from helpers import SHARED, speechlike
 
 
 def snr_of(speech: np.ndarray, noise: np.ndarray) -> float:
@@ -94,8 +95,10 @@ def test_shared_data_splits_are_disjoint_and_sized():
 
 
 def _valentini_fixture(root, rate=48000):
-    for clean_name, noisy_name, speakers in (("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav", ("p226", "p286", "p287")),
-                                              ("clean_testset_wav", "noisy_testset_wav", ("p232",))):
+    for clean_name, noisy_name, speakers in (
+        ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav", ("p226", "p286", "p287")),
+        ("clean_testset_wav", "noisy_testset_wav", ("p232",)),
+    ):
         for speaker in speakers:
             for k in (1, 2):
                 clean = speechlike(0.5 + 0.1 * k, rate, seed=k)[0]
@@ -109,7 +112,14 @@ def _valentini_fixture(root, rate=48000):
 def test_valentini_layout_pairs_split_and_resamples(tmp_path):
     root = _valentini_fixture(tmp_path)
     pairs = valentini_pairs(root, "train")
-    assert [p[0].name for p in pairs] == ["p226_001.wav", "p226_002.wav", "p286_001.wav", "p286_002.wav", "p287_001.wav", "p287_002.wav"]
+    assert [p[0].name for p in pairs] == [
+        "p226_001.wav",
+        "p226_002.wav",
+        "p286_001.wav",
+        "p286_002.wav",
+        "p287_001.wav",
+        "p287_002.wav",
+    ]
     assert all(c.parent.name.startswith("clean") and n.parent.name.startswith("noisy") for c, n in pairs)
     training, validation = split_pairs(pairs, ("p286", "p287"))
     assert len(training) == 2 and len(validation) == 4
@@ -165,17 +175,33 @@ def _with_test_split(corpus, tmp_path):
 
 def _band_energy_above(signal: np.ndarray, hz: float, rate: int = 16000) -> float:
     spectrum = np.abs(np.fft.rfft(signal)) ** 2
-    return float(spectrum[int(hz / (rate / 2) * spectrum.size):].sum() / max(spectrum.sum(), 1e-20))
+    return float(spectrum[int(hz / (rate / 2) * spectrum.size) :].sum() / max(spectrum.sum(), 1e-20))
 
 
 def test_easy_items_are_valentini_like_and_the_rest_degraded(tiny_corpus):
     speech = speech_utterances(tiny_corpus / "speech")
     noise = noise_clips(tiny_corpus / "noise")
     rooms = impulse_responses(tiny_corpus / "rir")
-    config = MixingConfig(segment_seconds=0.5, reverb_probability=1.0, babble_probability=0.0, easy_every=4, easy_snr_db=(5.0, 10.0),
-                          bandlimit_probability=1.0, bandlimit_hz=(3400.0, 3400.0), hiss_probability=1.0, hiss_snr_db=(20.0, 20.0))
+    config = MixingConfig(
+        segment_seconds=0.5,
+        reverb_probability=1.0,
+        babble_probability=0.0,
+        easy_every=4,
+        easy_snr_db=(5.0, 10.0),
+        bandlimit_probability=1.0,
+        bandlimit_hz=(3400.0, 3400.0),
+        hiss_probability=1.0,
+        hiss_snr_db=(20.0, 20.0),
+    )
     dataset = MixtureDataset(speech, noise, rooms, config, seed=3, length=100)
-    plain = MixtureDataset(speech, noise, rooms, MixingConfig(segment_seconds=0.5, reverb_probability=1.0, babble_probability=0.0), seed=3, length=100)
+    plain = MixtureDataset(
+        speech,
+        noise,
+        rooms,
+        MixingConfig(segment_seconds=0.5, reverb_probability=1.0, babble_probability=0.0),
+        seed=3,
+        length=100,
+    )
     for index in range(12):
         item = dataset[index]
         if index % 4 == 0:  # Valentini-like: dry target, SNR in the easy range, full band

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import speechlike, tiny_can
 from hushnet.audio import AudioError
 from hushnet.denoiser import Denoiser
 from hushnet.staging import clean_stale_staging
+
+from helpers import speechlike, tiny_can
 
 
 @pytest.mark.parametrize("gain_db", [-40.0, -12.0, 6.0])
@@ -199,8 +200,12 @@ def test_kill_9_leaves_no_staging_files(tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    process = subprocess.Popen([sys.executable, "-c", STAGE_SCRIPT, str(path), str(Path(__file__).parent)], env=env,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", STAGE_SCRIPT, str(path), str(Path(__file__).parent)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout.readline().strip() == "staged"
         os.kill(process.pid, signal.SIGKILL)
@@ -266,7 +271,9 @@ def test_stream_at_another_rate_matches_denoise():
 def test_stream_latency_of_the_shipped_models():
     """What the README documents: chunks lag by a chunk plus the receptive radius (at most 1.5 s);
     segments by 1.5 segments."""
-    assert Denoiser.from_pretrained("authors-dfl", engine="onnx").stream().latency == pytest.approx((64000 + 48000 - 24000) / 16000)
+    assert Denoiser.from_pretrained("authors-dfl", engine="onnx").stream().latency == pytest.approx(
+        (64000 + 48000 - 24000) / 16000
+    )
     for engine in ("onnx", "torch"):
         dfl = Denoiser.from_pretrained("hushnet-dfl", engine=engine, level_db="off")
         assert dfl.stream().latency == pytest.approx((12288 + 8192) / 16000) and dfl.stream().latency <= 1.5
@@ -298,9 +305,13 @@ def test_denoise_file_checks_its_output_folder_before_any_work(tmp_path):
     blocker.write_text("x")
     calls = []
     with pytest.raises(AudioError, match=f"cannot write to {blocker / 'sub'}"):
-        Denoiser(tiny_can()).denoise_file(source, blocker / "sub" / "out.wav", progress=calls.append, on_start=calls.append)
+        Denoiser(tiny_can()).denoise_file(
+            source, blocker / "sub" / "out.wav", progress=calls.append, on_start=calls.append
+        )
     assert calls == []  # refused before reading or denoising anything
-    result = Denoiser(tiny_can()).denoise_file(source, tmp_path / "new" / "deeper" / "out.wav")  # a missing folder is made
+    result = Denoiser(tiny_can()).denoise_file(
+        source, tmp_path / "new" / "deeper" / "out.wav"
+    )  # a missing folder is made
     assert sf.info(str(result.output)).frames == 32000
 
 

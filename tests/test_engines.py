@@ -10,14 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from helpers import DEV, speechlike, tiny_can
 from hushnet.denoiser import Denoiser
 from hushnet.inference import engines
 from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine, resolve_precision
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
-from hushnet.model_dir import save_model
-from hushnet.model_dir import ONNX_FILE, ModelError
+from hushnet.model_dir import ONNX_FILE, ModelError, save_model
+
+from helpers import DEV, speechlike, tiny_can
 
 openvino = pytest.importorskip("openvino")
 from hushnet.inference.engines import OpenVinoEngine  # noqa: E402
@@ -64,7 +64,9 @@ def test_padded_fixed_shape_input_gives_the_unpadded_output(batch_onnx, length, 
     got = engine(x)
     assert got.shape == x.shape and np.abs(got - reference(x)).max() < 1e-5
     assert set(engine.compile_seconds) == {fixed_length(length)}
-    if length > 100 and fixed_length(length) > length:  # zero padding alone is not the network's own zero padding at the end
+    if (
+        length > 100 and fixed_length(length) > length
+    ):  # zero padding alone is not the network's own zero padding at the end
         padded = np.pad(x, ((0, 0), (0, fixed_length(length) - length)))
         assert np.abs(reference(padded)[:, :length] - reference(x)).max() > 1e-3
 
@@ -176,7 +178,9 @@ def test_auto_engine_falls_back_to_onnxruntime_with_one_line_when_openvino_fails
     engine = load_engine(model_dir)
     lines = capsys.readouterr().err.strip().splitlines()
     assert isinstance(engine, OnnxEngine) and engine.precision == "float32"
-    assert lines == ["hushnet: OpenVINO failed to load (libopenvino.so: cannot open shared object file); using onnxruntime"]
+    assert lines == [
+        "hushnet: OpenVINO failed to load (libopenvino.so: cannot open shared object file); using onnxruntime"
+    ]
     with pytest.raises(ModelError, match="OpenVINO cannot run"):
         load_engine(model_dir, engine="openvino")
 

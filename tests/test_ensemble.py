@@ -9,13 +9,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from helpers import speechlike, tiny_can
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
 from hushnet.ensemble import build_ensemble, check_weights, load_ensemble, plan_config, save_ensemble
 from hushnet.inference.engines import TorchEngine
-from hushnet.model_dir import load_model, save_model
-from hushnet.model_dir import ModelError
+from hushnet.model_dir import ModelError, load_model, save_model
+
+from helpers import speechlike, tiny_can
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -73,7 +73,9 @@ def test_onnx_file_is_one_graph_with_both_branches_and_one_weighted_sum(ensemble
     assert not any(node.op_type in ("Loop", "If", "Scan") for node in graph.node)  # no subgraphs
     convs = [node for node in graph.node if node.op_type == "Conv"]
     assert len(convs) == 2 * (4 + 2 + 1)  # two tiny CANs: 6 normalised layers and the output conv each
-    assert sum(node.op_type == "ReduceSum" or node.op_type == "ReduceMean" for node in graph.node) > 0  # the per-input branch's statistics
+    assert (
+        sum(node.op_type == "ReduceSum" or node.op_type == "ReduceMean" for node in graph.node) > 0
+    )  # the per-input branch's statistics
     final = next(node for node in graph.node if graph.output[0].name in node.output)
     assert final.op_type == "Add"
 
@@ -81,7 +83,10 @@ def test_onnx_file_is_one_graph_with_both_branches_and_one_weighted_sum(ensemble
 def test_directory_round_trip_keeps_members_weights_and_card(members, ensemble_dir):
     config = json.loads((ensemble_dir / "config.json").read_text())
     assert config["kind"] == "can-ensemble"
-    assert [m["model"] for m in config["members"]] == members and [m["weight"] for m in config["members"]] == [0.75, 0.25]
+    assert [m["model"] for m in config["members"]] == members and [m["weight"] for m in config["members"]] == [
+        0.75,
+        0.25,
+    ]
     card = (ensemble_dir / "README.md").read_text()
     assert "0.75" in card and "0.25" in card and members[0] in card
     ensemble = load_ensemble(ensemble_dir)
@@ -105,7 +110,10 @@ def test_plan_is_per_input_with_one_level_when_any_member_is_per_input(members):
 
 def test_denoiser_and_cli_run_an_ensemble_with_both_engines(members, ensemble_dir, tmp_path):
     x = speechlike(0.9, channels=1, seed=4)[0]
-    results = {engine: Denoiser.from_pretrained(str(ensemble_dir), engine=engine).denoise(x, 16000) for engine in ("torch", "onnx")}
+    results = {
+        engine: Denoiser.from_pretrained(str(ensemble_dir), engine=engine).denoise(x, 16000)
+        for engine in ("torch", "onnx")
+    }
     assert np.abs(results["torch"] - results["onnx"]).max() < 1e-5
     torch_denoiser = Denoiser.from_pretrained(str(ensemble_dir), engine="torch")
     assert torch_denoiser.scheme.kind == "segments" and torch_denoiser.level_db == -23.0
@@ -113,24 +121,45 @@ def test_denoiser_and_cli_run_an_ensemble_with_both_engines(members, ensemble_di
     plan = {"level_db": -23.0}
     single = [Denoiser(TorchEngine(load_model(m)), **plan) for m in members]
     for denoiser in single:
-        denoiser.config, denoiser.scheme = torch_denoiser.config, torch_denoiser.scheme  # the ensemble's plan: segments of 0.25 s
+        denoiser.config, denoiser.scheme = (
+            torch_denoiser.config,
+            torch_denoiser.scheme,
+        )  # the ensemble's plan: segments of 0.25 s
     expected = 0.75 * single[0].denoise(x, 16000) + 0.25 * single[1].denoise(x, 16000)
     assert np.abs(results["torch"] - expected).max() < 1e-5
     noisy = tmp_path / "noisy.wav"
     sf.write(noisy, x, 16000, subtype="FLOAT")
-    assert main(["denoise", str(noisy), "--model", str(ensemble_dir), "--engine", "onnx", "-o", str(tmp_path / "out.wav"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(noisy),
+                "--model",
+                str(ensemble_dir),
+                "--engine",
+                "onnx",
+                "-o",
+                str(tmp_path / "out.wav"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     written, _ = sf.read(tmp_path / "out.wav", dtype="float32")
     assert np.abs(written - results["onnx"]).max() < 1e-5
 
 
-@pytest.mark.parametrize("weights, message", [
-    ([0.5, -0.5], "positive"),
-    ([0.0, 1.0], "positive"),
-    ([0.6, 0.6], "sum to 1"),
-    ([1.0], "one weight per member"),
-    ([0.2, 0.3, 0.5], "one weight per member"),
-    ([float("nan"), 0.5], "positive"),
-])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([0.5, -0.5], "positive"),
+        ([0.0, 1.0], "positive"),
+        ([0.6, 0.6], "sum to 1"),
+        ([1.0], "one weight per member"),
+        ([0.2, 0.3, 0.5], "one weight per member"),
+        ([float("nan"), 0.5], "positive"),
+    ],
+)
 def test_bad_weights_are_refused_in_one_line(weights, message, members, tmp_path, capsys):
     with pytest.raises(ModelError, match=message):
         check_weights(weights, 2)
@@ -169,9 +198,25 @@ def test_the_light_runtime_runs_an_ensemble_without_torch(ensemble_dir, tmp_path
     x = speechlike(0.6, seed=5)[0]
     sf.write(tmp_path / "noisy.wav", x, 16000, subtype="FLOAT")
     source = Path(__file__).resolve().parents[1] / "src"
-    result = subprocess.run([sys.executable, "-c", LIGHT_RUNTIME, "denoise", str(tmp_path / "noisy.wav"), "--model", str(ensemble_dir),
-                             "-o", str(tmp_path / "out.wav"), "--float", "-q"],
-                            capture_output=True, text=True, env={"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin"}, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LIGHT_RUNTIME,
+            "denoise",
+            str(tmp_path / "noisy.wav"),
+            "--model",
+            str(ensemble_dir),
+            "-o",
+            str(tmp_path / "out.wav"),
+            "--float",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert "STATUS 0" in result.stdout, result.stderr
     expected = Denoiser.from_pretrained(str(ensemble_dir), engine="torch").denoise(x, 16000)
     assert np.abs(sf.read(tmp_path / "out.wav", dtype="float32")[0] - expected).max() < 1e-5

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import needs_shared, SHARED
 from hushnet.data.sources import impulse_responses, noise_clips, speech_utterances
 from hushnet.data.splits import split_of
+
+from helpers import SHARED, needs_shared
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = SHARED / "data"

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import speechlike, tiny_can
 from hushnet.denoiser import Denoiser
 from hushnet.inference.engines import OnnxEngine, TorchEngine
 from hushnet.inference.networks import FoldedCAN, PerInputCAN, export_onnx
 from hushnet.inference.plan import Enhancer, Scheme, crossfade_ramp, junction
+
+from helpers import speechlike, tiny_can
 
 
 def whole(model, x: np.ndarray) -> np.ndarray:
@@ -77,7 +78,9 @@ def test_chunks_with_too_little_context_differ():
     model = tiny_can("batch")
     x = speechlike(0.2)
     scheme = Scheme("chunks", 100, context=model.config.receptive_radius - 1)
-    assert np.abs(run_all(Enhancer(TorchEngine(model), scheme, 1), x, 1000) - whole(model, x)).max() > 1e-5  # the tolerance above
+    assert (
+        np.abs(run_all(Enhancer(TorchEngine(model), scheme, 1), x, 1000) - whole(model, x)).max() > 1e-5
+    )  # the tolerance above
 
 
 @pytest.mark.parametrize("seconds", [0.1, 0.25])
@@ -108,7 +111,10 @@ def test_long_input_is_crossfaded_segments_each_with_its_own_statistics():
         if j + 1 < len(starts):
             left, right = junction(starts[j + 1], a + scheme.length, scheme.overlap)
             expected[position:left] = outputs[j][position - a : left - a]
-            expected[left:right] = outputs[j][left - a : right - a] * ramp[::-1] + outputs[j + 1][left - starts[j + 1] : right - starts[j + 1]] * ramp
+            expected[left:right] = (
+                outputs[j][left - a : right - a] * ramp[::-1]
+                + outputs[j + 1][left - starts[j + 1] : right - starts[j + 1]] * ramp
+            )
             position = right
         else:
             expected[position:] = outputs[j][position - a :]
@@ -170,15 +176,19 @@ def test_onnx_export_matches_torch_for_both_modes(onnx_dir):
             assert np.abs(engine(x) - whole(model, x)).max() < 1e-5, (norm, length)
 
 
-@pytest.mark.parametrize("options", [
-    {"norm": "batch"},
-    {"norm": "batch", "input_rms_db": -23.0},
-    {"norm": "batch", "input_rms_db": -23.0, "level_scope": "segment"},
-    {"norm": "per-input"},
-    {"norm": "per-input", "segment_seconds": 0.25},
-    {"norm": "per-input", "segment_seconds": 0.25, "level_db": -23.0, "level_scope": "segment"},
-    {"norm": "per-input", "segment_seconds": 0.25, "level_db": -30.0, "dry": 0.2},
-], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"norm": "batch"},
+        {"norm": "batch", "input_rms_db": -23.0},
+        {"norm": "batch", "input_rms_db": -23.0, "level_scope": "segment"},
+        {"norm": "per-input"},
+        {"norm": "per-input", "segment_seconds": 0.25},
+        {"norm": "per-input", "segment_seconds": 0.25, "level_db": -23.0, "level_scope": "segment"},
+        {"norm": "per-input", "segment_seconds": 0.25, "level_db": -30.0, "dry": 0.2},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
 def test_onnx_and_torch_engines_agree_for_every_mode(options, onnx_dir):
     options = dict(options)
     model = tiny_can(options.pop("norm"), input_rms_db=options.pop("input_rms_db", None))
@@ -193,8 +203,7 @@ def test_onnx_and_torch_engines_agree_for_every_mode(options, onnx_dir):
 
 @pytest.mark.parametrize("model_name", ["authors-dfl", "hushnet-dfl"])
 def test_shipped_model_onnx_matches_its_safetensors_weights(model_name):
-    from hushnet.model_dir import load_model
-    from hushnet.model_dir import ONNX_FILE, resolve_model_dir
+    from hushnet.model_dir import ONNX_FILE, load_model, resolve_model_dir
 
     model = load_model(model_name)
     engine = OnnxEngine(resolve_model_dir(model_name) / ONNX_FILE, model.config)
@@ -216,5 +225,7 @@ def test_bf16_precision_runs_the_torch_engine_under_autocast_close_to_float32():
     assert 0 < difference < 0.02 * np.abs(full).max()  # bfloat16 arithmetic: changed, and close
     with pytest.raises(ModelError, match="runs this model in float32 only"):
         load_engine(None, engine="onnx", precision="bf16")
-    chosen = load_engine(None, precision="bf16")  # auto picks an engine that has bf16 (OpenVINO where it can, else torch)
+    chosen = load_engine(
+        None, precision="bf16"
+    )  # auto picks an engine that has bf16 (OpenVINO where it can, else torch)
     assert chosen.name in ("openvino", "torch") and chosen.precision == "bf16"

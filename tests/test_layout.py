@@ -7,15 +7,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from helpers import SHARED, tiny_can, tiny_lossnet
 from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.model_dir import load_model
 from hushnet.training import fastpath
 
+from helpers import SHARED, tiny_can, tiny_lossnet
+
 REAL = SHARED / "data" / "real_noisy_dev"
 PAIRS = SHARED / "data" / "valentini_test_dev"
-needs_real = pytest.mark.skipif(not (REAL / "manifest.csv").is_file() or not (PAIRS / "manifest.csv").is_file(),
-                                reason="shared real recordings not present")
+needs_real = pytest.mark.skipif(
+    not (REAL / "manifest.csv").is_file() or not (PAIRS / "manifest.csv").is_file(),
+    reason="shared real recordings not present",
+)
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -46,7 +49,9 @@ def test_channels_last_float32_equals_the_conv1d_path(norm):
 
 
 def test_loss_network_features_are_the_same_in_both_layouts():
-    expected, got = in_both_layouts(tiny_lossnet(), 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(1)))
+    expected, got = in_both_layouts(
+        tiny_lossnet(), 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
+    )
     assert [f.shape for f in got] == [f.shape for f in expected]
     for a, b in zip(got, expected):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
@@ -76,8 +81,12 @@ def test_bf16_gradients_of_one_training_step_point_where_float32_ones_do():
     loss = TrainingLoss(LossConfig(calibration_steps=0), load_model("authors-lossnet", kind="lossnet"))
     names = sorted(p.stem for p in (PAIRS / "clean").glob("*.flac"))[:4]
     frames = int(2.0 * 16000)
-    clean, noisy = (torch.stack([torch.from_numpy(sf.read(PAIRS / side / f"{n}.flac", dtype="float32", frames=frames)[0]) for n in names])
-                    for side in ("clean", "noisy"))
+    clean, noisy = (
+        torch.stack(
+            [torch.from_numpy(sf.read(PAIRS / side / f"{n}.flac", dtype="float32", frames=frames)[0]) for n in names]
+        )
+        for side in ("clean", "noisy")
+    )
 
     def gradients(precision: str) -> dict[str, torch.Tensor]:
         model.zero_grad(set_to_none=True)
@@ -88,7 +97,10 @@ def test_bf16_gradients_of_one_training_step_point_where_float32_ones_do():
 
     exact, fast = gradients("float32"), gradients("bf16")
     assert exact.keys() == fast.keys()
-    cosines = {name: float(torch.nn.functional.cosine_similarity(exact[name].double(), fast[name].double(), dim=0)) for name in exact}
+    cosines = {
+        name: float(torch.nn.functional.cosine_similarity(exact[name].double(), fast[name].double(), dim=0))
+        for name in exact
+    }
     assert all(exact[name].abs().max() > 0 for name in exact)
     # The 1x1 output conv and the last layer's shift see the last activations, whose bf16 rounding
     # errors do not average out in their gradient (a sum over time of activations riding on a large

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import tiny_lossnet
 from hushnet.loss import FeatureLoss, LossConfig, TrainingLoss
+
+from helpers import tiny_lossnet
 
 
 def signals(seed: int = 0, batch: int = 2, samples: int = 3000):
@@ -53,7 +54,9 @@ def test_calibration_sets_weights_to_inverse_mean_distances():
     expected = 1.0 / torch.stack(seen).mean(dim=0)
     assert torch.allclose(loss.weights.double(), expected, rtol=1e-6)
     # After calibration every layer contributes exactly 1 on average over the calibration data.
-    weighted = torch.stack([loss.weights.double() * loss(*reversed(signals(seed=step)))[1].detach().double() for step in range(3)])
+    weighted = torch.stack(
+        [loss.weights.double() * loss(*reversed(signals(seed=step)))[1].detach().double() for step in range(3)]
+    )
     assert torch.allclose(weighted.mean(dim=0), torch.ones(3, dtype=torch.float64), rtol=1e-5)
     assert not loss.record(torch.ones(3))  # nothing more is recorded
     assert "weights" in loss.state_dict() and "distance_sums" in loss.state_dict()
@@ -75,7 +78,9 @@ def test_training_loss_combines_terms_with_weights():
     assert float(total_l1) == pytest.approx(float((noisy - clean).abs().mean()))
     assert float(l2(noisy, clean)[0]) == pytest.approx(float(((noisy - clean) ** 2).mean()))
     total, terms = both(noisy, clean)
-    assert float(total) == pytest.approx(2 * float(terms["feature"]) + 0.5 * float(terms["l1"]) + 3 * float(terms["l2"]), rel=1e-6)
+    assert float(total) == pytest.approx(
+        2 * float(terms["feature"]) + 0.5 * float(terms["l1"]) + 3 * float(terms["l2"]), rel=1e-6
+    )
     assert set(terms_l1) == {"l1"}
     with pytest.raises(ValueError, match="needs a loss network"):
         TrainingLoss(LossConfig(feature=1.0))

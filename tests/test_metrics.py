@@ -6,7 +6,7 @@ import soundfile as sf
 
 from hushnet.metrics import align, composite, estimate_delay, paired_bootstrap, score, segmental_snr, si_sdr, snr
 
-from helpers import DEV, needs_shared, REFERENCE, require_shared, speechlike
+from helpers import DEV, REFERENCE, needs_shared, require_shared, speechlike
 
 
 def clean_speech():
@@ -132,6 +132,8 @@ def test_paired_bootstrap_is_reproducible_and_drops_nan_pairs():
     assert first == second
     with_nan = paired_bootstrap(np.append(candidate, np.nan), np.append(reference, 2.0), seed=7)
     assert with_nan == first  # the NaN file is left out of both
-    assert paired_bootstrap([2.1, 2.3, 2.0], [2.0, 2.2, 1.9]).low == pytest.approx(0.1)  # a constant shift: a point interval
+    assert paired_bootstrap([2.1, 2.3, 2.0], [2.0, 2.2, 1.9]).low == pytest.approx(
+        0.1
+    )  # a constant shift: a point interval
     with pytest.raises(ValueError, match="one length"):
         paired_bootstrap([1.0, 2.0], [1.0, 2.0, 3.0])

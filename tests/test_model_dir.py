@@ -41,7 +41,14 @@ def config_with_a_word_for_a_number(directory):
     (directory / "config.json").write_text(json.dumps(config))
 
 
-BAD_MODELS = [corrupt_weights, truncated_weights, config_is_a_list, config_without_config, config_not_utf8, config_with_a_word_for_a_number]
+BAD_MODELS = [
+    corrupt_weights,
+    truncated_weights,
+    config_is_a_list,
+    config_without_config,
+    config_not_utf8,
+    config_with_a_word_for_a_number,
+]
 
 
 @pytest.fixture
@@ -54,9 +61,21 @@ def bad_model(request, tmp_path, tiny_model_dir):
 
 def command_line(command, model, tmp_path, write_wav):
     source = write_wav("in.wav", speechlike(0.3))
-    return {"denoise": ["denoise", str(source), "-o", str(tmp_path / "out.wav"), "--model", str(model), "--engine", "torch", "-q"],
-            "export-onnx": ["export-onnx", str(model), "-o", str(tmp_path / "out.onnx")],
-            "serve": ["serve", "--model", str(model)]}[command]
+    return {
+        "denoise": [
+            "denoise",
+            str(source),
+            "-o",
+            str(tmp_path / "out.wav"),
+            "--model",
+            str(model),
+            "--engine",
+            "torch",
+            "-q",
+        ],
+        "export-onnx": ["export-onnx", str(model), "-o", str(tmp_path / "out.onnx")],
+        "serve": ["serve", "--model", str(model)],
+    }[command]
 
 
 @pytest.mark.parametrize("bad_model", BAD_MODELS, indirect=True, ids=[f.__name__ for f in BAD_MODELS])
@@ -64,7 +83,11 @@ def command_line(command, model, tmp_path, write_wav):
 def test_a_bad_model_directory_is_one_line_in_every_command(command, bad_model, tmp_path, write_wav, capsys):
     status = main(command_line(command, bad_model, tmp_path, write_wav))
     err = capsys.readouterr().err
-    assert status == 2 and err.startswith(f"error: cannot load model from {bad_model}: ") and len(err.strip().splitlines()) == 1, err
+    assert (
+        status == 2
+        and err.startswith(f"error: cannot load model from {bad_model}: ")
+        and len(err.strip().splitlines()) == 1
+    ), err
     assert not (tmp_path / "out.wav").exists() and not (tmp_path / "out.onnx").exists()
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import DEV, needs_shared, speechlike, tiny_can
-from hushnet.model_dir import save_model
 from hushnet.cli import main
 from hushnet.denoiser import Denoiser
 from hushnet.inference.engines import installed
-from hushnet.model_dir import ONNX_FILE
+from hushnet.model_dir import ONNX_FILE, save_model
+
+from helpers import DEV, needs_shared, speechlike, tiny_can
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -40,7 +40,13 @@ def test_export_onnx_writes_one_self_contained_file(exported_dir, capsys):
 
     proto = onnx.load(str(exported_dir / ONNX_FILE))
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
-    assert {n.op_type for n in proto.graph.node} <= {"Conv", "LeakyRelu", "Unsqueeze", "Squeeze", "Constant"}  # folded: no normalisation ops
+    assert {n.op_type for n in proto.graph.node} <= {
+        "Conv",
+        "LeakyRelu",
+        "Unsqueeze",
+        "Squeeze",
+        "Constant",
+    }  # folded: no normalisation ops
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "samples"]
 
@@ -58,15 +64,36 @@ def test_denoise_command_gives_the_same_output_with_both_engines(exported_dir, t
     engines = ("onnx", "torch") + (("openvino",) if installed("openvino") else ())
     for engine in engines:
         target = tmp_path / f"{engine}.wav"
-        status, _, err = run(["denoise", str(source), "-o", str(target), "--model", str(exported_dir), "--engine", engine,
-                              "--precision", "float32", "--float", "-q", *extra], capsys)
+        status, _, err = run(
+            [
+                "denoise",
+                str(source),
+                "-o",
+                str(target),
+                "--model",
+                str(exported_dir),
+                "--engine",
+                engine,
+                "--precision",
+                "float32",
+                "--float",
+                "-q",
+                *extra,
+            ],
+            capsys,
+        )
         assert status == 0, err
         outputs[engine], _ = sf.read(target, dtype="float32")
     for engine in engines[1:]:
         assert np.abs(outputs["onnx"] - outputs[engine]).max() < 1e-5, engine
-    denoiser = Denoiser.from_pretrained(exported_dir, engine="torch", precision="float32", dry=float(extra[1]) if extra[:1] == ["--dry"] else None,
-                                        level_db=float(extra[1]) if extra[:1] == ["--level-db"] else None,
-                                        level_scope=extra[3] if len(extra) > 3 else "recording")
+    denoiser = Denoiser.from_pretrained(
+        exported_dir,
+        engine="torch",
+        precision="float32",
+        dry=float(extra[1]) if extra[:1] == ["--dry"] else None,
+        level_db=float(extra[1]) if extra[:1] == ["--level-db"] else None,
+        level_scope=extra[3] if len(extra) > 3 else "recording",
+    )
     assert np.abs(outputs["torch"] - denoiser.denoise(speechlike(1.2, rate=22050, channels=2), 22050).T).max() < 1e-5
 
 
@@ -114,15 +141,22 @@ print("STATUS", status, "TORCH", "torch" in sys.modules, "SAFETENSORS", "safeten
 
 
 def run_python(script: str, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", script, *arguments],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
 
 
 @needs_shared
 def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
     """The shipped default model through the command, with torch installed but never imported."""
     source = DEV / "noisy" / "p226_001.flac"
-    result = run_python(NO_TORCH_IMPORT, "denoise", str(source), "-o", str(tmp_path / "out.flac"), "--engine", "onnx", "-q")
+    result = run_python(
+        NO_TORCH_IMPORT, "denoise", str(source), "-o", str(tmp_path / "out.flac"), "--engine", "onnx", "-q"
+    )
     assert "STATUS 0 TORCH False SAFETENSORS False" in result.stdout, result.stderr
     assert (tmp_path / "out.flac").is_file()
 
@@ -131,7 +165,9 @@ def test_denoise_with_the_onnx_engine_imports_no_torch(tmp_path):
 @pytest.mark.skipif(not installed("openvino"), reason="OpenVINO is not installed")
 def test_denoise_with_the_openvino_engine_imports_no_torch_and_says_what_ran(tmp_path):
     source = DEV / "noisy" / "p226_001.flac"
-    result = run_python(NO_TORCH_IMPORT, "denoise", str(source), "-o", str(tmp_path / "out.flac"), "--engine", "openvino", "-v", "-q")
+    result = run_python(
+        NO_TORCH_IMPORT, "denoise", str(source), "-o", str(tmp_path / "out.flac"), "--engine", "openvino", "-v", "-q"
+    )
     assert "STATUS 0 TORCH False SAFETENSORS False" in result.stdout, result.stderr
     said = [line for line in result.stderr.splitlines() if line.startswith("engine: ")]
     assert len(said) == 1 and said[0].startswith("engine: openvino ") and "compiled [1, " in said[0]
@@ -140,21 +176,31 @@ def test_denoise_with_the_openvino_engine_imports_no_torch_and_says_what_ran(tmp
 def test_precision_bf16_with_onnxruntime_is_a_one_line_error(exported_dir, tmp_path, capsys):
     source = tmp_path / "in.wav"
     sf.write(source, speechlike(0.3)[0], 16000)
-    status, _, err = run(["denoise", str(source), "--model", str(exported_dir), "--engine", "onnx", "--precision", "bf16"], capsys)
-    assert status == 2 and err.strip().splitlines() == ["error: onnxruntime runs this model in float32 only: use --engine openvino or torch for bf16"]
+    status, _, err = run(
+        ["denoise", str(source), "--model", str(exported_dir), "--engine", "onnx", "--precision", "bf16"], capsys
+    )
+    assert status == 2 and err.strip().splitlines() == [
+        "error: onnxruntime runs this model in float32 only: use --engine openvino or torch for bf16"
+    ]
 
 
 @needs_shared
 def test_the_light_runtime_works_with_torch_and_safetensors_missing(tmp_path):
     source = DEV / "noisy" / "p226_001.flac"
-    result = run_python(NO_TORCH, "denoise", str(source), "-o", str(tmp_path / "out.wav"), "--float", "--model", "authors-dfl", "-q")
+    result = run_python(
+        NO_TORCH, "denoise", str(source), "-o", str(tmp_path / "out.wav"), "--float", "--model", "authors-dfl", "-q"
+    )
     assert "STATUS 0 LOADED []" in result.stdout, result.stderr
     y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
-    reference = np.load(Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "expected" / "p226_001.npy")
+    reference = np.load(
+        Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "expected" / "p226_001.npy"
+    )
     assert np.abs(y - reference).max() < 1e-4  # the light install matches the authors' output (and torch's) to 1e-4
 
 
-@pytest.mark.parametrize("command", [["train", "-o", "x"], ["evaluate", "--clean", "a", "--noisy", "b"], ["train-lossnet"]])
+@pytest.mark.parametrize(
+    "command", [["train", "-o", "x"], ["evaluate", "--clean", "a", "--noisy", "b"], ["train-lossnet"]]
+)
 def test_training_commands_without_torch_name_the_extra(command, tmp_path):
     result = run_python(NO_TORCH, *command)
     assert "STATUS 2" in result.stdout
@@ -178,7 +224,9 @@ def test_export_onnx_never_overwrites_a_model_file(name, tmp_path, capsys):
     directory = tmp_path / "tiny"
     save_model(tiny_can(), directory, "# tiny\n")
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
-    status, _, err = run(["export-onnx", str(directory), "-o", str(directory / name) if name else str(directory)], capsys)
+    status, _, err = run(
+        ["export-onnx", str(directory), "-o", str(directory / name) if name else str(directory)], capsys
+    )
     assert status == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
 
@@ -193,12 +241,18 @@ def test_export_onnx_refuses_a_name_without_onnx_suffix_and_a_missing_folder(tmp
 def test_export_onnx_that_cannot_be_written_names_the_output_not_a_temporary(tmp_path, tiny_model_dir):
     # A file-size limit makes the write fail as a full disk does (EFBIG instead of ENOSPC).
     target = tmp_path / "m.onnx"
-    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); from hushnet.cli import main; "
-              f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, '-o', {str(target)!r}]))")
+    script = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); from hushnet.cli import main; "
+        f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, '-o', {str(target)!r}]))"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith(f"error: cannot write {target}") and ".tmp" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.stderr.startswith(f"error: cannot write {target}")
+        and ".tmp" not in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -211,7 +265,12 @@ def test_the_onnx_engine_leaves_nothing_in_the_temp_folder(tmp_path):
     source = tmp_path / "in.wav"
     sf.write(source, speechlike(0.5)[0], 16000)
     env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
-    done = subprocess.run([sys.executable, "-m", "hushnet.cli", "denoise", str(source), "--engine", "onnx", "-q"], capture_output=True, text=True,
-                          env={**env, "PYTHONPATH": str(SRC), "TMPDIR": str(scratch)}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "--engine", "onnx", "-q"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(SRC), "TMPDIR": str(scratch)},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "in_denoised.wav").is_file() and list(scratch.iterdir()) == []

@@ -54,10 +54,13 @@ def make_chime_home(root):
         kind = index % 3
         votes = ("m", "cb", "po")[kind]
         (root / "chunks" / f"{chunk}.csv").write_text(
-            f"chunkname,{chunk}\nannotation_a1,{votes}\nannotation_a2,{votes}S\nannotation_a3,{votes}\nmajorityvote,{votes}\n")
+            f"chunkname,{chunk}\nannotation_a1,{votes}\nannotation_a2,{votes}S\nannotation_a3,{votes}\nmajorityvote,{votes}\n"
+        )
         sf.write(root / "chunks" / f"{chunk}.16kHz.wav", tone(kind, 4.0, seed=index), 16000)
         folds.append(f"{index},{chunk},{index % 4}")
-    (root / "development_chunks_refined.csv").write_text("\n".join(f"{i},{f.split(',')[1]}" for i, f in enumerate(folds)) + "\n")
+    (root / "development_chunks_refined.csv").write_text(
+        "\n".join(f"{i},{f.split(',')[1]}" for i, f in enumerate(folds)) + "\n"
+    )
     (root / "development_chunks_refined_crossval_dcase2016.csv").write_text("\n".join(folds) + "\n")
     return root
 
@@ -97,7 +100,13 @@ def test_our_tag_mixtures_carry_what_was_mixed_in(tiny_corpus, tmp_path):
     speech = speech_utterances(tiny_corpus / "speech")
     # The tiny corpus has no sex column: mark speakers by hand.
     speech = [u.__class__(u.path, u.speaker, "M" if u.speaker in ("spk0", "spk1", "spk2") else "F") for u in speech]
-    dataset = TagDataset(speech=speech, noises=noise_clips(tiny_corpus / "noise"), noise_classes=["hum", "hiss"], seed=1, noise_probability=0.5)
+    dataset = TagDataset(
+        speech=speech,
+        noises=noise_clips(tiny_corpus / "noise"),
+        noise_classes=["hum", "hiss"],
+        seed=1,
+        noise_probability=0.5,
+    )
     assert dataset.tag_names == ["adult male speech", "adult female speech", "hum", "hiss"]
     for index in range(20):
         audio, target = dataset.item(index, 4000)
@@ -106,7 +115,9 @@ def test_our_tag_mixtures_carry_what_was_mixed_in(tiny_corpus, tmp_path):
     assert 0.3 < np.mean([t[0] for t in silent]) < 0.7  # male speech present about half the time
 
 
-@pytest.mark.skipif(not (__import__("helpers").SHARED / "data" / "noise" / "manifest.csv").is_file(), reason="shared data not present")
+@pytest.mark.skipif(
+    not (__import__("helpers").SHARED / "data" / "noise" / "manifest.csv").is_file(), reason="shared data not present"
+)
 def test_noise_scene_task_keeps_recordings_in_one_side():
     from helpers import SHARED
 

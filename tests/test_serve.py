@@ -24,12 +24,12 @@ with warnings.catch_warnings():  # starlette's notice that its test client will 
     from fastapi.testclient import TestClient  # noqa: E402
 
 from hushnet.cli import main  # noqa: E402
+from hushnet.commands.serve import ServeConfig  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
-from hushnet.commands.serve import ServeConfig  # noqa: E402
+from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
 from helpers import DEV, needs_shared, speechlike, tiny_can  # noqa: E402
-from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
 BASE = "http://127.0.0.1:8000"
 
@@ -80,8 +80,12 @@ def test_page_and_static_files_and_docs(client):
     assert "multipart/form-data" in paths["/api/denoise"]["post"]["requestBody"]["content"]
 
 
-@pytest.mark.parametrize("rate,channels,format,subtype", [(22050, 2, "FLAC", None), (48000, 1, "WAV", "FLOAT"), (8000, 1, "OGG", None)])
-def test_denoise_keeps_format_rate_channels_length_and_equals_the_denoiser(client, tmp_path, rate, channels, format, subtype):
+@pytest.mark.parametrize(
+    "rate,channels,format,subtype", [(22050, 2, "FLAC", None), (48000, 1, "WAV", "FLOAT"), (8000, 1, "OGG", None)]
+)
+def test_denoise_keeps_format_rate_channels_length_and_equals_the_denoiser(
+    client, tmp_path, rate, channels, format, subtype
+):
     x = speechlike(0.7, rate, channels)
     suffix = {"FLAC": ".flac", "WAV": ".wav", "OGG": ".ogg"}[format]
     data = encoded(x, rate, format, subtype)
@@ -90,7 +94,13 @@ def test_denoise_keeps_format_rate_channels_length_and_equals_the_denoiser(clien
     assert f'filename="talk_denoised{suffix}"' in response.headers["content-disposition"]
     served = sf.info(io.BytesIO(response.content))
     source = sf.info(io.BytesIO(data))
-    assert (served.samplerate, served.channels, served.frames, served.format, served.subtype) == (source.samplerate, source.channels, source.frames, source.format, source.subtype)
+    assert (served.samplerate, served.channels, served.frames, served.format, served.subtype) == (
+        source.samplerate,
+        source.channels,
+        source.frames,
+        source.format,
+        source.subtype,
+    )
     (tmp_path / f"in{suffix}").write_bytes(data)
     Denoiser(tiny_can()).denoise_file(tmp_path / f"in{suffix}", tmp_path / f"out{suffix}")
     expected, _ = sf.read(tmp_path / f"out{suffix}", dtype="float32")
@@ -102,35 +112,61 @@ def test_denoise_keeps_format_rate_channels_length_and_equals_the_denoiser(clien
 def test_dry_mixes_the_input_back_linearly(client):
     x = speechlike(0.5, 16000, 2)
     data = encoded(x, subtype="FLOAT")
-    wet = sf.read(io.BytesIO(client.post("/api/denoise", files={"file": ("a.wav", data)}).content), dtype="float32", always_2d=True)[0]
-    mixed = sf.read(io.BytesIO(client.post("/api/denoise", files={"file": ("a.wav", data)}, data={"dry": "0.25"}).content), dtype="float32", always_2d=True)[0]
+    wet = sf.read(
+        io.BytesIO(client.post("/api/denoise", files={"file": ("a.wav", data)}).content),
+        dtype="float32",
+        always_2d=True,
+    )[0]
+    mixed = sf.read(
+        io.BytesIO(client.post("/api/denoise", files={"file": ("a.wav", data)}, data={"dry": "0.25"}).content),
+        dtype="float32",
+        always_2d=True,
+    )[0]
     assert np.abs(mixed - (wet + 0.25 * (x.T - wet))).max() < 1e-6
     assert not np.allclose(mixed, wet, atol=1e-4)
 
 
 def test_a_job_of_several_files_with_every_endpoint(client):
     x, y = speechlike(0.6, 44100, 2, seed=1), speechlike(0.4, 16000, 1, seed=2)
-    uploads = [("file", ("first.flac", encoded(x, 44100, "FLAC"))), ("file", ("second.wav", encoded(y))), ("file", ("second.wav", encoded(y)))]
+    uploads = [
+        ("file", ("first.flac", encoded(x, 44100, "FLAC"))),
+        ("file", ("second.wav", encoded(y))),
+        ("file", ("second.wav", encoded(y))),
+    ]
     created = client.post("/api/jobs", files=uploads, data={"dry": "0.1"})
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
     assert len(job_id) >= 22 and created.json()["dry"] == 0.1
     status = finished(client, job_id)
     assert [f["state"] for f in status["files"]] == ["done"] * 3 and all(f["progress"] == 1.0 for f in status["files"])
-    assert status["files"][0]["sample_rate"] == 44100 and status["files"][0]["channels"] == 2 and status["files"][0]["frames"] == x.shape[1]
+    assert (
+        status["files"][0]["sample_rate"] == 44100
+        and status["files"][0]["channels"] == 2
+        and status["files"][0]["frames"] == x.shape[1]
+    )
 
     assert client.get(f"/api/jobs/{job_id}/files/0/input").content == uploads[0][1][1]
     default = client.get(f"/api/jobs/{job_id}/files/1/output")  # the job's dry (0.1)
     plain = client.get(f"/api/jobs/{job_id}/files/1/output", params={"dry": 0})
     assert default.status_code == plain.status_code == 200 and default.headers["content-type"] == "audio/wav"
     a, b = (sf.read(io.BytesIO(r.content), dtype="float32")[0] for r in (default, plain))
-    assert np.abs(a - (b + 0.1 * (sf.read(io.BytesIO(uploads[1][1][1]), dtype="float32")[0] - b))).max() < 2 / 32768  # 16-bit both
+    assert (
+        np.abs(a - (b + 0.1 * (sf.read(io.BytesIO(uploads[1][1][1]), dtype="float32")[0] - b))).max() < 2 / 32768
+    )  # 16-bit both
     download = client.get(f"/api/jobs/{job_id}/files/1/output", params={"download": 1})
-    assert download.headers["content-disposition"].startswith("attachment") and "second_denoised.wav" in download.headers["content-disposition"]
-    ranged = client.get(f"/api/jobs/{job_id}/files/1/output", headers={"Range": "bytes=0-99"})  # what a player's seek asks
+    assert (
+        download.headers["content-disposition"].startswith("attachment")
+        and "second_denoised.wav" in download.headers["content-disposition"]
+    )
+    ranged = client.get(
+        f"/api/jobs/{job_id}/files/1/output", headers={"Range": "bytes=0-99"}
+    )  # what a player's seek asks
     assert ranged.status_code == 206 and len(ranged.content) == 100
 
-    spectra = {which: client.get(f"/api/jobs/{job_id}/files/0/spectrogram", params={"which": which}).json() for which in ("input", "output")}
+    spectra = {
+        which: client.get(f"/api/jobs/{job_id}/files/0/spectrogram", params={"which": which}).json()
+        for which in ("input", "output")
+    }
     for spec in spectra.values():
         values = np.frombuffer(base64.b64decode(spec["data"]), np.uint8).reshape(spec["rows"], spec["columns"])
         assert spec["rows"] == 128 and 0 < spec["columns"] <= 800 and values.std() > 5
@@ -154,7 +190,9 @@ def test_a_job_of_several_files_with_every_endpoint(client):
     assert client.get(f"/api/jobs/{job_id}/files/3/output").status_code == 404
     assert client.get(f"/api/jobs/{job_id}/files/0/output", params={"dry": 1.5}).status_code == 422
     assert client.delete(f"/api/jobs/{job_id}").json() == {"deleted": job_id}
-    assert client.get(f"/api/jobs/{job_id}").status_code == 404 and client.delete(f"/api/jobs/{job_id}").status_code == 404
+    assert (
+        client.get(f"/api/jobs/{job_id}").status_code == 404 and client.delete(f"/api/jobs/{job_id}").status_code == 404
+    )
     assert job_folder_files(client) == []
 
 
@@ -169,7 +207,9 @@ def test_the_cli_bad_inputs_get_its_one_line_message(case, client, tmp_path, wri
     assert direct.status_code == 422 and message in direct.json()["detail"], direct.text
     assert "Traceback" not in direct.text and "\n" not in direct.json()["detail"]
     # In a job, the bad file fails alone and the good one is denoised.
-    job = client.post("/api/jobs", files=[("file", (path.name, data)), ("file", ("good.wav", encoded(speechlike(0.3))))]).json()
+    job = client.post(
+        "/api/jobs", files=[("file", (path.name, data)), ("file", ("good.wav", encoded(speechlike(0.3))))]
+    ).json()
     files = finished(client, job["id"])["files"]
     assert files[0]["state"] == "failed" and message in files[0]["error"] and files[1]["state"] == "done"
     assert client.get(f"/api/jobs/{job['id']}/files/0/output").status_code == 422
@@ -180,22 +220,43 @@ def test_the_cli_bad_inputs_get_its_one_line_message(case, client, tmp_path, wri
 def wav_header(channels: int, frames: int = 10) -> bytes:
     data = b"\0\0" * channels * frames
     fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
-    return b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 def test_huge_channel_counts(client):
     refused = client.post("/api/denoise", files={"file": ("many.wav", wav_header(4096))})
     assert refused.status_code == 422 and "not a readable audio file" in refused.json()["detail"]
-    many = client.post("/api/denoise", files={"file": ("many.wav", wav_header(1024, 160))})  # libsndfile's most: still works
+    many = client.post(
+        "/api/denoise", files={"file": ("many.wav", wav_header(1024, 160))}
+    )  # libsndfile's most: still works
     assert many.status_code == 200 and sf.info(io.BytesIO(many.content)).channels == 1024
 
 
 def test_client_names_never_become_paths(client):
-    job = client.post("/api/jobs", files=[("file", ("../../../etc/passwd.wav", encoded(speechlike(0.2)))),
-                                          ("file", ("C:\\Windows\\evil.flac", encoded(speechlike(0.2), format="FLAC")))]).json()
+    job = client.post(
+        "/api/jobs",
+        files=[
+            ("file", ("../../../etc/passwd.wav", encoded(speechlike(0.2)))),
+            ("file", ("C:\\Windows\\evil.flac", encoded(speechlike(0.2), format="FLAC"))),
+        ],
+    ).json()
     assert [f["name"] for f in job["files"]] == ["passwd.wav", "evil.flac"]
     finished(client, job["id"])
-    assert [p.name for p in sorted((client.app.state.store.root / job["id"]).iterdir())] == ["0.in.wav", "0.out.wav", "1.in.flac", "1.out.flac"]
+    assert [p.name for p in sorted((client.app.state.store.root / job["id"]).iterdir())] == [
+        "0.in.wav",
+        "0.out.wav",
+        "1.in.flac",
+        "1.out.flac",
+    ]
     client.delete(f"/api/jobs/{job['id']}")
     for bad in ("..", "../etc", "a" * 22, "%2e%2e%2f"):
         assert client.get(f"/api/jobs/{bad}").status_code == 404
@@ -204,8 +265,14 @@ def test_client_names_never_become_paths(client):
 def test_malformed_requests_are_4xx(client):
     assert client.post("/api/denoise", content=b"raw bytes", headers={"content-type": "audio/wav"}).status_code == 400
     assert client.post("/api/jobs", data={"dry": "0.5"}, files={"other": ("x", b"1")}).status_code == 400
-    assert client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}, data={"dry": "loud"}).status_code == 400
-    assert client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}, data={"dry": "1.5"}).status_code == 400
+    assert (
+        client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}, data={"dry": "loud"}).status_code
+        == 400
+    )
+    assert (
+        client.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}, data={"dry": "1.5"}).status_code
+        == 400
+    )
     assert client.post("/api/denoise", files=[("file", ("a.wav", b"1")), ("file", ("b.wav", b"2"))]).status_code == 400
     assert job_folder_files(client) == []
 
@@ -228,12 +295,14 @@ def test_size_limit_is_413_declared_or_streamed():
 
         def chunks():  # no Content-Length: the limit must hold while the body streams in
             boundary = b"xyz"
-            yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
+            yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
             for start in range(0, len(big), 4096):
                 yield big[start : start + 4096]
             yield b"\r\n--" + boundary + b"--\r\n"
 
-        streamed = small.post("/api/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"})
+        streamed = small.post(
+            "/api/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+        )
         assert streamed.status_code == 413
         assert small.post("/api/denoise", files={"file": ("ok.wav", encoded(speechlike(0.5)))}).status_code == 200
         assert job_folder_files(small) == []
@@ -241,7 +310,10 @@ def test_size_limit_is_413_declared_or_streamed():
 
 def test_job_limit_is_429_and_frees_up_on_delete():
     with make_client(max_jobs=2) as limited:
-        ids = [limited.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}).json()["id"] for _ in range(2)]
+        ids = [
+            limited.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))}).json()["id"]
+            for _ in range(2)
+        ]
         refused = limited.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.2)))})
         assert refused.status_code == 429 and "Retry-After" in refused.headers and "2 jobs" in refused.json()["detail"]
         assert limited.post("/api/denoise", files={"file": ("a.wav", encoded(speechlike(0.2)))}).status_code == 429
@@ -264,8 +336,12 @@ def test_other_hosts_and_origins_are_refused_on_loopback(client):
     assert client.get("/api/health", headers={"host": "localhost:8000"}).status_code == 200
     cross = client.post("/api/jobs", files={"file": ("a.wav", b"x")}, headers={"origin": "http://evil.example"})
     assert cross.status_code == 403
-    assert "access-control-allow-origin" not in {k.lower() for k in client.get("/api/health", headers={"origin": "http://evil.example"}).headers}
-    with TestClient(create_app(Denoiser(tiny_can()), ServeConfig(host="0.0.0.0")), base_url="http://192.0.2.7:8000") as public:
+    assert "access-control-allow-origin" not in {
+        k.lower() for k in client.get("/api/health", headers={"origin": "http://evil.example"}).headers
+    }
+    with TestClient(
+        create_app(Denoiser(tiny_can()), ServeConfig(host="0.0.0.0")), base_url="http://192.0.2.7:8000"
+    ) as public:
         assert public.get("/api/health").status_code == 200
 
 
@@ -303,8 +379,17 @@ def test_shipped_model_on_a_real_recording_equals_the_cli(tmp_path, capsys):
 def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
     from hushnet.cli import build_parser
 
-    args = build_parser().parse_args(["serve", "--port", "9001", "--max-upload-mb", "10", "--token", "t", "--keep-minutes", "5"])
-    assert (args.port, args.max_upload_mb, args.token, args.keep_minutes, args.host, args.workers) == (9001, 10.0, "t", 5.0, "127.0.0.1", 1)
+    args = build_parser().parse_args(
+        ["serve", "--port", "9001", "--max-upload-mb", "10", "--token", "t", "--keep-minutes", "5"]
+    )
+    assert (args.port, args.max_upload_mb, args.token, args.keep_minutes, args.host, args.workers) == (
+        9001,
+        10.0,
+        "t",
+        5.0,
+        "127.0.0.1",
+        1,
+    )
     assert main(["serve", "--workers", "0"]) == 2 and "--workers must be at least 1" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path / "nope"), "--port", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: no model directory")
@@ -320,8 +405,13 @@ def start_server(arguments: list[str], tmp_path: Path, script: str | None = None
 
     root = Path(__file__).resolve().parents[1]
     start = [sys.executable, "-c", script] if script else [sys.executable, "-m", "hushnet.cli"]
-    server = subprocess.Popen([*start, "serve", "--port", "0", *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)})
+    server = subprocess.Popen(
+        [*start, "serve", "--port", "0", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)},
+    )
     server.printed = []  # what it said before the address (a warning may come first), for stop()
     for line in server.stderr:
         server.printed.append(line)
@@ -357,7 +447,9 @@ def test_hushnet_serve_process_warns_off_loopback_and_deletes_uploads_on_stop(tm
     """The real command: started as users start it, stopped with Ctrl-C (SIGINT)."""
     import httpx
 
-    server, port = start_server(["--host", "0.0.0.0", "--model", str(tiny_model_dir), "--token", "t0k", "--threads", "1"], tmp_path)
+    server, port = start_server(
+        ["--host", "0.0.0.0", "--model", str(tiny_model_dir), "--token", "t0k", "--threads", "1"], tmp_path
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer t0k"}) as http:
             health = first_health(http, server)
@@ -436,7 +528,11 @@ def test_serve_runs_on_the_light_runtime_without_torch(tmp_path):
         out, err = stop(server)
     assert "LOADED []" in out and "STATUS 130" in out, err  # stopped with Ctrl-C, no torch or safetensors ever loaded
     assert "Traceback" not in err
-def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True) -> tuple[bytes, dict]:
+
+
+def multipart(
+    parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True
+) -> tuple[bytes, dict]:
     """A multipart/form-data body written by hand, so that it can be cut short."""
     body = b""
     for name, filename, data in parts:
@@ -477,11 +573,20 @@ def test_a_render_racing_a_delete_is_410_not_500(render, client):
     entry = job.files[0]
     store.delete(job_id)
     with pytest.raises(JobDeleted):
-        {"output": lambda: renders.mixed(store, job, entry, 0.5), "spectrogram": lambda: renders.spectrogram(store, job, entry, "output", 0.3),
-         "zip": lambda: renders.zip_outputs(store, job, [0.5]), "input": lambda: store.hold(job)}[render]()
+        {
+            "output": lambda: renders.mixed(store, job, entry, 0.5),
+            "spectrogram": lambda: renders.spectrogram(store, job, entry, "output", 0.3),
+            "zip": lambda: renders.zip_outputs(store, job, [0.5]),
+            "input": lambda: store.hold(job),
+        }[render]()
     assert job_folder_files(client) == []
     # and through HTTP once the job is gone: never a 500
-    path = {"output": "files/0/output?dry=0.5", "spectrogram": "files/0/spectrogram?dry=0.3", "zip": "zip?dry=0.5", "input": "files/0/input"}[render]
+    path = {
+        "output": "files/0/output?dry=0.5",
+        "spectrogram": "files/0/spectrogram?dry=0.3",
+        "zip": "zip?dry=0.5",
+        "input": "files/0/input",
+    }[render]
     assert client.get(f"/api/jobs/{job_id}/{path}").status_code == 404
 
 
@@ -523,7 +628,9 @@ def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path,
 
     server, port = start_server(["--model", str(tiny_model_dir), "--threads", "1"], tmp_path)
     try:
-        job = httpx.post(f"http://127.0.0.1:{port}/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}).json()["id"]
+        job = httpx.post(
+            f"http://127.0.0.1:{port}/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))}
+        ).json()["id"]
         assert any(tmp_path.glob(f"hushnet-serve-*/{job}/0.in.wav"))
     finally:
         server.kill()
@@ -578,9 +685,24 @@ def test_a_client_that_goes_away_stops_its_denoising(tmp_path):
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/api/denoise",
-                 "raw_path": b"/api/denoise", "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
-                 "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", headers["content-type"].encode()), (b"content-length", str(len(body)).encode())]}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/denoise",
+            "raw_path": b"/api/denoise",
+            "query_string": b"",
+            "root_path": "",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 5000),
+            "headers": [
+                (b"host", b"127.0.0.1:8000"),
+                (b"content-type", headers["content-type"].encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
         await app(scope, receive, send)
 
     asyncio.run(call())

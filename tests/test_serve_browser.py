@@ -20,9 +20,14 @@ import soundfile as sf
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[dev]')")
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
 if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip("chromium and chromium-driver not found (apt-get install chromium chromium-driver; .ci/run does this)", allow_module_level=True)
+    pytest.skip(
+        "chromium and chromium-driver not found (apt-get install chromium chromium-driver; .ci/run does this)",
+        allow_module_level=True,
+    )
 
 import uvicorn  # noqa: E402
 from selenium import webdriver  # noqa: E402
@@ -31,10 +36,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from hushnet.commands.serve import ServeConfig  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve import renders  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
-from hushnet.commands.serve import ServeConfig  # noqa: E402
 
 from helpers import DEV, needs_shared  # noqa: E402
 
@@ -66,9 +71,20 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="hushnet-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
-                 f"--user-data-dir={profile}", "--window-size=1200,1000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,1000",
+    ):
         options.add_argument(flag)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -86,7 +102,9 @@ def canvas_stats(driver, card, side: str) -> dict:
            let sum = 0, sq = 0, n = 0;
            for (let i = 0; i < d.length; i += 4) { const v = (d[i] + d[i + 1] + d[i + 2]) / 3; sum += v; sq += v * v; n++; }
            const mean = sum / n; return {mean: mean, std: Math.sqrt(sq / n - mean * mean), width: c.width, drawn: c.dataset.drawn, dry: c.dataset.dry};""",
-        card, side)
+        card,
+        side,
+    )
 
 
 @needs_shared
@@ -97,15 +115,24 @@ def test_upload_listen_compare_mix_and_download(server, browser):
     browser.get(url + "/")
     WebDriverWait(browser, 30).until(lambda d: "model" in d.find_element(By.ID, "health").text)
     browser.find_element(By.ID, "picker").send_keys(str(RECORDING))
-    card = WebDriverWait(browser, WAIT_SECONDS).until(lambda d: d.find_element(By.CSS_SELECTOR, ".card.done, .card.failed"))
+    card = WebDriverWait(browser, WAIT_SECONDS).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".card.done, .card.failed")
+    )
     assert "done" in card.get_attribute("class"), card.text
 
     players = card.find_elements(By.CSS_SELECTOR, "audio")
-    durations = WebDriverWait(browser, 30).until(lambda d: [p.get_property("duration") for p in players] if all(
-        (p.get_property("duration") or 0) > 0 for p in players) else None)
+    durations = WebDriverWait(browser, 30).until(
+        lambda d: (
+            [p.get_property("duration") for p in players]
+            if all((p.get_property("duration") or 0) > 0 for p in players)
+            else None
+        )
+    )
     assert all(abs(duration - seconds) < 0.01 for duration in durations), (durations, seconds)
 
-    WebDriverWait(browser, 30).until(lambda d: canvas_stats(d, card, "input")["drawn"] == "1" and canvas_stats(d, card, "output")["drawn"] == "1")
+    WebDriverWait(browser, 30).until(
+        lambda d: canvas_stats(d, card, "input")["drawn"] == "1" and canvas_stats(d, card, "output")["drawn"] == "1"
+    )
     before = {side: canvas_stats(browser, card, side) for side in ("input", "output")}
     for stats in before.values():
         assert stats["std"] > 10 and 5 < stats["mean"] < 250, stats  # a picture, not a blank canvas
@@ -158,6 +185,8 @@ def test_a_bad_file_shows_its_error_on_the_page(server, browser, tmp_path):
     bad.write_text("this is not audio\n" * 20)
     browser.get(url + "/")
     browser.find_element(By.ID, "picker").send_keys(str(bad))
-    card = WebDriverWait(browser, WAIT_SECONDS).until(lambda d: d.find_element(By.CSS_SELECTOR, ".card.done, .card.failed"))
+    card = WebDriverWait(browser, WAIT_SECONDS).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".card.done, .card.failed")
+    )
     assert "failed" in card.get_attribute("class")
     assert "error: not a readable audio file" in card.find_element(By.CSS_SELECTOR, ".status").text

@@ -5,7 +5,7 @@ import pytest
 
 from hushnet.reference.tf_checkpoint import CheckpointError, checkpoint_prefix, read_checkpoint
 
-from helpers import needs_shared, REFERENCE
+from helpers import REFERENCE, needs_shared
 
 CHECKPOINTS = REFERENCE / "checkpoint"
 
@@ -22,7 +22,9 @@ def test_reads_the_authors_checkpoint_bit_exactly():
 
 @needs_shared
 def test_loss_model_variables_match_and_verify():
-    tensors = read_checkpoint(CHECKPOINTS / "loss_model.ckpt", keep=lambda n: n.startswith("loss_conv_") and "/Adam" not in n)
+    tensors = read_checkpoint(
+        CHECKPOINTS / "loss_model.ckpt", keep=lambda n: n.startswith("loss_conv_") and "/Adam" not in n
+    )
     with np.load(REFERENCE / "loss_model.npz") as expected:
         assert set(tensors) == set(expected.files)
         for name in expected.files:

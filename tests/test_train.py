@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import run_from_config_file
 from hushnet.data.mixing import MixingConfig
 from hushnet.loss import LossConfig
 from hushnet.models.can import CANConfig
@@ -23,17 +22,31 @@ from hushnet.options import with_overrides as config_with
 from hushnet.training.denoiser import TrainConfig, learning_rate_at, train
 from hushnet.training.state import latest_checkpoint
 
+from helpers import run_from_config_file
+
 
 def tiny_config(output: Path, corpus: Path, lossnet: Path, **overrides) -> TrainConfig:
     config = TrainConfig(
-        output=str(output), data=str(corpus),
-        mixing=MixingConfig(segment_seconds=0.25, reverb_probability=0.3, babble_probability=0.2, babble_talkers=(2, 3)),
+        output=str(output),
+        data=str(corpus),
+        mixing=MixingConfig(
+            segment_seconds=0.25, reverb_probability=0.3, babble_probability=0.2, babble_talkers=(2, 3)
+        ),
         model=CANConfig(channels=8, dilated_layers=3, input_rms_db=-23.0),
         loss=LossConfig(feature=1.0, l1=0.0, lossnet=str(lossnet), feature_layers=4, calibration_steps=3),
-        batch_size=2, learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=2, max_steps=8,
-        validate_every=1000, validation_items=2, validation_seconds=0.5, checkpoint_every=2, threads=1,
+        batch_size=2,
+        learning_rate=3e-3,
+        min_learning_rate=3e-4,
+        warmup_steps=2,
+        max_steps=8,
+        validate_every=1000,
+        validation_items=2,
+        validation_seconds=0.5,
+        checkpoint_every=2,
+        threads=1,
         # Eager float32 unless a test asks otherwise: compiling takes tens of seconds per run.
-        precision="float32", compile=False,
+        precision="float32",
+        compile=False,
     )
     return config_with(config, overrides)
 
@@ -65,8 +78,14 @@ def test_learning_rate_warms_up_then_decays(tmp_path):
 
 
 def test_twenty_steps_lower_the_validation_loss(tmp_path, tiny_corpus, tiny_lossnet_dir):
-    config = tiny_config(tmp_path / "run", tiny_corpus, tiny_lossnet_dir, max_steps=20, validate_every=20,
-                         **{"loss.calibration_steps": 0, "loss.l1": 10.0})
+    config = tiny_config(
+        tmp_path / "run",
+        tiny_corpus,
+        tiny_lossnet_dir,
+        max_steps=20,
+        validate_every=20,
+        **{"loss.calibration_steps": 0, "loss.l1": 10.0},
+    )
     run = train(config, progress=False)
     with open(run / "validation.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -103,7 +122,9 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, tiny_corpus, tin
     # The calibrated loss weights travel in the checkpoint too.
     a = load_file(str(latest_checkpoint(whole) / "training_state.safetensors"))
     b = load_file(str(latest_checkpoint(config.output) / "training_state.safetensors"))
-    assert torch.equal(a["loss.feature.weights"], b["loss.feature.weights"]) and not torch.equal(a["loss.feature.weights"], torch.ones(4))
+    assert torch.equal(a["loss.feature.weights"], b["loss.feature.weights"]) and not torch.equal(
+        a["loss.feature.weights"], torch.ones(4)
+    )
     with open(Path(config.output) / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == list(range(1, 9))
@@ -128,12 +149,22 @@ def _cli(*arguments: str, env: dict | None = None) -> list[str]:
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_kill_9_then_resume_gives_the_same_weights(tmp_path, tiny_corpus, tiny_lossnet_dir, precision):
     steps = 300
-    config = tiny_config(tmp_path / "killed", tiny_corpus, tiny_lossnet_dir, max_steps=steps, checkpoint_every=1, precision=precision,
-                         **{"mixing.segment_seconds": 0.1, "model.dilated_layers": 2})
+    config = tiny_config(
+        tmp_path / "killed",
+        tiny_corpus,
+        tiny_lossnet_dir,
+        max_steps=steps,
+        checkpoint_every=1,
+        precision=precision,
+        **{"mixing.segment_seconds": 0.1, "model.dilated_layers": 2},
+    )
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
-    process = subprocess.Popen(_cli("train", "--config", str(config_file), "-o", config.output, "-q"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _cli("train", "--config", str(config_file), "-o", config.output, "-q"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         latest = latest_checkpoint(config.output)
@@ -157,9 +188,26 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path,
     config_file.write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "HUSHNET_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hushnet.cli",
-         "train", "--config", str(config_file), "-o", config.output, "-q"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "hushnet.cli",
+            "train",
+            "--config",
+            str(config_file),
+            "-o",
+            config.output,
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("run folder:") == 1, done.stdout  # printed by rank 0 only
@@ -183,8 +231,8 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path,
 
 def test_every_run_folder_config_in_the_repository_still_loads():
     """`hushnet train --config runs/X/train_config.json` keeps working for the runs committed so far."""
-    from hushnet.training.lossnet import LossNetTrainConfig
     from hushnet.options import JobOptions
+    from hushnet.training.lossnet import LossNetTrainConfig
     from hushnet.training.skeleton import job_config
 
     root = Path(__file__).resolve().parents[1] / "runs"
@@ -198,29 +246,42 @@ def test_every_run_folder_config_in_the_repository_still_loads():
         legacy_autocast = saved.pop("autocast", None)  # before ``precision``: false = float32, true = bf16
         if legacy_autocast is not None:
             saved["precision"] = "bf16" if legacy_autocast else "float32"
-        loaded = json.loads(json.dumps(job_config(kind, JobOptions(config=str(path)), {"output": "elsewhere"}).to_dict()))
+        loaded = json.loads(
+            json.dumps(job_config(kind, JobOptions(config=str(path)), {"output": "elsewhere"}).to_dict())
+        )
         # Every saved value is kept; fields added since (new mixing/loss/model options) take their defaults.
         for key, value in saved.items():
-            assert (loaded[key] if not isinstance(value, dict) else {k: loaded[key][k] for k in value}) == value, (path, key)
+            assert (loaded[key] if not isinstance(value, dict) else {k: loaded[key][k] for k in value}) == value, (
+                path,
+                key,
+            )
 
 
-def test_precision_auto_is_float32_where_the_cpu_has_no_bf16_units(tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch):
+def test_precision_auto_is_float32_where_the_cpu_has_no_bf16_units(
+    tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch
+):
     import hushnet.precision
 
     monkeypatch.setattr(hushnet.precision, "cpu_has_native_bf16", lambda: False)
-    run = train(tiny_config(tmp_path / "plain", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False)
+    run = train(
+        tiny_config(tmp_path / "plain", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False
+    )
     with open(run / "log.csv") as handle:
         assert {r["precision"] for r in csv.DictReader(handle)} == {"float32"}
     assert "float32 (requested `auto`)" in (run / "summary.md").read_text()
     monkeypatch.setattr(hushnet.precision, "cpu_has_native_bf16", lambda: True)
-    run = train(tiny_config(tmp_path / "fast", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False)
+    run = train(
+        tiny_config(tmp_path / "fast", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False
+    )
     with open(run / "log.csv") as handle:
         assert {r["precision"] for r in csv.DictReader(handle)} == {"bf16"}
 
 
 def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_corpus, tiny_lossnet_dir, capfd):
     eager = train(tiny_config(tmp_path / "eager", tiny_corpus, tiny_lossnet_dir, max_steps=3), progress=False)
-    compiled = train(tiny_config(tmp_path / "compiled", tiny_corpus, tiny_lossnet_dir, max_steps=3, compile=True), progress=False)
+    compiled = train(
+        tiny_config(tmp_path / "compiled", tiny_corpus, tiny_lossnet_dir, max_steps=3, compile=True), progress=False
+    )
     assert "torch.compile on" in capfd.readouterr().err
     with open(eager / "log.csv") as a, open(compiled / "log.csv") as b:
         eager_loss = [float(r["loss"]) for r in csv.DictReader(a)]
@@ -233,15 +294,27 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_corpus, tiny_los
 
 
 def test_layer_weights_can_be_calibrated_on_the_starting_model_before_step_one(tmp_path, tiny_corpus, tiny_lossnet_dir):
-    config = tiny_config(tmp_path / "first", tiny_corpus, tiny_lossnet_dir, max_steps=1, checkpoint_every=1,
-                         **{"loss.calibrate_before_training": True})
+    config = tiny_config(
+        tmp_path / "first",
+        tiny_corpus,
+        tiny_lossnet_dir,
+        max_steps=1,
+        checkpoint_every=1,
+        **{"loss.calibrate_before_training": True},
+    )
     run = train(config, progress=False)
     state = load_file(str(latest_checkpoint(run) / "training_state.safetensors"))
     assert int(state["loss.feature.calibrated_steps"]) == 3  # all calibration batches, though only one step ran
     assert not torch.equal(state["loss.feature.weights"], torch.ones(4))
     # Without it, one step into a 3-step calibration the weights are still equal.
-    plain = train(config_with(config, {"output": str(tmp_path / "plain"), "loss.calibrate_before_training": False}), progress=False)
-    assert torch.equal(load_file(str(latest_checkpoint(plain) / "training_state.safetensors"))["loss.feature.weights"], torch.ones(4))
+    plain = train(
+        config_with(config, {"output": str(tmp_path / "plain"), "loss.calibrate_before_training": False}),
+        progress=False,
+    )
+    assert torch.equal(
+        load_file(str(latest_checkpoint(plain) / "training_state.safetensors"))["loss.feature.weights"], torch.ones(4)
+    )
+
 
 def test_train_config_file_output_is_where_the_run_goes(tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch):
     config = tiny_config(tmp_path / "from_config", tiny_corpus, tiny_lossnet_dir, max_steps=2)
@@ -261,25 +334,36 @@ def _wait_for_a_checkpoint(output: Path, process: subprocess.Popen) -> None:
     raise AssertionError("the first trainer never wrote a checkpoint")
 
 
-def test_a_second_trainer_on_a_busy_run_folder_fails_at_once_and_a_dead_ones_lock_is_taken_over(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+def test_a_second_trainer_on_a_busy_run_folder_fails_at_once_and_a_dead_ones_lock_is_taken_over(
+    tmp_path, tiny_corpus, tiny_lossnet_dir, capsys
+):
     from hushnet.cli import main
 
     config = tiny_config(tmp_path / "busy", tiny_corpus, tiny_lossnet_dir, max_steps=100_000, checkpoint_every=1)
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
-    first = subprocess.Popen(_cli("train", "--config", str(config_file), "-o", config.output, "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first = subprocess.Popen(
+        _cli("train", "--config", str(config_file), "-o", config.output, "-q"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         _wait_for_a_checkpoint(Path(config.output), first)
         before = (Path(config.output) / "log.csv").read_text()
         assert main(["train", "-o", config.output, "--resume", "--max-steps", "3", "-q"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"error: {config.output} is in use by another trainer (process {first.pid})"), err
+        assert len(err) == 1 and err[0].startswith(
+            f"error: {config.output} is in use by another trainer (process {first.pid})"
+        ), err
         assert (Path(config.output) / "log.csv").read_text().startswith(before)  # the refused trainer wrote nothing
     finally:
         first.kill()
         first.wait(timeout=60)
     done = latest_checkpoint(config.output)
     step = int(done.name.split("_")[1])
-    assert main(["train", "-o", config.output, "--resume", "--max-steps", str(step + 1), "-q"]) == 0  # the dead trainer's lock is taken over
+    assert (
+        main(["train", "-o", config.output, "--resume", "--max-steps", str(step + 1), "-q"]) == 0
+    )  # the dead trainer's lock is taken over
     assert latest_checkpoint(config.output).name == f"step_{step + 1:07d}"

@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hushnet.training.state import latest_checkpoint
 from hushnet.model_dir import load_model
 from hushnet.training.lossnet import LossNetTrainConfig, average_precision, equal_error_rate, train_lossnet
-from helpers import run_from_config_file
+from hushnet.training.state import latest_checkpoint
 from test_scenes import make_chime_home, make_dcase2016
+
+from helpers import run_from_config_file
 
 
 def test_average_precision_and_equal_error_rate_on_known_cases():
@@ -30,10 +31,26 @@ def config_for(tmp_path):
     dcase, chime = make_dcase2016(tmp_path / "dcase"), make_chime_home(tmp_path / "chime")
 
     def make(name: str, **overrides) -> LossNetTrainConfig:
-        values = dict(output=str(tmp_path / name), data=None, dcase_scenes=str(dcase), chime_home=str(chime), layers=6, base_channels=4,
-                      crop_seconds=(0.25, 0.5), evaluation_seconds=0.5, evaluation_tag_items=6, batch_size=6, learning_rate=3e-3,
-                      warmup_steps=2, max_steps=30, validate_every=30, checkpoint_every=3, threads=1,
-                      precision="float32", compile=False)
+        values = dict(
+            output=str(tmp_path / name),
+            data=None,
+            dcase_scenes=str(dcase),
+            chime_home=str(chime),
+            layers=6,
+            base_channels=4,
+            crop_seconds=(0.25, 0.5),
+            evaluation_seconds=0.5,
+            evaluation_tag_items=6,
+            batch_size=6,
+            learning_rate=3e-3,
+            warmup_steps=2,
+            max_steps=30,
+            validate_every=30,
+            checkpoint_every=3,
+            threads=1,
+            precision="float32",
+            compile=False,
+        )
         return LossNetTrainConfig(**{**values, **overrides})
 
     return make
@@ -112,9 +129,26 @@ def test_two_process_torchrun_logs_once_and_writes_the_loss_network(config_for, 
     config = config_for("ddp", max_steps=3, validate_every=3)
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hushnet.cli",
-                           "train-lossnet", "--config", str(config_file), "-q"],
-                          capture_output=True, text=True, env={**os.environ, "HUSHNET_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "hushnet.cli",
+            "train-lossnet",
+            "--config",
+            str(config_file),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HUSHNET_BACKEND": "gloo", "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("loss network:") == 1, done.stdout
     with open(f"{config.output}/log.csv") as handle:

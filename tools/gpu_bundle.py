@@ -28,7 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WHEELS = ["soundfile", "cffi", "pycparser", "soxr", "pystoi", "crc32c"]
 # pesq publishes no wheel for Python 3.12: its source travels and is built there (numpy, Cython and gcc are there).
 SOURCES = ["pesq==0.0.4"]
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64", "any"]
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+    "any",
+]
 SPEECH_SHARE = 0.6  # of the data budget; noise takes the rest (rooms are a few hundred kB)
 
 
@@ -37,10 +44,42 @@ def download_wheels(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     platforms = [flag for name in PLATFORMS for flag in ("--platform", name)]
     for name in WHEELS:  # one at a time: pip matches each platform tag exactly, and each package has its own
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-                        "--implementation", "cp", *platforms, "-d", str(target), name], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:", "--no-build-isolation",
-                    "-d", str(target), *SOURCES], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                *platforms,
+                "-d",
+                str(target),
+                name,
+            ],
+            check=True,
+        )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary=:all:",
+            "--no-build-isolation",
+            "-d",
+            str(target),
+            *SOURCES,
+        ],
+        check=True,
+    )
 
 
 def _thinned(items: list, group, budget_bytes: int) -> list:
@@ -86,8 +125,14 @@ def pack_data(data: Path, target: Path, max_mib: float) -> dict[str, int]:
     speech = [u for u in speech_utterances(data / "speech") if split_of(u) != "test"]
     noise = [n for n in noise_clips(data / "noise") if split_of(n) != "test"]
     rooms = [r for r in impulse_responses(data / "rir") if split_of(r) != "test"] if (data / "rir").exists() else []
-    sizes = {"speech": _copy_manifest(data / "speech", target / "speech", _thinned(speech, lambda u: u.speaker, int(budget * SPEECH_SHARE)))}
-    sizes["noise"] = _copy_manifest(data / "noise", target / "noise", _thinned(noise, lambda n: n.recording, budget - sizes["speech"]))
+    sizes = {
+        "speech": _copy_manifest(
+            data / "speech", target / "speech", _thinned(speech, lambda u: u.speaker, int(budget * SPEECH_SHARE))
+        )
+    }
+    sizes["noise"] = _copy_manifest(
+        data / "noise", target / "noise", _thinned(noise, lambda n: n.recording, budget - sizes["speech"])
+    )
     if rooms:
         sizes["rir"] = _copy_manifest(data / "rir", target / "rir", rooms)
     return sizes
@@ -107,7 +152,10 @@ def main() -> None:
     if not args.no_wheels:
         download_wheels(output / "wheels")
     wheels = sum(p.stat().st_size for p in (output / "wheels").iterdir()) if (output / "wheels").exists() else 0
-    print(" ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items()) + f", wheels {wheels / 2**20:.1f} MiB -> {output}")
+    print(
+        " ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items())
+        + f", wheels {wheels / 2**20:.1f} MiB -> {output}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hushnet.reference.authors import authors_license
-from hushnet.model_dir import PRETRAINED_DIR, load_model, read_config, save_model
 from hushnet.data.attribution import licence_table
+from hushnet.model_dir import PRETRAINED_DIR, load_model, read_config, save_model
+from hushnet.reference.authors import authors_license
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -27,8 +27,29 @@ MODEL_RATE = 16000
 READ_BLOCK_SECONDS = 10.0
 # Extensions we look for when given a folder; soundfile formats plus what ffmpeg usually holds.
 AUDIO_EXTENSIONS = {
-    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64",
-    ".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".amr", ".3gp",
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".caf",
+    ".w64",
+    ".rf64",
+    ".m4a",
+    ".aac",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".wma",
+    ".amr",
+    ".3gp",
 }
 FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".amr", ".3gp"}
 
@@ -73,9 +94,27 @@ def ffmpeg_available() -> bool:
 def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
     """Decode any container with an audio stream to a float32 WAV (RF64 when large) in ``folder``."""
     if not ffmpeg_available():
-        raise AudioError(f"cannot read {path.suffix or 'this'} files without ffmpeg: install ffmpeg (e.g. apt-get install ffmpeg) or convert to WAV/FLAC")
+        raise AudioError(
+            f"cannot read {path.suffix or 'this'} files without ffmpeg: install ffmpeg (e.g. apt-get install ffmpeg) or convert to WAV/FLAC"
+        )
     target = folder / "decoded.wav"
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-rf64", "auto", str(target)]
+    command = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-c:a",
+        "pcm_f32le",
+        "-rf64",
+        "auto",
+        str(target),
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, preexec_fn=_parent_death_signal())
     except OSError as error:
@@ -83,8 +122,14 @@ def _decode_with_ffmpeg(path: Path, folder: Path) -> Path:
     if result.returncode != 0 or not target.is_file():
         if "matches no streams" in result.stderr or "does not contain any stream" in result.stderr:
             raise AudioError("no audio stream in this file (video only?)")
-        if "No space left on device" in result.stderr or "File too large" in result.stderr or result.returncode == -signal.SIGXFSZ:
-            raise AudioError(f"cannot decode: no space left in the temporary folder {folder.parent} (set TMPDIR to a larger one)")
+        if (
+            "No space left on device" in result.stderr
+            or "File too large" in result.stderr
+            or result.returncode == -signal.SIGXFSZ
+        ):
+            raise AudioError(
+                f"cannot decode: no space left in the temporary folder {folder.parent} (set TMPDIR to a larger one)"
+            )
         message = (result.stderr.strip().splitlines() or [f"ffmpeg ended with status {result.returncode}"])[-1]
         message = message.replace(f"{path}: ", "").strip()
         raise AudioError(f"not a readable audio file ({message})")
@@ -126,7 +171,9 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[sf.SoundFile, AudioInf
         handle = _open_decoded(path)
         decoded = True
     with handle:
-        info = AudioInfo(path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded)
+        info = AudioInfo(
+            path, handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, decoded
+        )
         if info.sample_rate <= 0 or info.channels <= 0:
             raise AudioError("invalid header (no sample rate or channels)")
         check_sample_rate(info.sample_rate)
@@ -159,9 +206,15 @@ def one_line(error: BaseException) -> str:
     return text.strip().rstrip(".").strip() or type(error).__name__
 
 
-def read_resampled(handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE, block_seconds: float = READ_BLOCK_SECONDS) -> Iterator[np.ndarray]:
+def read_resampled(
+    handle: sf.SoundFile, info: AudioInfo, rate: int = MODEL_RATE, block_seconds: float = READ_BLOCK_SECONDS
+) -> Iterator[np.ndarray]:
     """Blocks of the file as float32 [channels, samples] at ``rate``; NaN/Inf and truncation raise AudioError."""
-    resampler = None if info.sample_rate == rate else soxr.ResampleStream(info.sample_rate, rate, info.channels, dtype="float32", quality="HQ")
+    resampler = (
+        None
+        if info.sample_rate == rate
+        else soxr.ResampleStream(info.sample_rate, rate, info.channels, dtype="float32", quality="HQ")
+    )
     block = max(1, int(block_seconds * info.sample_rate))
     handle.seek(0)
     info.frames_read = 0
@@ -196,7 +249,21 @@ def read_audio(path: str | os.PathLike, rate: int | None = None) -> tuple[np.nda
 def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
     """(format, subtype) to write a result in: the input's own where soundfile can write it."""
     extension = extension.lower().lstrip(".")
-    major = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG", "mp3": "MP3", "aif": "AIFF", "aiff": "AIFF", "aifc": "AIFF", "au": "AU", "caf": "CAF", "w64": "W64", "rf64": "RF64"}.get(extension)
+    major = {
+        "wav": "WAV",
+        "flac": "FLAC",
+        "ogg": "OGG",
+        "oga": "OGG",
+        "opus": "OGG",
+        "mp3": "MP3",
+        "aif": "AIFF",
+        "aiff": "AIFF",
+        "aifc": "AIFF",
+        "au": "AU",
+        "caf": "CAF",
+        "w64": "W64",
+        "rf64": "RF64",
+    }.get(extension)
     if major is None:
         raise AudioError(f"cannot write .{extension} files; use .wav or .flac")
     subtype = info.subtype if not info.decoded_by_ffmpeg else "PCM_16"
@@ -214,7 +281,21 @@ def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
     return major, sf.default_subtype(major)
 
 
-WRITABLE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64"}
+WRITABLE_EXTENSIONS = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".caf",
+    ".w64",
+    ".rf64",
+}
 
 
 def output_extension(path: Path) -> str:
@@ -258,7 +339,9 @@ class AtomicAudioWriter:
 
     def __init__(self, path: Path, sample_rate: int, channels: int, format: str, subtype: str) -> None:
         self.path = path
-        self.integer = subtype.startswith("PCM") or subtype in {"ULAW", "ALAW", "DPCM_8", "DPCM_16"} or format in {"MP3", "OGG"}
+        self.integer = (
+            subtype.startswith("PCM") or subtype in {"ULAW", "ALAW", "DPCM_8", "DPCM_16"} or format in {"MP3", "OGG"}
+        )
         self.clipped = 0
         try:
             self.pending = PendingFile(path)
@@ -313,13 +396,24 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.ascontiguousarray(soxr.resample(samples.T, from_rate, to_rate, quality="HQ").T, dtype=np.float32)
 
 
-def write_resampled(out: np.ndarray, rate: int, frames: int, path: Path, major: str, subtype: str,
-                    advanced: Callable[[int], None] = lambda samples: None) -> int:
+def write_resampled(
+    out: np.ndarray,
+    rate: int,
+    frames: int,
+    path: Path,
+    major: str,
+    subtype: str,
+    advanced: Callable[[int], None] = lambda samples: None,
+) -> int:
     """Write [channels, samples] at 16 kHz to ``path`` at ``rate``, exactly ``frames`` frames, resampled
     in blocks (``out`` may be a memmap); atomically. Returns the samples clipped to full scale."""
     writer = AtomicAudioWriter(path, rate, out.shape[0], major, subtype)
     try:
-        resampler = None if rate == MODEL_RATE else soxr.ResampleStream(MODEL_RATE, rate, out.shape[0], dtype="float32", quality="HQ")
+        resampler = (
+            None
+            if rate == MODEL_RATE
+            else soxr.ResampleStream(MODEL_RATE, rate, out.shape[0], dtype="float32", quality="HQ")
+        )
         written = 0
         step = MODEL_RATE * 10
         for start in range(0, out.shape[1], step):
@@ -345,8 +439,12 @@ def write_resampled(out: np.ndarray, rate: int, frames: int, path: Path, major: 
 MAX_CHANNELS = 64
 LAYOUTS = ("auto", "channels_first", "channels_last")
 # Integer sample formats: full scale of each (uint8 is offset binary, as in 8-bit WAV).
-_INTEGER_SCALE = {np.dtype(np.int8): (128.0, 0.0), np.dtype(np.int16): (32768.0, 0.0), np.dtype(np.int32): (2147483648.0, 0.0),
-                  np.dtype(np.uint8): (128.0, 128.0)}
+_INTEGER_SCALE = {
+    np.dtype(np.int8): (128.0, 0.0),
+    np.dtype(np.int16): (32768.0, 0.0),
+    np.dtype(np.int32): (2147483648.0, 0.0),
+    np.dtype(np.uint8): (128.0, 128.0),
+}
 
 
 def checked_rate(value) -> int:
@@ -376,14 +474,18 @@ def to_channels_first(audio: np.ndarray, layout: str) -> tuple[np.ndarray, bool]
     else:
         first_ok, last_ok = rows <= MAX_CHANNELS, columns <= MAX_CHANNELS
         if first_ok and last_ok and min(rows, columns) > 1:
-            raise AudioError(f"ambiguous shape {audio.shape}: pass layout='channels_first' ([channels, samples]) or 'channels_last' ([samples, channels])")
+            raise AudioError(
+                f"ambiguous shape {audio.shape}: pass layout='channels_first' ([channels, samples]) or 'channels_last' ([samples, channels])"
+            )
         if not first_ok and not last_ok:
             raise AudioError(f"shape {audio.shape} has more than {MAX_CHANNELS} channels either way")
         # One reading has at most MAX_CHANNELS channels (a row vector or column vector is mono).
         signal = audio.T if (last_ok and not first_ok) or (columns == 1 and rows > 1) else audio
     if signal.shape[0] > MAX_CHANNELS:
-        raise AudioError(f"{signal.shape[0]} channels in layout {layout} (at most {MAX_CHANNELS}): "
-                         "for [samples, channels] arrays pass layout='channels_last'")
+        raise AudioError(
+            f"{signal.shape[0]} channels in layout {layout} (at most {MAX_CHANNELS}): "
+            "for [samples, channels] arrays pass layout='channels_last'"
+        )
     return signal, signal is not audio
 
 
@@ -420,7 +522,9 @@ def signal_of(audio: np.ndarray, sample_rate, layout: str) -> tuple[np.ndarray, 
     if audio.ndim not in (1, 2) or audio.size == 0:
         raise AudioError("audio must be a non-empty [samples], [channels, samples] or [samples, channels] array")
     rate = checked_rate(sample_rate)
-    signal, transposed = to_channels_first(audio[None] if audio.ndim == 1 else audio, "channels_first" if audio.ndim == 1 else layout)
+    signal, transposed = to_channels_first(
+        audio[None] if audio.ndim == 1 else audio, "channels_first" if audio.ndim == 1 else layout
+    )
     return finite_float(signal), rate, transposed
 
 

@@ -36,21 +36,55 @@ class Command:
 
 COMMANDS = {
     "denoise": Command("hushnet.commands.denoise", "DenoiseConfig", "denoise audio files, folders or globs"),
-    "evaluate": Command("hushnet.commands.evaluate", "EvaluateConfig", "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
-                        needs=("torch", "safetensors", "pesq", "pystoi", "scipy")),
-    "export-onnx": Command("hushnet.commands.export_onnx", "ExportConfig", "write a denoising model as one self-contained ONNX file",
-                           needs=("torch", "safetensors", "onnx")),
-    "ensemble": Command("hushnet.commands.ensemble", "EnsembleConfig", "build a model that averages the outputs of several models (one ONNX graph)",
-                        needs=("torch", "safetensors", "onnx")),
-    "serve": Command("hushnet.commands.serve", "ServeConfig", "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])"),
-    "train": Command("hushnet.commands.train", "TrainConfig", "train a denoiser (deep feature loss and/or waveform losses)", trainer=True,
-                     needs=("torch", "safetensors", "scipy", "auraloss")),
-    "train-lossnet": Command("hushnet.commands.train_lossnet", "LossNetTrainConfig", "train a loss network on scene classification and sound tagging",
-                             trainer=True, needs=("torch", "safetensors", "scipy")),
-    "make-testset": Command("hushnet.commands.make_testset", "TestsetConfig", "build the reproducible synthetic test set from held-out speakers and noise",
-                            needs=("torch", "scipy")),
-    "import-reference": Command("hushnet.commands.import_reference", "ImportConfig", "import the authors' released model (TF checkpoint or .npz)",
-                                needs=("torch", "safetensors")),
+    "evaluate": Command(
+        "hushnet.commands.evaluate",
+        "EvaluateConfig",
+        "score enhanced speech against clean references (PESQ, STOI, CSIG/CBAK/COVL, SI-SDR, ...)",
+        needs=("torch", "safetensors", "pesq", "pystoi", "scipy"),
+    ),
+    "export-onnx": Command(
+        "hushnet.commands.export_onnx",
+        "ExportConfig",
+        "write a denoising model as one self-contained ONNX file",
+        needs=("torch", "safetensors", "onnx"),
+    ),
+    "ensemble": Command(
+        "hushnet.commands.ensemble",
+        "EnsembleConfig",
+        "build a model that averages the outputs of several models (one ONNX graph)",
+        needs=("torch", "safetensors", "onnx"),
+    ),
+    "serve": Command(
+        "hushnet.commands.serve",
+        "ServeConfig",
+        "a local web page and HTTP API to denoise, listen, compare and download (extra hushnet[serve])",
+    ),
+    "train": Command(
+        "hushnet.commands.train",
+        "TrainConfig",
+        "train a denoiser (deep feature loss and/or waveform losses)",
+        trainer=True,
+        needs=("torch", "safetensors", "scipy", "auraloss"),
+    ),
+    "train-lossnet": Command(
+        "hushnet.commands.train_lossnet",
+        "LossNetTrainConfig",
+        "train a loss network on scene classification and sound tagging",
+        trainer=True,
+        needs=("torch", "safetensors", "scipy"),
+    ),
+    "make-testset": Command(
+        "hushnet.commands.make_testset",
+        "TestsetConfig",
+        "build the reproducible synthetic test set from held-out speakers and noise",
+        needs=("torch", "scipy"),
+    ),
+    "import-reference": Command(
+        "hushnet.commands.import_reference",
+        "ImportConfig",
+        "import the authors' released model (TF checkpoint or .npz)",
+        needs=("torch", "safetensors"),
+    ),
 }
 
 
@@ -87,8 +121,7 @@ def _chosen(argv: list[str]) -> str | None:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; flags are generated for the command named in ``argv`` (all commands when None)."""
-    from hushnet.options import add_options
-    from hushnet.options import JobOptions
+    from hushnet.options import JobOptions, add_options
 
     parser = argparse.ArgumentParser(prog="hushnet", description="Speech denoising with deep feature losses.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -104,8 +137,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hushnet.options import config_from_args, overrides_from_args
-    from hushnet.options import JobOptions
+    from hushnet.options import JobOptions, config_from_args, overrides_from_args
 
     argv = sys.argv[1:] if argv is None else argv
     chosen = _chosen(argv)

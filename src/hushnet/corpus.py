@@ -45,8 +45,10 @@ ACTOR_CPU_SHARE = 0.5
 # Blocks of one file each balance the load and bound what a lost worker has to redo; past this many
 # files, blocks hold several (the driver keeps one small object per block).
 MAX_BLOCKS = 20_000
-ADDRESS_HELP = ("run on Ray: no ADDRESS = the cluster RAY_ADDRESS or `ray start` names, else a new local one; "
-                "auto, HOST:PORT or ray://HOST:10001 = an existing cluster (extra hushnet[ray])")
+ADDRESS_HELP = (
+    "run on Ray: no ADDRESS = the cluster RAY_ADDRESS or `ray start` names, else a new local one; "
+    "auto, HOST:PORT or ray://HOST:10001 = an existing cluster (extra hushnet[ray])"
+)
 
 
 @dataclass
@@ -54,8 +56,11 @@ class ClusterOptions:
     """Where a corpus job runs when it runs on Ray; shared by ``denoise`` and ``evaluate``."""
 
     ray: str | None = option(None, value_optional="", metavar="ADDRESS", help=ADDRESS_HELP, show_default=False)
-    actors: int | None = option(None, help="with --ray: workers, each loading the model once (default: the cluster's CPUs / --threads)",
-                                show_default=False)
+    actors: int | None = option(
+        None,
+        help="with --ray: workers, each loading the model once (default: the cluster's CPUs / --threads)",
+        show_default=False,
+    )
 
 
 def _import_ray():
@@ -78,7 +83,9 @@ def ray_session(address: str | None) -> Iterator[Any]:
         try:
             ray.init(address=address or None, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise RuntimeError(f"cannot start or reach Ray at {address or 'the default address'}: {one_line(error)}") from None
+            raise RuntimeError(
+                f"cannot start or reach Ray at {address or 'the default address'}: {one_line(error)}"
+            ) from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the job's own bar counts files and audio hours
     context.print_on_execution_start = False
@@ -116,8 +123,16 @@ class DenoiseActor:
     def denoise(self, path: str, output: str) -> dict:
         """The results row of one file; any failure is that file's error, not the corpus's."""
         started = time.perf_counter()
-        row = {"path": path, "output": output, "status": "ok", "error": "", "audio_seconds": math.nan,
-               "engine": self.denoiser.engine_name, "model": self.model, "notes": ""}
+        row = {
+            "path": path,
+            "output": output,
+            "status": "ok",
+            "error": "",
+            "audio_seconds": math.nan,
+            "engine": self.denoiser.engine_name,
+            "model": self.model,
+            "notes": "",
+        }
         try:
             result = self.denoiser.denoise_file(path, output, subtype=self.subtype)
             row.update(audio_seconds=float(result.seconds), notes="; ".join(result.notes))
@@ -151,7 +166,9 @@ def write_results(folder: Path, rows: dict[str, dict]) -> Path:
     import pyarrow.parquet as pq
 
     schema = pa.schema([(name, pa.float64() if name.endswith("_seconds") else pa.string()) for name in RESULT_COLUMNS])
-    table = pa.Table.from_pylist([{name: row.get(name) for name in RESULT_COLUMNS} for row in rows.values()], schema=schema)
+    table = pa.Table.from_pylist(
+        [{name: row.get(name) for name in RESULT_COLUMNS} for row in rows.values()], schema=schema
+    )
     target = folder / RESULTS_NAME
     temporary = folder / f".{RESULTS_NAME}.{os.getpid()}.tmp"
     pq.write_table(table, temporary)
@@ -160,14 +177,25 @@ def write_results(folder: Path, rows: dict[str, dict]) -> Path:
 
 
 def _skipped_row(job: "Job", earlier: dict | None) -> dict:
-    row = dict(earlier or {"audio_seconds": math.nan, "compute_seconds": math.nan, "engine": "", "model": "", "notes": ""})
+    row = dict(
+        earlier or {"audio_seconds": math.nan, "compute_seconds": math.nan, "engine": "", "model": "", "notes": ""}
+    )
     row.update(path=_absolute(job.input), output=_absolute(job.output), status="skipped", error="")
     return row
 
 
 def _error_row(job: "Job", message: str) -> dict:
-    return {"path": _absolute(job.input), "output": _absolute(job.output) if job.output else "", "status": "error", "error": message, "audio_seconds": math.nan,
-            "compute_seconds": 0.0, "engine": "", "model": "", "notes": ""}
+    return {
+        "path": _absolute(job.input),
+        "output": _absolute(job.output) if job.output else "",
+        "status": "error",
+        "error": message,
+        "audio_seconds": math.nan,
+        "compute_seconds": 0.0,
+        "engine": "",
+        "model": "",
+        "notes": "",
+    }
 
 
 def _remove_abandoned_temporaries(jobs: list["Job"]) -> None:
@@ -196,7 +224,9 @@ def check_cluster_options(options: ClusterOptions) -> None:
         raise ValueError("--actors must be at least 1")
     address = options.ray
     if address and (Path(address).exists() or Path(address).suffix.lower() in AUDIO_EXTENSIONS):
-        raise ValueError(f"--ray {address}: that is a file or folder, not a Ray address; put --ray after the inputs or give its ADDRESS")
+        raise ValueError(
+            f"--ray {address}: that is a file or folder, not a Ray address; put --ray after the inputs or give its ADDRESS"
+        )
 
 
 def _model_reference(model: str | None) -> str:
@@ -251,8 +281,10 @@ def denoise_on_ray(config: "DenoiseConfig", jobs: list["Job"], failed: int) -> i
             raise
         except Exception as error:  # Ray missing or unreachable, or the pipeline itself failed (not one file)
             _write_table(destination, earlier | results)
-            print(f"error: {one_line(error) if isinstance(error, RuntimeError) else 'the Ray pipeline failed: ' + one_line(error)}",
-                  file=sys.stderr)
+            print(
+                f"error: {one_line(error) if isinstance(error, RuntimeError) else 'the Ray pipeline failed: ' + one_line(error)}",
+                file=sys.stderr,
+            )
             return 2
         finally:
             _remove_abandoned_temporaries(work)
@@ -271,7 +303,9 @@ def _write_table(destination: Path, rows: dict[str, dict]) -> Path | None:
         return None
 
 
-def _run_pool(ray, config: "DenoiseConfig", work: list["Job"], model: str, options: dict, rows: dict[str, dict]) -> None:
+def _run_pool(
+    ray, config: "DenoiseConfig", work: list["Job"], model: str, options: dict, rows: dict[str, dict]
+) -> None:
     """Add to ``rows`` the row of each file in ``work`` as a pool of actors returns it; each input
     once, whatever was retried."""
     from tqdm import tqdm
@@ -279,10 +313,19 @@ def _run_pool(ray, config: "DenoiseConfig", work: list["Job"], model: str, optio
     size, cpus = actor_pool(ray, config.actors, options["threads"])
     items = [{"path": _absolute(job.input), "output": _absolute(job.output)} for job in work]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
-        DenoiseActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=size), num_cpus=cpus,
-        fn_constructor_args=(model, options, config.float_output))
-    bar = tqdm(total=len(items), unit="file", desc=f"denoising on {size} actor{'s' if size != 1 else ''}",
-               disable=config.quiet or not sys.stderr.isatty(), file=sys.stderr)
+        DenoiseActor,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=size),
+        num_cpus=cpus,
+        fn_constructor_args=(model, options, config.float_output),
+    )
+    bar = tqdm(
+        total=len(items),
+        unit="file",
+        desc=f"denoising on {size} actor{'s' if size != 1 else ''}",
+        disable=config.quiet or not sys.stderr.isatty(),
+        file=sys.stderr,
+    )
     hours = 0.0
     with bar:
         for row in dataset.iter_rows():
@@ -307,8 +350,10 @@ def _summarize(rows: list[dict], failed: int, elapsed: float, table: Path | None
     speed = f", {audio / elapsed:.1f}x real time" if done and elapsed > 0 else ""
     also = f", {skipped} skipped (already denoised)" if skipped else ""
     where = f"; results in {table}" if table is not None else ""
-    print(f"{len(done)} file{'s' if len(done) != 1 else ''} denoised, {failed} failed{also} ({audio:.1f} s of audio in {elapsed:.1f} s{speed}){where}",
-          file=sys.stderr)
+    print(
+        f"{len(done)} file{'s' if len(done) != 1 else ''} denoised, {failed} failed{also} ({audio:.1f} s of audio in {elapsed:.1f} s{speed}){where}",
+        file=sys.stderr,
+    )
     return 1 if failed or not (done or skipped) else 0
 
 
@@ -319,22 +364,37 @@ def _score_batch(batch: dict, with_dnsmos: bool) -> dict:
     from hushnet.evaluate import Pair, score_pair
 
     rows = []
-    for index, name, clean, noisy, enhanced in zip(batch["index"], batch["name"], batch["clean"], batch["noisy"], batch["enhanced"]):
+    for index, name, clean, noisy, enhanced in zip(
+        batch["index"], batch["name"], batch["clean"], batch["noisy"], batch["enhanced"]
+    ):
         pair = Pair(str(name), *(Path(p) if p else None for p in (clean, noisy, enhanced)))
-        rows.append(json.dumps(score_pair(pair, with_dnsmos=with_dnsmos)))  # rows differ in columns: one JSON string each
+        rows.append(
+            json.dumps(score_pair(pair, with_dnsmos=with_dnsmos))
+        )  # rows differ in columns: one JSON string each
     return {"index": list(batch["index"]), "row": rows}
 
 
-def score_on_ray(ray, pairs: list["Pair"], with_dnsmos: bool = False, tasks: int | None = None,
-                 progress: Callable[[], None] | None = None) -> list[dict]:
+def score_on_ray(
+    ray,
+    pairs: list["Pair"],
+    with_dnsmos: bool = False,
+    tasks: int | None = None,
+    progress: Callable[[], None] | None = None,
+) -> list[dict]:
     """``evaluate.score_pairs`` spread over the cluster (one task per pair, one CPU each); rows in the order of ``pairs``."""
-    items = [{"index": i, "name": p.name, **{role: str(getattr(p, role) or "") for role in ("clean", "noisy", "enhanced")}}
-             for i, p in enumerate(pairs)]
+    items = [
+        {"index": i, "name": p.name, **{role: str(getattr(p, role) or "") for role in ("clean", "noisy", "enhanced")}}
+        for i, p in enumerate(pairs)
+    ]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
-        _score_batch, batch_size=1, fn_kwargs={"with_dnsmos": with_dnsmos}, num_cpus=1, concurrency=tasks)
+        _score_batch, batch_size=1, fn_kwargs={"with_dnsmos": with_dnsmos}, num_cpus=1, concurrency=tasks
+    )
     rows: dict[int, dict] = {}
     for result in dataset.iter_rows():
         if int(result["index"]) not in rows and progress:
             progress()
         rows[int(result["index"])] = json.loads(result["row"])
-    return [rows.get(i, {"name": pair.name, "error": "no result came back from the cluster"}) for i, pair in enumerate(pairs)]
+    return [
+        rows.get(i, {"name": pair.name, "error": "no result came back from the cluster"})
+        for i, pair in enumerate(pairs)
+    ]

@@ -19,10 +19,26 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from hushnet.audio import (MODEL_RATE, AudioError, checked_rate, like_input, open_audio, output_format, resample, signal_of,
-                           write_resampled)
+from hushnet.audio import (
+    MODEL_RATE,
+    AudioError,
+    checked_rate,
+    like_input,
+    open_audio,
+    output_format,
+    resample,
+    signal_of,
+    write_resampled,
+)
 from hushnet.inference.engines import Engine, TorchEngine, load_engine
-from hushnet.inference.plan import DEFAULT_CHUNK_SECONDS, Enhancer, Scheme, choose_scheme, fitted_chunk, gains_from_energy
+from hushnet.inference.plan import (
+    DEFAULT_CHUNK_SECONDS,
+    Enhancer,
+    Scheme,
+    choose_scheme,
+    fitted_chunk,
+    gains_from_energy,
+)
 from hushnet.options import PRECISIONS
 from hushnet.runtime_options import validate_runtime_options
 from hushnet.staging import Staging, stage_input
@@ -51,7 +67,11 @@ class FileResult:
 
 
 def _fraction(dry) -> float:
-    if isinstance(dry, (bool, np.bool_)) or not isinstance(dry, (int, float, np.integer, np.floating)) or not 0.0 <= float(dry) <= 1.0:
+    if (
+        isinstance(dry, (bool, np.bool_))
+        or not isinstance(dry, (int, float, np.integer, np.floating))
+        or not 0.0 <= float(dry) <= 1.0
+    ):
         raise AudioError(f"dry must be between 0 (fully denoised) and 1 (the input unchanged), got {dry!r}")
     return float(dry)
 
@@ -61,7 +81,11 @@ def _level(level_db, model_level: float | None) -> float | None:
         return model_level
     if level_db == "off":
         return None
-    if isinstance(level_db, (bool, np.bool_)) or not isinstance(level_db, (int, float, np.integer, np.floating)) or not -100.0 <= float(level_db) <= 0.0:
+    if (
+        isinstance(level_db, (bool, np.bool_))
+        or not isinstance(level_db, (int, float, np.integer, np.floating))
+        or not -100.0 <= float(level_db) <= 0.0
+    ):
         raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
     return float(level_db)
 
@@ -92,14 +116,30 @@ class Denoiser:
       (one gain per channel and segment; the signal then goes through crossfaded segments).
     """
 
-    def __init__(self, model, device: str = "cpu", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, *, dry: float | None = None,
-                 level_db: float | str | None = None, level_scope: str = "recording", chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-                 threads: int | None = None, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model,
+        device: str = "cpu",
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+        *,
+        dry: float | None = None,
+        level_db: float | str | None = None,
+        level_scope: str = "recording",
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+        threads: int | None = None,
+        precision: str = "auto",
+    ) -> None:
         """``model``: an :class:`~hushnet.inference.engines.Engine` (``load_engine``), or a torch CAN for the torch engine."""
-        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb)
+        validate_runtime_options(
+            threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb
+        )
         if precision not in PRECISIONS:
             raise AudioError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.engine = model if isinstance(model, Engine) else TorchEngine(model, device=device, threads=threads, precision=precision)
+        self.engine = (
+            model
+            if isinstance(model, Engine)
+            else TorchEngine(model, device=device, threads=threads, precision=precision)
+        )
         self.config = self.engine.config
         self.device = str(device)
         self.memory_budget_mb, self.chunk_seconds = memory_budget_mb, chunk_seconds
@@ -113,16 +153,33 @@ class Denoiser:
         self.prepare()
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, device: str = "cpu", engine: str = "auto",
-                        threads: int | None = None, precision: str = "auto", workers: int = 1, **options) -> "Denoiser":
+    def from_pretrained(
+        cls,
+        path_or_name: str | os.PathLike | None = None,
+        device: str = "cpu",
+        engine: str = "auto",
+        threads: int | None = None,
+        precision: str = "auto",
+        workers: int = 1,
+        **options,
+    ) -> "Denoiser":
         """Load a model directory by path, or a shipped model by name (default: the package default),
         once, into ``engine`` (auto: OpenVINO where installed and loadable, else onnxruntime, else
         torch) at ``precision`` (auto: bf16 where the CPU has native bf16 units and the engine runs
         bf16). ``workers``: threads that will call it at once (the server), each with ``threads``."""
-        validate_runtime_options(threads=threads, device=str(device), chunk_seconds=options.get("chunk_seconds"),
-                                 memory_budget_mb=options.get("memory_budget_mb"))
-        return cls(load_engine(path_or_name, engine=engine, device=device, threads=threads, precision=precision, streams=workers),
-                   device=device, **options)
+        validate_runtime_options(
+            threads=threads,
+            device=str(device),
+            chunk_seconds=options.get("chunk_seconds"),
+            memory_budget_mb=options.get("memory_budget_mb"),
+        )
+        return cls(
+            load_engine(
+                path_or_name, engine=engine, device=device, threads=threads, precision=precision, streams=workers
+            ),
+            device=device,
+            **options,
+        )
 
     @property
     def engine_name(self) -> str:
@@ -153,8 +210,16 @@ class Denoiser:
         longer than the input length a fixed-shape engine runs best at (its ``chunk_input``)."""
         c = self.config
         per_segment = self.target_rms is not None and level_scope == "segment"
-        scheme = choose_scheme(c.norm, c.sample_rate, c.receptive_radius, c.segment_seconds, c.channels, per_segment, self.chunk_seconds,
-                               self.memory_budget_mb)
+        scheme = choose_scheme(
+            c.norm,
+            c.sample_rate,
+            c.receptive_radius,
+            c.segment_seconds,
+            c.channels,
+            per_segment,
+            self.chunk_seconds,
+            self.memory_budget_mb,
+        )
         if scheme.kind != "chunks":
             return scheme
         radius, target = scheme.context, scheme.length
@@ -165,8 +230,13 @@ class Denoiser:
             chunk = min(chunk, fitted_chunk(max(1, round(STREAM_LATENCY_SECONDS * c.sample_rate) - radius), radius))
         return Scheme("chunks", chunk, context=radius)
 
-    def enhancer(self, channels: int, energy: tuple[np.ndarray, int] | None = None, level_scope: str | None = None,
-                 streaming: bool = False) -> Enhancer:
+    def enhancer(
+        self,
+        channels: int,
+        energy: tuple[np.ndarray, int] | None = None,
+        level_scope: str | None = None,
+        streaming: bool = False,
+    ) -> Enhancer:
         """The incremental processor of ``channels`` channels; ``energy``: (per-channel sum of squares, samples)
         of the whole recording, which a level per recording needs; ``streaming``: the stream plan (:meth:`scheme_for`)."""
         scope = level_scope or self.level_scope
@@ -177,9 +247,22 @@ class Denoiser:
                 raise ValueError("a level per recording needs the recording's energy")
             gains = gains_from_energy(*energy, self.target_rms)
         scheme = self.scheme if scope == self.level_scope and not streaming else self.scheme_for(scope, streaming)
-        return Enhancer(self.engine, scheme, channels, gains=gains, segment_level=self.target_rms if per_segment else None, dry=self.dry)
+        return Enhancer(
+            self.engine,
+            scheme,
+            channels,
+            gains=gains,
+            segment_level=self.target_rms if per_segment else None,
+            dry=self.dry,
+        )
 
-    def denoise(self, audio: np.ndarray, sample_rate: int | float, progress: Callable[[int], None] | None = None, layout: str = "auto") -> np.ndarray:
+    def denoise(
+        self,
+        audio: np.ndarray,
+        sample_rate: int | float,
+        progress: Callable[[int], None] | None = None,
+        layout: str = "auto",
+    ) -> np.ndarray:
         """Denoise ``audio``; returns the same shape, layout, rate and dtype.
 
         ``layout``: ``auto`` (default) takes a 2-D array as [channels, samples] or [samples, channels]
@@ -202,8 +285,14 @@ class Denoiser:
 
         return DenoiseStream(self, checked_rate(sample_rate), channels)
 
-    def denoise_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: Callable[[int], None] | None = None,
-                     on_start: Callable[[int], None] | None = None, subtype: str | None = None) -> FileResult:
+    def denoise_file(
+        self,
+        input_path: str | os.PathLike,
+        output_path: str | os.PathLike,
+        progress: Callable[[int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+        subtype: str | None = None,
+    ) -> FileResult:
         """Denoise one file into ``output_path`` (written atomically; the input is never touched).
 
         The output keeps the input's sample encoding unless ``subtype`` (e.g. "FLOAT") is given.
@@ -221,15 +310,26 @@ class Denoiser:
                     on_start(staged.samples)
                 out = staging.allocate("output")
                 written = 0
-                for y, consumed in self.enhancer(info.channels, staged.energy).blocks(staged.signal, staged.samples, progress):
+                for y, consumed in self.enhancer(info.channels, staged.energy).blocks(
+                    staged.signal, staged.samples, progress
+                ):
                     out[:, written : written + y.shape[1]] = y
                     written += y.shape[1]
                     staging.advanced(consumed)
                 out = out[:, : staged.samples]
                 out[~staged.nonzero] = 0.0
-                result = FileResult(input_path, output_path, info.seconds, info.sample_rate, info.channels, notes=staged.notes(info))
-                result.clipped_samples = write_resampled(out, info.sample_rate, info.frames_read, output_path, major, subtype or own_subtype,
-                                                         staging.advanced)
+                result = FileResult(
+                    input_path, output_path, info.seconds, info.sample_rate, info.channels, notes=staged.notes(info)
+                )
+                result.clipped_samples = write_resampled(
+                    out,
+                    info.sample_rate,
+                    info.frames_read,
+                    output_path,
+                    major,
+                    subtype or own_subtype,
+                    staging.advanced,
+                )
         if result.clipped_samples:
             result.notes.append(f"{result.clipped_samples} output samples exceeded full scale and were clipped")
         return result

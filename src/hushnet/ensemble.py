@@ -64,12 +64,18 @@ def plan_config(members: list[CANConfig], weights: list[float], level_db: float 
         named = [members[i].input_rms_db for i in by_weight if members[i].input_rms_db is not None]
         level_db = levels.pop() if len(levels) == 1 else named[0]
     values = members[widest].to_dict()
-    values.update(norm="per-input" if per_input else "batch", input_rms_db=level_db, dry=0.0,
-                  segment_seconds=members[per_input[0]].segment_seconds if per_input else None)
+    values.update(
+        norm="per-input" if per_input else "batch",
+        input_rms_db=level_db,
+        dry=0.0,
+        segment_seconds=members[per_input[0]].segment_seconds if per_input else None,
+    )
     return CANConfig.from_dict(values)
 
 
-def build_ensemble(models: list[str], weights: list[float] | None = None, level_db: float | None | str = "auto") -> CANEnsemble:
+def build_ensemble(
+    models: list[str], weights: list[float] | None = None, level_db: float | None | str = "auto"
+) -> CANEnsemble:
     """An ensemble of the CAN model directories (or shipped names) ``models``; equal weights by default."""
     weights = check_weights(weights if weights is not None else [1.0 / len(models)] * len(models), len(models))
     members = []
@@ -84,19 +90,35 @@ def build_ensemble(models: list[str], weights: list[float] | None = None, level_
 def _card(ensemble: CANEnsemble) -> str:
     config = ensemble.config
     level = "the input as is" if config.input_rms_db is None else f"{config.input_rms_db:g} dBFS"
-    rows = [f"| {i} | `{source}` | {weight:g} | {member.config.norm} | "
-            f"{'as is' if member.config.input_rms_db is None else f'{member.config.input_rms_db:g} dBFS'} |"
-            for i, (source, weight, member) in enumerate(zip(ensemble.sources, ensemble.weights, ensemble.members))]
-    plan = (f"crossfaded segments of {config.segment_seconds:g} s" if config.norm == "per-input" and config.segment_seconds
-            else "per-input statistics over the whole input" if config.norm == "per-input" else "exact chunks (fixed statistics)")
-    return "\n".join([
-        "# hushnet CAN ensemble", "",
-        "The output is the weighted average of these CANs' outputs on the same input:", "",
-        "| member | model | weight | normalisation | its own level |", "|---|---|---|---|---|", *rows, "",
-        f"- Input level for every member: {level} (one level normalisation for the ensemble; a member's own level is not used).",
-        f"- Plan: {plan}.",
-        f"- `{ONNX_FILE}`: one graph, every member in its inference form, one weighted sum.",
-        "- Cost: about the sum of the members' (each runs on every sample).", ""])
+    rows = [
+        f"| {i} | `{source}` | {weight:g} | {member.config.norm} | "
+        f"{'as is' if member.config.input_rms_db is None else f'{member.config.input_rms_db:g} dBFS'} |"
+        for i, (source, weight, member) in enumerate(zip(ensemble.sources, ensemble.weights, ensemble.members))
+    ]
+    plan = (
+        f"crossfaded segments of {config.segment_seconds:g} s"
+        if config.norm == "per-input" and config.segment_seconds
+        else "per-input statistics over the whole input"
+        if config.norm == "per-input"
+        else "exact chunks (fixed statistics)"
+    )
+    return "\n".join(
+        [
+            "# hushnet CAN ensemble",
+            "",
+            "The output is the weighted average of these CANs' outputs on the same input:",
+            "",
+            "| member | model | weight | normalisation | its own level |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"- Input level for every member: {level} (one level normalisation for the ensemble; a member's own level is not used).",
+            f"- Plan: {plan}.",
+            f"- `{ONNX_FILE}`: one graph, every member in its inference form, one weighted sum.",
+            "- Cost: about the sum of the members' (each runs on every sample).",
+            "",
+        ]
+    )
 
 
 def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: bool = True) -> Path:
@@ -109,8 +131,10 @@ def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: boo
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in ensemble.state_dict().items()}
-    members = [{"model": source, "weight": weight, "prefix": f"branches.{i}.", "config": member.config.to_dict()}
-               for i, (source, weight, member) in enumerate(zip(ensemble.sources, ensemble.weights, ensemble.members))]
+    members = [
+        {"model": source, "weight": weight, "prefix": f"branches.{i}.", "config": member.config.to_dict()}
+        for i, (source, weight, member) in enumerate(zip(ensemble.sources, ensemble.weights, ensemble.members))
+    ]
     config = {"kind": ENSEMBLE_KIND, "config": ensemble.config.to_dict(), "members": members}
     (directory / ONNX_FILE).unlink(missing_ok=True)  # never leave the graph of other weights beside these
     atomic_write(directory / WEIGHTS_FILE, lambda name: save_file(tensors, name, metadata={"kind": ENSEMBLE_KIND}))

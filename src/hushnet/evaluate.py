@@ -18,7 +18,20 @@ import numpy as np
 from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
 from hushnet.metrics import COMPOSITE_NOTE, dnsmos, score
 
-METRICS = ["pesq_wb", "csig", "cbak", "covl", "ssnr_db", "stoi", "estoi", "si_sdr_db", "snr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
+METRICS = [
+    "pesq_wb",
+    "csig",
+    "cbak",
+    "covl",
+    "ssnr_db",
+    "stoi",
+    "estoi",
+    "si_sdr_db",
+    "snr_db",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_ovrl",
+]
 
 
 @dataclass
@@ -46,14 +59,22 @@ def _audio_files(folder: Path) -> dict[str, Path]:
 def match_folders(clean: Path, noisy: Path | None = None, enhanced: Path | None = None) -> Matching:
     """Pair files by name (stem) across folders; files without a partner are listed, not dropped silently."""
     clean_files = _audio_files(clean)
-    others = {role: _audio_files(folder) for role, folder in (("noisy", noisy), ("enhanced", enhanced)) if folder is not None}
+    others = {
+        role: _audio_files(folder) for role, folder in (("noisy", noisy), ("enhanced", enhanced)) if folder is not None
+    }
     missing = []
     names = set(clean_files)
     for role, files in others.items():
-        missing += [f"{name}: no {role} file in {noisy if role == 'noisy' else enhanced}" for name in sorted(set(clean_files) - set(files))]
+        missing += [
+            f"{name}: no {role} file in {noisy if role == 'noisy' else enhanced}"
+            for name in sorted(set(clean_files) - set(files))
+        ]
         missing += [f"{name}: no clean file in {clean}" for name in sorted(set(files) - set(clean_files))]
         names &= set(files)
-    pairs = [Pair(n, clean_files[n], others.get("noisy", {}).get(n), others.get("enhanced", {}).get(n)) for n in sorted(names)]
+    pairs = [
+        Pair(n, clean_files[n], others.get("noisy", {}).get(n), others.get("enhanced", {}).get(n))
+        for n in sorted(names)
+    ]
     return Matching(pairs, sorted(set(missing)))
 
 
@@ -112,13 +133,17 @@ def check_scorable(clean: np.ndarray, other: np.ndarray, rate: int, role: str) -
     """Raise ValueError (one line) for a pair whose scores would be undefined or misleading."""
     for what, signal in (("clean reference", clean), (f"{role} file", other)):
         if signal.size < MIN_SCORE_SECONDS * rate:
-            raise ValueError(f"the {what} is too short to score: {signal.size} samples ({signal.size / rate:.3f} s; at least {MIN_SCORE_SECONDS} s)")
+            raise ValueError(
+                f"the {what} is too short to score: {signal.size} samples ({signal.size / rate:.3f} s; at least {MIN_SCORE_SECONDS} s)"
+            )
         if not np.any(signal):
             raise ValueError(f"the {what} is digital silence: its scores are undefined")
     difference = abs(clean.size - other.size) / rate
     if difference > MAX_LENGTH_DIFFERENCE_SECONDS:
-        raise ValueError(f"the {role} file lasts {other.size / rate:.2f} s but its clean reference {clean.size / rate:.2f} s: "
-                         "not a whole result for it")
+        raise ValueError(
+            f"the {role} file lasts {other.size / rate:.2f} s but its clean reference {clean.size / rate:.2f} s: "
+            "not a whole result for it"
+        )
 
 
 def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
@@ -146,7 +171,9 @@ def score_pair(pair: Pair, with_dnsmos: bool = False) -> dict:
     return row
 
 
-def score_pairs(pairs: list[Pair], jobs: int = 1, progress: Callable[[], None] | None = None, with_dnsmos: bool = False) -> list[dict]:
+def score_pairs(
+    pairs: list[Pair], jobs: int = 1, progress: Callable[[], None] | None = None, with_dnsmos: bool = False
+) -> list[dict]:
     """Score every pair, in ``jobs`` processes; rows come back in the order of ``pairs``."""
     work = partial(score_pair, with_dnsmos=with_dnsmos)
     with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else nullcontext() as pool:
@@ -169,7 +196,11 @@ def summarize(rows: Iterable[dict]) -> dict:
     from scipy.stats import t
 
     rows = [r for r in rows if "error" not in r]
-    keys = [k for k in (rows[0] if rows else {}) if k not in ("name", "delay_samples", "length_difference") and isinstance(rows[0][k], float)]
+    keys = [
+        k
+        for k in (rows[0] if rows else {})
+        if k not in ("name", "delay_samples", "length_difference") and isinstance(rows[0][k], float)
+    ]
     summary = {}
     for key in keys:
         values = np.array([r[key] for r in rows if key in r and not math.isnan(r[key])])
@@ -192,9 +223,15 @@ def format_table(rows: list[dict], summary: dict) -> str:
             lines.append([r["name"], f"error: {r['error']}"])
             continue
         lines.append([r["name"]] + [_fmt(r.get(c)) for c in columns])
-    lines.append(["mean ± ci95"] + [f"{summary[c]['mean']:.3f}±{summary[c]['ci95']:.3f}" if c in summary else "" for c in columns])
+    lines.append(
+        ["mean ± ci95"]
+        + [f"{summary[c]['mean']:.3f}±{summary[c]['ci95']:.3f}" if c in summary else "" for c in columns]
+    )
     widths = [max(len(str(line[i])) for line in lines if i < len(line)) for i in range(len(header))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines) + f"\n{COMPOSITE_NOTE}"
+    return (
+        "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
+        + f"\n{COMPOSITE_NOTE}"
+    )
 
 
 def _fmt(value) -> str:
@@ -216,7 +253,12 @@ def write_reports(rows: list[dict], summary: dict, folder: Path, title: str = ""
         writer.writerows(rows)
     written.append(folder / "per_file.csv")
     failed = [r["name"] for r in rows if "error" in r]
-    (folder / "summary.json").write_text(json.dumps({"title": title, "files": len(rows), "failed": failed, "note": COMPOSITE_NOTE, "metrics": summary}, indent=2) + "\n")
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {"title": title, "files": len(rows), "failed": failed, "note": COMPOSITE_NOTE, "metrics": summary}, indent=2
+        )
+        + "\n"
+    )
     written.append(folder / "summary.json")
     plotted = [r for r in rows if "noisy_snr_db" in r and "pesq_wb" in r]
     if plotted:

@@ -48,7 +48,11 @@ def find_inputs(arguments: list[str]) -> tuple[list[Input], list[str]]:
             found.extend(listed)
             missing.extend(absent)
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
+            )
             found.extend(Input(f, path, True) for f in files)
             if not files:
                 missing.append(f"{argument}: no audio files in this folder")
@@ -113,8 +117,10 @@ def plan_outputs(inputs: list[Input], output: str | None, extension_for: Callabl
     """
     names_a_file = output is not None and output_names_a_file(output)
     if names_a_file and Path(output).suffix.lower() not in AUDIO_EXTENSIONS:
-        raise ValueError(f"-o {output} names a {Path(output).suffix} file; results are audio (.wav, .flac, ...): "
-                         "name one, or end a folder name with /")
+        raise ValueError(
+            f"-o {output} names a {Path(output).suffix} file; results are audio (.wav, .flac, ...): "
+            "name one, or end a folder name with /"
+        )
     if names_a_file and len(inputs) > 1:
         raise ValueError(f"-o {output} names one file, but there are {len(inputs)} inputs: give a folder")
     single_file = names_a_file and len(inputs) == 1
@@ -205,7 +211,9 @@ def _manifest_paths(manifest: Path) -> list[str]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise ValueError(f'{manifest}: reading a Parquet manifest needs pyarrow: pip install "hushnet[ray]"') from None
+            raise ValueError(
+                f'{manifest}: reading a Parquet manifest needs pyarrow: pip install "hushnet[ray]"'
+            ) from None
         try:
             table = pq.read_table(manifest)
         except Exception as error:  # pyarrow raises its own types for a damaged file

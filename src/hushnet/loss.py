@@ -112,7 +112,9 @@ class TrainingLoss(nn.Module):
             from auraloss.freq import MultiResolutionSTFTLoss
 
             # Resolutions of 16/32/64 ms windows at 16 kHz: phonemes to pitch harmonics.
-            self.stft = MultiResolutionSTFTLoss(fft_sizes=[512, 1024, 256], hop_sizes=[128, 256, 64], win_lengths=[512, 1024, 256])
+            self.stft = MultiResolutionSTFTLoss(
+                fft_sizes=[512, 1024, 256], hop_sizes=[128, 256, 64], win_lengths=[512, 1024, 256]
+            )
 
     def forward(self, denoised: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total loss, the terms by name; ``feature_layers`` holds the per-layer distances)."""

@@ -25,10 +25,60 @@ METRIC_RATE = 16000
 COMPOSITE_NOTE = "CSIG/CBAK/COVL: Hu & Loizou (2008) composite measures with wide-band PESQ plugged in"
 
 # Critical bands of Loizou's wss.m (centre frequencies and bandwidths in Hz).
-_CENTRE_HZ = [50.0, 120.0, 190.0, 260.0, 330.0, 400.0, 470.0, 540.0, 617.372, 703.378, 798.717, 904.128, 1020.38,
-              1148.30, 1288.72, 1442.54, 1610.70, 1794.16, 1993.93, 2211.08, 2446.71, 2701.97, 2978.04, 3276.17, 3597.63]
-_BANDWIDTH_HZ = [70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 77.3724, 86.0056, 95.3398, 105.411, 116.256, 127.914,
-                 140.423, 153.823, 168.154, 183.457, 199.776, 217.153, 235.631, 255.255, 276.072, 298.126, 321.465, 346.136]
+_CENTRE_HZ = [
+    50.0,
+    120.0,
+    190.0,
+    260.0,
+    330.0,
+    400.0,
+    470.0,
+    540.0,
+    617.372,
+    703.378,
+    798.717,
+    904.128,
+    1020.38,
+    1148.30,
+    1288.72,
+    1442.54,
+    1610.70,
+    1794.16,
+    1993.93,
+    2211.08,
+    2446.71,
+    2701.97,
+    2978.04,
+    3276.17,
+    3597.63,
+]
+_BANDWIDTH_HZ = [
+    70.0,
+    70.0,
+    70.0,
+    70.0,
+    70.0,
+    70.0,
+    70.0,
+    77.3724,
+    86.0056,
+    95.3398,
+    105.411,
+    116.256,
+    127.914,
+    140.423,
+    153.823,
+    168.154,
+    183.457,
+    199.776,
+    217.153,
+    235.631,
+    255.255,
+    276.072,
+    298.126,
+    321.465,
+    346.136,
+]
 
 
 def _frames(signal: np.ndarray, rate: int) -> np.ndarray:
@@ -56,7 +106,9 @@ def segmental_snr(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RA
 def _lpc(frames: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     """Autocorrelations [frames, order+1] and LPC polynomials [frames, order+1] (1, -a1, ..., -ap)."""
     length = frames.shape[1]
-    autocorrelation = np.stack([np.sum(frames[:, : length - k] * frames[:, k:], axis=1) for k in range(order + 1)], axis=1)
+    autocorrelation = np.stack(
+        [np.sum(frames[:, : length - k] * frames[:, k:], axis=1) for k in range(order + 1)], axis=1
+    )
     polynomials = np.ones((len(frames), order + 1))
     for i, r in enumerate(autocorrelation):
         # Levinson-Durbin through scipy; a frame of digital silence has no predictor (all zeros).
@@ -89,7 +141,9 @@ def _band_energies(frames: np.ndarray, rate: int) -> np.ndarray:
     for i, (centre, bandwidth) in enumerate(zip(_CENTRE_HZ, _BANDWIDTH_HZ)):
         f0 = centre / max_freq * half
         bw = bandwidth / max_freq * half
-        shape = np.exp(-11 * ((bin_index - math.floor(f0)) / bw) ** 2 + math.log(_BANDWIDTH_HZ[0]) - math.log(bandwidth))
+        shape = np.exp(
+            -11 * ((bin_index - math.floor(f0)) / bw) ** 2 + math.log(_BANDWIDTH_HZ[0]) - math.log(bandwidth)
+        )
         filters[i] = shape * (shape > min_factor)
     spectrum = np.abs(np.fft.fft(frames, n_fft, axis=1)[:, :half]) ** 2
     return 10 * np.log10(np.maximum(spectrum @ filters.T, 1e-10))
@@ -153,7 +207,9 @@ def pesq_score(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE,
         return float("nan")
 
 
-def composite(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, pesq_value: float | None = None) -> dict[str, float]:
+def composite(
+    clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, pesq_value: float | None = None
+) -> dict[str, float]:
     """CSIG, CBAK, COVL (each clipped to [1, 5]) and their parts: LLR, WSS, segmental SNR, PESQ."""
     eps = np.finfo(np.float64).eps
     length = min(len(clean), len(enhanced))
@@ -166,7 +222,15 @@ def composite(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, 
     cbak = 1.634 + 0.478 * p - 0.007 * wss + 0.063 * ssnr
     covl = 1.594 + 0.805 * p - 0.512 * llr - 0.007 * wss
     clip = lambda v: float(np.clip(v, 1.0, 5.0))  # noqa: E731
-    return {"csig": clip(csig), "cbak": clip(cbak), "covl": clip(covl), "llr": llr, "wss": wss, "ssnr_db": ssnr, "pesq_wb": p}
+    return {
+        "csig": clip(csig),
+        "cbak": clip(cbak),
+        "covl": clip(covl),
+        "llr": llr,
+        "wss": wss,
+        "ssnr_db": ssnr,
+        "pesq_wb": p,
+    }
 
 
 def si_sdr(clean: np.ndarray, enhanced: np.ndarray) -> float:
@@ -192,7 +256,9 @@ def estimate_delay(clean: np.ndarray, enhanced: np.ndarray, max_delay: int) -> i
     length = min(len(clean), len(enhanced))
     if length == 0 or max_delay <= 0:
         return 0
-    correlation = correlate(enhanced[:length].astype(np.float64), clean[:length].astype(np.float64), mode="full", method="fft")
+    correlation = correlate(
+        enhanced[:length].astype(np.float64), clean[:length].astype(np.float64), mode="full", method="fft"
+    )
     lags = np.arange(-length + 1, length)
     window = np.abs(lags) <= max_delay
     return int(lags[window][np.argmax(correlation[window])])
@@ -211,7 +277,10 @@ def align(clean: np.ndarray, enhanced: np.ndarray, rate: int, max_delay_s: float
     from hushnet.audio import resample
 
     if rate != METRIC_RATE:
-        clean, enhanced = resample(clean.astype(np.float32), rate, METRIC_RATE), resample(enhanced.astype(np.float32), rate, METRIC_RATE)
+        clean, enhanced = (
+            resample(clean.astype(np.float32), rate, METRIC_RATE),
+            resample(enhanced.astype(np.float32), rate, METRIC_RATE),
+        )
     difference = len(enhanced) - len(clean)
     delay = estimate_delay(clean, enhanced, int(max_delay_s * METRIC_RATE))
     if delay > 0:
@@ -222,7 +291,9 @@ def align(clean: np.ndarray, enhanced: np.ndarray, rate: int, max_delay_s: float
     return Alignment(clean[:length], enhanced[:length], delay, difference)
 
 
-def score(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, align_delay: bool = True, narrowband: bool = False) -> dict[str, float]:
+def score(
+    clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, align_delay: bool = True, narrowband: bool = False
+) -> dict[str, float]:
     """Every metric of ``enhanced`` against ``clean`` (1-D, same rate), after alignment."""
     from pystoi import stoi
 
@@ -234,7 +305,11 @@ def score(clean: np.ndarray, enhanced: np.ndarray, rate: int = METRIC_RATE, alig
     out = {"pesq_wb": p}
     if narrowband:
         out["pesq_nb"] = pesq_score(c, e, METRIC_RATE, "nb")
-    parts = composite(c, e, METRIC_RATE, pesq_value=p) if not math.isnan(p) else {"csig": float("nan"), "cbak": float("nan"), "covl": float("nan")}
+    parts = (
+        composite(c, e, METRIC_RATE, pesq_value=p)
+        if not math.isnan(p)
+        else {"csig": float("nan"), "cbak": float("nan"), "covl": float("nan")}
+    )
     out.update({k: parts[k] for k in ("csig", "cbak", "covl")})
     out["ssnr_db"] = segmental_snr(c + np.finfo(np.float64).eps, e + np.finfo(np.float64).eps)
     out["stoi"] = float(stoi(c, e, METRIC_RATE, extended=False))
@@ -282,7 +357,9 @@ class PairedDifference:
         return not self.low <= 0.0 <= self.high
 
 
-def paired_bootstrap(candidate, reference, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> PairedDifference:
+def paired_bootstrap(
+    candidate, reference, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> PairedDifference:
     """Paired bootstrap interval (BCa, ``scipy.stats.bootstrap``) of the mean of ``candidate - reference``.
 
     Both are per-file scores of the same files in the same order; files are resampled together, so
@@ -302,7 +379,15 @@ def paired_bootstrap(candidate, reference, resamples: int = 2000, confidence: fl
     mean = float(difference.mean())
     if np.ptp(difference) == 0:  # every file moved by the same amount: no spread to resample
         return PairedDifference(mean, mean, mean, int(a.size))
-    result = bootstrap((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), paired=True, vectorized=True,
-                       n_resamples=resamples, confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
+    result = bootstrap(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
     interval = result.confidence_interval
     return PairedDifference(mean, float(interval.low), float(interval.high), int(a.size))

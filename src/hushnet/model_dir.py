@@ -36,7 +36,11 @@ def available_models(kind: str | None = None) -> list[str]:
     if not PRETRAINED_DIR.is_dir():
         return []
     names = sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-    return [n for n in names if kind is None or json.loads((PRETRAINED_DIR / n / CONFIG_FILE).read_text()).get("kind") == kind]
+    return [
+        n
+        for n in names
+        if kind is None or json.loads((PRETRAINED_DIR / n / CONFIG_FILE).read_text()).get("kind") == kind
+    ]
 
 
 def resolve_model_dir(path_or_name: str | os.PathLike | None) -> Path:
@@ -63,11 +67,15 @@ def read_config(directory: str | os.PathLike) -> dict:
     except (OSError, json.JSONDecodeError) as error:
         raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE}: {error}") from None
     if not isinstance(config, dict):
-        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE} holds a {type(config).__name__}, not an object")
+        raise ModelError(
+            f"cannot load model from {directory}: {CONFIG_FILE} holds a {type(config).__name__}, not an object"
+        )
     if config.get("kind") not in KINDS:
-        raise ModelError(f"cannot load model from {directory}: unknown model kind {config.get('kind')!r} in {CONFIG_FILE}")
+        raise ModelError(
+            f"cannot load model from {directory}: unknown model kind {config.get('kind')!r} in {CONFIG_FILE}"
+        )
     if not isinstance(config.get("config"), dict):
-        raise ModelError(f"cannot load model from {directory}: {CONFIG_FILE} has no \"config\" object")
+        raise ModelError(f'cannot load model from {directory}: {CONFIG_FILE} has no "config" object')
     return config
 
 

@@ -22,20 +22,41 @@ MODEL_HELP = "model directory, or the name of a shipped model"
 # Spelled here (not imported from the engines) so that building the parser imports no engine.
 ENGINES = ("auto", "openvino", "onnx", "torch")
 from hushnet.precision import PRECISIONS  # noqa: E402,F401 - one list of precisions
+
 ENGINE_HELP = "inference engine (auto: OpenVINO where installed and loadable, else onnxruntime, else torch)"
-PRECISION_HELP = ("arithmetic of the network (auto: bf16 where the CPU has native bf16 units and the engine runs it, "
-                  "else float32; onnxruntime runs float32 only)")
+PRECISION_HELP = (
+    "arithmetic of the network (auto: bf16 where the CPU has native bf16 units and the engine runs it, "
+    "else float32; onnxruntime runs float32 only)"
+)
 
 
-def option(default: Any = MISSING, *, help: str, flag: str | None = None, short: str | None = None, choices: list[str] | None = None,
-           positional: bool = False, default_factory: Callable[[], Any] | Any = MISSING, show_default: bool = True,
-           value_optional: Any = MISSING, metavar: str | None = None) -> Any:
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    flag: str | None = None,
+    short: str | None = None,
+    choices: list[str] | None = None,
+    positional: bool = False,
+    default_factory: Callable[[], Any] | Any = MISSING,
+    show_default: bool = True,
+    value_optional: Any = MISSING,
+    metavar: str | None = None,
+) -> Any:
     """A dataclass field that is also a command-line flag.
 
     ``value_optional``: the flag may be given without a value, and then means this (``--ray`` alone).
     """
-    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "positional": positional, "show_default": show_default,
-                "value_optional": value_optional, "metavar": metavar}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "choices": choices,
+        "positional": positional,
+        "show_default": show_default,
+        "value_optional": value_optional,
+        "metavar": metavar,
+    }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -73,12 +94,24 @@ class DenoiserOptions(RuntimeOptions):
     model: str | None = option(None, help=MODEL_HELP + " (default: the package default)", show_default=False)
     engine: str = option("auto", choices=ENGINE_CHOICES, help=ENGINE_HELP)
     precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
-    dry: float | None = option(None, help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
-                                          "(default: the model's own)", show_default=False)
-    level: str | None = option(None, flag="--level-db",
-                               help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
-                                    "off = as is (default: the model's own)", show_default=False)
-    level_scope: str = option("recording", choices=["recording", "segment"], help="level gain per channel for the whole recording or per segment")
+    dry: float | None = option(
+        None,
+        help="fraction of the noisy input mixed back into the output: 0 = fully denoised, 1 = input unchanged "
+        "(default: the model's own)",
+        show_default=False,
+    )
+    level: str | None = option(
+        None,
+        flag="--level-db",
+        help="bring each channel to this RMS level (dBFS, e.g. -23) before the network and back after; "
+        "off = as is (default: the model's own)",
+        show_default=False,
+    )
+    level_scope: str = option(
+        "recording",
+        choices=["recording", "segment"],
+        help="level gain per channel for the whole recording or per segment",
+    )
     memory_budget_mb: float = option(512.0, help="activation memory for whole-file processing, MB")
 
     def denoiser_options(self) -> dict:
@@ -89,8 +122,16 @@ class DenoiserOptions(RuntimeOptions):
                 level = float(level)
             except ValueError:
                 raise ValueError(f"--level-db: expected dBFS (e.g. -23) or off, got {level!r}") from None
-        return {"device": self.device, "engine": self.engine, "precision": self.precision, "threads": self.threads,
-                "memory_budget_mb": self.memory_budget_mb, "dry": self.dry, "level_db": level, "level_scope": self.level_scope}
+        return {
+            "device": self.device,
+            "engine": self.engine,
+            "precision": self.precision,
+            "threads": self.threads,
+            "memory_budget_mb": self.memory_budget_mb,
+            "dry": self.dry,
+            "level_db": level,
+            "level_scope": self.level_scope,
+        }
 
 
 @dataclass
@@ -98,7 +139,9 @@ class JobOptions:
     """What ``hushnet train`` and ``train-lossnet`` take besides the fields of the job's config (not saved with it)."""
 
     config: str | None = option(None, help="a train_config.json to start from (flags override it)", show_default=False)
-    resume: bool = option(False, help="continue the run in --output from its last checkpoint (its own train_config.json, plus flags)")
+    resume: bool = option(
+        False, help="continue the run in --output from its last checkpoint (its own train_config.json, plus flags)"
+    )
     quiet: bool = option(False, short="-q", help="no progress bar")
 
 
@@ -128,8 +171,21 @@ def _default(item: dataclasses.Field) -> Any:
     return MISSING  # a required field: a required flag (or positional)
 
 
-def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | None, help: str, annotation: Any, default: Any,
-         choices: Any, positional: bool, overrides: bool, show_default: bool, value_optional: Any = MISSING, metavar: str | None = None) -> None:
+def _add(
+    group: argparse._ActionsContainer,
+    dest: str,
+    flag: str,
+    short: str | None,
+    help: str,
+    annotation: Any,
+    default: Any,
+    choices: Any,
+    positional: bool,
+    overrides: bool,
+    show_default: bool,
+    value_optional: Any = MISSING,
+    metavar: str | None = None,
+) -> None:
     kind = _value_type(annotation)
     shown = f" (default {default})" if show_default and default not in (None, MISSING) and kind is not bool else ""
     if positional:
@@ -150,7 +206,9 @@ def _add(group: argparse._ActionsContainer, dest: str, flag: str, short: str | N
         metavar = None if choices else metavar or flag.lstrip("-").upper().replace("-", "_")
         if value_optional is not MISSING:
             extra.update(nargs="?", const=value_optional)
-        group.add_argument(*names, dest=dest, type=kind, choices=choices, default=default, metavar=metavar, help=help + shown, **extra)
+        group.add_argument(
+            *names, dest=dest, type=kind, choices=choices, default=default, metavar=metavar, help=help + shown, **extra
+        )
 
 
 def add_options(parser: argparse.ArgumentParser, config_class: type, overrides: bool = False) -> None:
@@ -162,13 +220,37 @@ def add_options(parser: argparse.ArgumentParser, config_class: type, overrides: 
             child_hints = typing.get_type_hints(type(child))
             group = parser.add_argument_group(item.name)
             for name, sub in item.metadata["nested"].items():
-                _add(group, f"{item.name}.{name}", sub.flag, None, sub.help, child_hints[name], getattr(child, name), sub.choices,
-                     False, overrides, True)
+                _add(
+                    group,
+                    f"{item.name}.{name}",
+                    sub.flag,
+                    None,
+                    sub.help,
+                    child_hints[name],
+                    getattr(child, name),
+                    sub.choices,
+                    False,
+                    overrides,
+                    True,
+                )
         elif "help" in item.metadata:
             meta = item.metadata
             flag = meta["flag"] or "--" + item.name.replace("_", "-")
-            _add(parser, item.name, flag, meta["short"], meta["help"], hints[item.name], _default(item), meta["choices"],
-                 meta["positional"], overrides, meta["show_default"], meta.get("value_optional", MISSING), meta.get("metavar"))
+            _add(
+                parser,
+                item.name,
+                flag,
+                meta["short"],
+                meta["help"],
+                hints[item.name],
+                _default(item),
+                meta["choices"],
+                meta["positional"],
+                overrides,
+                meta["show_default"],
+                meta.get("value_optional", MISSING),
+                meta.get("metavar"),
+            )
 
 
 def option_names(config_class: type) -> list[str]:
@@ -213,7 +295,12 @@ def check_runtime(config: RuntimeOptions) -> None:
     device, so that the onnxruntime path stays torch-free."""
     from hushnet.runtime_options import usable_threads, validate_runtime_options
 
-    validate_runtime_options(threads=config.threads, device=config.device, memory_budget_mb=getattr(config, "memory_budget_mb", None), flags=True)
+    validate_runtime_options(
+        threads=config.threads,
+        device=config.device,
+        memory_budget_mb=getattr(config, "memory_budget_mb", None),
+        flags=True,
+    )
     config.threads = usable_threads(config.threads, note=lambda message: print(f"note: {message}", file=sys.stderr))
     if config.device and config.device.startswith("cuda"):
         import torch

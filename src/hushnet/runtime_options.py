@@ -39,7 +39,9 @@ def _threads(threads, flags: bool) -> None:
         raise RuntimeOptionError(f"{_name('threads', flags)} must be a whole number of at least 1, got {threads!r}")
 
 
-def validate_runtime_options(*, threads=None, device=None, chunk_seconds=None, memory_budget_mb=None, flags: bool = False) -> None:
+def validate_runtime_options(
+    *, threads=None, device=None, chunk_seconds=None, memory_budget_mb=None, flags: bool = False
+) -> None:
     """Raise :class:`RuntimeOptionError` for a value that cannot work; None means "not given".
     Threads above the cores are not an error: :func:`usable_threads` caps them.
 

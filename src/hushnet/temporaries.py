@@ -103,7 +103,9 @@ def nearest_existing(folder: Path) -> Path:
 
 def partial_name(path: Path) -> Path:
     """A hidden temporary name beside ``path``, tagged with this process's id."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.hushnet-{os.getpid()}-", suffix=path.suffix + ".tmp")
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.hushnet-{os.getpid()}-", suffix=path.suffix + ".tmp"
+    )
     os.close(handle)
     return Path(name)
 
@@ -197,7 +199,9 @@ class PendingFolder:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.hushnet-{os.getpid()}-", suffix=".tmp"))
+        self.temporary = Path(
+            tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.hushnet-{os.getpid()}-", suffix=".tmp")
+        )
         os.chmod(self.temporary, 0o777 & ~_umask())  # mkdtemp makes it 0700
 
     def __enter__(self) -> Path:

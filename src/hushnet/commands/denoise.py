@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 from hushnet.audio import one_line, output_extension
 from hushnet.corpus import ClusterOptions, check_cluster_options, check_destination, denoise_on_ray
 from hushnet.files import (
-    OUTPUT_SUFFIX, CreatedFolders, Job, check_writable, shown, distinct_inputs, find_inputs, output_names_a_file, outside_folder, plan_outputs,
+    OUTPUT_SUFFIX,
+    CreatedFolders,
+    Job,
+    check_writable,
+    distinct_inputs,
+    find_inputs,
+    output_names_a_file,
+    outside_folder,
+    plan_outputs,
+    shown,
     without_own_outputs,
 )
 from hushnet.options import DenoiserOptions, check_runtime, option
@@ -25,12 +34,20 @@ if TYPE_CHECKING:
 class DenoiseConfig(DenoiserOptions, ClusterOptions):
     """One ``hushnet denoise`` job."""
 
-    inputs: list[str] = option(default_factory=list, positional=True, help="audio files, folders (searched recursively) or glob patterns")
-    output: str | None = option(None, short="-o", help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)",
-                                show_default=False)
+    inputs: list[str] = option(
+        default_factory=list, positional=True, help="audio files, folders (searched recursively) or glob patterns"
+    )
+    output: str | None = option(
+        None,
+        short="-o",
+        help="output file (one input) or folder (default: NAME_denoised.EXT beside each input)",
+        show_default=False,
+    )
     float_output: bool = option(False, flag="--float", help="write 32-bit float WAV instead of the input's format")
     quiet: bool = option(False, short="-q", help="no progress bar")
-    verbose: bool = option(False, short="-v", help="say which engine and precision ran, and how long loading and compiling took")
+    verbose: bool = option(
+        False, short="-v", help="say which engine and precision ran, and how long loading and compiling took"
+    )
 
 
 def run(config: DenoiseConfig) -> int:
@@ -79,7 +96,9 @@ def describe_engine(denoiser: "Denoiser") -> str:
         parts.append(f"model loaded in {engine.load_seconds:.2f} s")
     compiled = getattr(engine, "compile_seconds", {})
     if compiled:
-        parts.append("compiled " + ", ".join(f"[1, {length}] in {seconds:.2f} s" for length, seconds in compiled.items()))
+        parts.append(
+            "compiled " + ", ".join(f"[1, {length}] in {seconds:.2f} s" for length, seconds in compiled.items())
+        )
     return "; ".join(parts)
 
 
@@ -93,13 +112,19 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
     if config.output is not None and not output_names_a_file(config.output):
         inputs, inside = outside_folder(inputs, config.output)
         if inside:
-            print(f"skipping {len(inside)} file{'s' if len(inside) != 1 else ''} inside the output folder {config.output} "
-                  "(earlier results, not inputs)", file=sys.stderr)
+            print(
+                f"skipping {len(inside)} file{'s' if len(inside) != 1 else ''} inside the output folder {config.output} "
+                "(earlier results, not inputs)",
+                file=sys.stderr,
+            )
     if config.output is None:
         inputs, earlier = without_own_outputs(inputs)
         if earlier:
-            print(f"skipping {len(earlier)} earlier result{'s' if len(earlier) != 1 else ''} (*{OUTPUT_SUFFIX}.*) found in folders or globs; "
-                  "name such a file to denoise it again", file=sys.stderr)
+            print(
+                f"skipping {len(earlier)} earlier result{'s' if len(earlier) != 1 else ''} (*{OUTPUT_SUFFIX}.*) found in folders or globs; "
+                "name such a file to denoise it again",
+                file=sys.stderr,
+            )
     try:
         jobs = plan_outputs(inputs, config.output, (lambda path: ".wav") if config.float_output else output_extension)
     except ValueError as error:
@@ -117,7 +142,9 @@ def _progress_bar(name: str):
     return tqdm(total=0, unit="sample", unit_scale=True, desc=name[:30], leave=False, file=sys.stderr)
 
 
-def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False) -> int:
+def denoise_jobs(
+    denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, progress: bool = True, float_output: bool = False
+) -> int:
     """Run planned jobs; returns the exit status (0 when every file succeeded, 1 otherwise).
 
     ``float_output`` writes 32-bit float WAV (no quantization noise: what scoring should see).
@@ -134,9 +161,13 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
             continue
         bar = _progress_bar(job.input.name) if progress and sys.stderr.isatty() else None
         try:
-            result = denoiser.denoise_file(job.input, job.output, progress=bar.update if bar else None,
-                                           on_start=(lambda total: setattr(bar, "total", total) or bar.refresh()) if bar else None,
-                                           subtype="FLOAT" if float_output else None)
+            result = denoiser.denoise_file(
+                job.input,
+                job.output,
+                progress=bar.update if bar else None,
+                on_start=(lambda total: setattr(bar, "total", total) or bar.refresh()) if bar else None,
+                subtype="FLOAT" if float_output else None,
+            )
         except DENOISE_ERRORS as error:
             print(f"error: {job.input}: {one_line(error)}", file=sys.stderr)
             failed += 1
@@ -150,5 +181,8 @@ def denoise_jobs(denoiser: "Denoiser | None", jobs: list[Job], failed: int = 0, 
         print(f"{shown(job.input)} -> {shown(job.output)}{notes}")
     elapsed = time.perf_counter() - started
     speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
-    print(f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})", file=sys.stderr)
+    print(
+        f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})",
+        file=sys.stderr,
+    )
     return 1 if failed or not done else 0

@@ -16,11 +16,20 @@ class EnsembleConfig:
     """One ``hushnet ensemble`` job."""
 
     output: str = option(short="-o", help="the ensemble's model directory to write")
-    models: list[str] = option(default_factory=list, positional=True, help="the member models (directories or shipped names), at least 2")
-    weights: list[float] | None = option(None, help="one weight per member, positive, summing to 1 (default: equal)", show_default=False)
-    level_db: str = option("auto", help="input level for every member, dBFS (e.g. -23), off = as is, or auto: the members' own "
-                                        "where they agree, else the heaviest member's that has one")
-    onnx: bool = option(True, flag="--no-onnx", help="do not write model.onnx (the one-graph file the onnxruntime engine runs)")
+    models: list[str] = option(
+        default_factory=list, positional=True, help="the member models (directories or shipped names), at least 2"
+    )
+    weights: list[float] | None = option(
+        None, help="one weight per member, positive, summing to 1 (default: equal)", show_default=False
+    )
+    level_db: str = option(
+        "auto",
+        help="input level for every member, dBFS (e.g. -23), off = as is, or auto: the members' own "
+        "where they agree, else the heaviest member's that has one",
+    )
+    onnx: bool = option(
+        True, flag="--no-onnx", help="do not write model.onnx (the one-graph file the onnxruntime engine runs)"
+    )
 
 
 def run(config: EnsembleConfig) -> int:

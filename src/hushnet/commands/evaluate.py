@@ -8,7 +8,17 @@ from pathlib import Path
 
 from hushnet.audio import one_line
 from hushnet.corpus import ClusterOptions, check_cluster_options, ray_session, score_on_ray
-from hushnet.evaluate import Matching, default_jobs, format_table, match_folders, read_manifest, score_pairs, summarize, unreferenced, write_reports
+from hushnet.evaluate import (
+    Matching,
+    default_jobs,
+    format_table,
+    match_folders,
+    read_manifest,
+    score_pairs,
+    summarize,
+    unreferenced,
+    write_reports,
+)
 from hushnet.options import MODEL_HELP, RuntimeOptions, check_runtime, option
 
 
@@ -17,12 +27,21 @@ class EvaluateConfig(RuntimeOptions, ClusterOptions):
     """One ``hushnet evaluate`` job: denoise ``noisy`` (unless ``enhanced`` is given), then score against ``clean``."""
 
     clean: str | None = option(None, help="folder of clean references")
-    noisy: str | None = option(None, help="folder of noisy inputs (matched by file name): denoised with --model, and scored as the baseline")
-    enhanced: str | None = option(None, help="folder of already enhanced files (matched by file name): scored instead of denoising --noisy")
+    noisy: str | None = option(
+        None, help="folder of noisy inputs (matched by file name): denoised with --model, and scored as the baseline"
+    )
+    enhanced: str | None = option(
+        None, help="folder of already enhanced files (matched by file name): scored instead of denoising --noisy"
+    )
     manifest: str | None = option(None, help="CSV with columns clean and noisy and/or enhanced (paths relative to it)")
-    model: str | None = option(None, help=f"denoise --noisy with this model ({MODEL_HELP}; default: the package default model)",
-                               show_default=False)
-    output: str = option("evaluation", short="-o", help="folder for per_file.csv, summary.json, the plot (and enhanced/)")
+    model: str | None = option(
+        None,
+        help=f"denoise --noisy with this model ({MODEL_HELP}; default: the package default model)",
+        show_default=False,
+    )
+    output: str = option(
+        "evaluation", short="-o", help="folder for per_file.csv, summary.json, the plot (and enhanced/)"
+    )
     dnsmos: bool = option(False, help="also DNSMOS SIG/BAK/OVRL (no reference needed; extra hushnet[dnsmos]; slow)")
     jobs: int | None = option(None, help="parallel scoring processes (default: up to 4)", show_default=False)
     quiet: bool = option(False, short="-q", help="no progress bar")
@@ -30,7 +49,8 @@ class EvaluateConfig(RuntimeOptions, ClusterOptions):
 
 def _matching(config: EvaluateConfig) -> tuple[Matching, str]:
     """What to score, and a line saying what it is; denoises ``noisy`` first where that is the job."""
-    from hushnet.commands.denoise import DenoiseConfig, run as denoise
+    from hushnet.commands.denoise import DenoiseConfig
+    from hushnet.commands.denoise import run as denoise
     from hushnet.model_dir import DEFAULT_MODEL, resolve_model_dir
 
     if config.manifest:
@@ -46,15 +66,26 @@ def _matching(config: EvaluateConfig) -> tuple[Matching, str]:
         enhanced = str(Path(config.output) / "enhanced")
         print(f"denoising {config.noisy} into {enhanced} with {model}", file=sys.stderr)
         # Float output: 16-bit quantization alone moves LLR-based scores (CSIG +0.2 measured on p226_001).
-        denoising = DenoiseConfig(inputs=[config.noisy], output=enhanced, model=model, float_output=True, quiet=config.quiet,
-                                  device=config.device, threads=config.threads, ray=config.ray, actors=config.actors)
+        denoising = DenoiseConfig(
+            inputs=[config.noisy],
+            output=enhanced,
+            model=model,
+            float_output=True,
+            quiet=config.quiet,
+            device=config.device,
+            threads=config.threads,
+            ray=config.ray,
+            actors=config.actors,
+        )
         if denoise(denoising) != 0:
             print("warning: some files could not be denoised; they are listed as missing", file=sys.stderr)
         what = f"{model}'s output for {config.noisy}"
     if config.noisy and config.clean:
         what += f", with {config.noisy} as the noisy baseline"
     if config.clean:
-        matching = match_folders(Path(config.clean), Path(config.noisy) if config.noisy else None, Path(enhanced) if enhanced else None)
+        matching = match_folders(
+            Path(config.clean), Path(config.noisy) if config.noisy else None, Path(enhanced) if enhanced else None
+        )
         return matching, f"{what}, against {config.clean}"
     return unreferenced(Path(enhanced), "enhanced"), f"{what} (DNSMOS, no reference)"
 
@@ -111,11 +142,24 @@ def _run(config: EvaluateConfig, ray=None) -> int:
         print("error: no file pairs to score", file=sys.stderr)
         return 1
     print(f"scoring {len(matching.pairs)} file{'s' if len(matching.pairs) != 1 else ''}: {what}", file=sys.stderr)
-    bar = tqdm(total=len(matching.pairs), unit="file", desc="scoring", disable=not (not config.quiet and sys.stderr.isatty()), file=sys.stderr)
+    bar = tqdm(
+        total=len(matching.pairs),
+        unit="file",
+        desc="scoring",
+        disable=not (not config.quiet and sys.stderr.isatty()),
+        file=sys.stderr,
+    )
     if ray is not None:
-        rows = score_on_ray(ray, matching.pairs, with_dnsmos=config.dnsmos, tasks=config.actors, progress=lambda: bar.update(1))
+        rows = score_on_ray(
+            ray, matching.pairs, with_dnsmos=config.dnsmos, tasks=config.actors, progress=lambda: bar.update(1)
+        )
     else:
-        rows = score_pairs(matching.pairs, jobs=config.jobs or default_jobs(), progress=lambda: bar.update(1), with_dnsmos=config.dnsmos)
+        rows = score_pairs(
+            matching.pairs,
+            jobs=config.jobs or default_jobs(),
+            progress=lambda: bar.update(1),
+            with_dnsmos=config.dnsmos,
+        )
     bar.close()
     summary = summarize(rows)
     print(format_table(rows, summary))

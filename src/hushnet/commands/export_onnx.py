@@ -18,7 +18,9 @@ class ExportConfig:
     output: str = option(short="-o", help="the .onnx file to write (MODEL_DIR/model.onnx for the runtime)")
 
 
-def export_model(path_or_name: str | os.PathLike | None, output: str | os.PathLike, check_seconds: float = 3.0) -> tuple[Path, float | None]:
+def export_model(
+    path_or_name: str | os.PathLike | None, output: str | os.PathLike, check_seconds: float = 3.0
+) -> tuple[Path, float | None]:
     """Load a model directory, write its ONNX file, and compare onnxruntime's output with torch's on
     ``check_seconds`` of noise (max abs difference; None without onnxruntime)."""
     import numpy as np
@@ -34,7 +36,9 @@ def export_model(path_or_name: str | os.PathLike | None, output: str | os.PathLi
         return path, None
     import onnxruntime as ort
 
-    x = (0.05 * np.random.default_rng(0).standard_normal((2, int(check_seconds * model.config.sample_rate)))).astype(np.float32)
+    x = (0.05 * np.random.default_rng(0).standard_normal((2, int(check_seconds * model.config.sample_rate)))).astype(
+        np.float32
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
@@ -58,5 +62,9 @@ def run(config: ExportConfig) -> int:
     except OSError as error:  # the hidden temporary's name means nothing to the user: name the output
         print(f"error: cannot write {config.output}: {one_line(error)}", file=sys.stderr)
         return 2
-    print(f"{path} (onnxruntime vs torch on 3 s of noise: max abs difference {error:.1e})" if error is not None else str(path))
+    print(
+        f"{path} (onnxruntime vs torch on 3 s of noise: max abs difference {error:.1e})"
+        if error is not None
+        else str(path)
+    )
     return 0

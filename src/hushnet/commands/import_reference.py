@@ -14,9 +14,13 @@ from hushnet.reference.tf_checkpoint import CheckpointError
 class ImportConfig:
     """One ``hushnet import-reference`` job."""
 
-    source: str = option(positional=True, help="folder with se_model.ckpt.* / loss_model.ckpt.* (or .npz), or one checkpoint")
+    source: str = option(
+        positional=True, help="folder with se_model.ckpt.* / loss_model.ckpt.* (or .npz), or one checkpoint"
+    )
     output: str = option(short="-o", help="model directory to write")
-    lossnet_output: str | None = option(None, help="where the loss network goes (default: OUTPUT/lossnet)", show_default=False)
+    lossnet_output: str | None = option(
+        None, help="where the loss network goes (default: OUTPUT/lossnet)", show_default=False
+    )
 
 
 def run(config: ImportConfig) -> int:

@@ -15,7 +15,9 @@ from hushnet.options import option
 class TestsetConfig:
     """One ``hushnet make-testset`` job."""
 
-    data: str = option(DEFAULT_DATA, help="folder with speech/ and noise/ (a relative path is taken from the working folder)")
+    data: str = option(
+        DEFAULT_DATA, help="folder with speech/ and noise/ (a relative path is taken from the working folder)"
+    )
     output: str = option("testsets/synthetic", short="-o", help="folder to write clean/, noisy/, manifest.csv")
     count: int = option(DEFAULT_COUNT, help="number of files")
     seed: int = option(DEFAULT_SEED, help="seed (2026: the published set)")
@@ -29,6 +31,8 @@ def run(config: TestsetConfig) -> int:
     except (FileNotFoundError, ValueError, AudioError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-    print(f"{config.count} noisy/clean pairs in {folder} from {len(summary['speakers'])} held-out speakers "
-          f"({summary['speech_minutes']} min) and {len(summary['noise_recordings'])} held-out noise sources ({summary['noise_minutes']} min)")
+    print(
+        f"{config.count} noisy/clean pairs in {folder} from {len(summary['speakers'])} held-out speakers "
+        f"({summary['speech_minutes']} min) and {len(summary['noise_recordings'])} held-out noise sources ({summary['noise_minutes']} min)"
+    )
     return 0

@@ -25,7 +25,9 @@ class ServeConfig(DenoiserOptions):
     host: str = option("127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
     port: int = option(8000, help="port")
     workers: int = option(1, help="files denoised at the same time (each uses --threads)")
-    token: str | None = option(None, help="require this token (header 'Authorization: Bearer TOKEN' or ?token=TOKEN)", show_default=False)
+    token: str | None = option(
+        None, help="require this token (header 'Authorization: Bearer TOKEN' or ?token=TOKEN)", show_default=False
+    )
     max_upload_mb: float = option(4096.0, help="largest request body in MB; larger ones get 413")
     max_jobs: int = option(32, help="jobs held at once, finished or not; more get 429")
     keep_minutes: float = option(60.0, help="delete a job's files this long after it was last used")
@@ -40,7 +42,9 @@ class ServeConfig(DenoiserOptions):
             if not (math.isfinite(value) and value > 0):  # NaN compares false with everything
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
         if self.token is not None and not TOKEN_PATTERN.fullmatch(self.token):
-            raise ValueError("--token must be printable ASCII without spaces (it travels in a header); an empty one would turn authentication off")
+            raise ValueError(
+                "--token must be printable ASCII without spaces (it travels in a header); an empty one would turn authentication off"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
         check_runtime(self)
@@ -88,11 +92,18 @@ def run(config: ServeConfig) -> int:
         return 2
     if not config.loopback:
         guard = "with --token" if config.token else "WITHOUT a token: anyone who can reach it can use it (add --token)"
-        print(f"warning: serving on {config.host}, reachable from other machines, {guard}; traffic is not encrypted", file=sys.stderr)
+        print(
+            f"warning: serving on {config.host}, reachable from other machines, {guard}; traffic is not encrypted",
+            file=sys.stderr,
+        )
     shown = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
     query = "/?token=" + config.token if config.token else "/"
     port = listener.getsockname()[1]
-    print(f"hushnet serve: open http://{shown}:{port}{query}  (API docs at /docs; Ctrl-C stops and deletes all uploads)", file=sys.stderr, flush=True)
+    print(
+        f"hushnet serve: open http://{shown}:{port}{query}  (API docs at /docs; Ctrl-C stops and deletes all uploads)",
+        file=sys.stderr,
+        flush=True,
+    )
     # Uploads are deleted on a clean stop (the app's lifespan); this covers an interrupted one too.
     atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
     # No access log: it would print ?token= values. A bounded graceful stop: requests get 10 s to finish.

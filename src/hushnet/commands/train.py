@@ -11,4 +11,6 @@ __all__ = ["TrainConfig", "run"]
 
 def run(options: JobOptions, overrides: dict) -> int:
     """The job: configuration from the run folder (``--resume``), ``--config`` or defaults, plus flags."""
-    return run_job(TrainConfig, train, options, overrides, lambda folder: f"run folder: {folder} (best model: {folder / 'best'})")
+    return run_job(
+        TrainConfig, train, options, overrides, lambda folder: f"run folder: {folder} (best model: {folder / 'best'})"
+    )

@@ -11,4 +11,6 @@ __all__ = ["LossNetTrainConfig", "run"]
 
 def run(options: JobOptions, overrides: dict) -> int:
     """The job: configuration from the run folder (``--resume``), ``--config`` or defaults, plus flags."""
-    return run_job(LossNetTrainConfig, train_lossnet, options, overrides, lambda folder: f"loss network: {folder / 'lossnet'}")
+    return run_job(
+        LossNetTrainConfig, train_lossnet, options, overrides, lambda folder: f"loss network: {folder / 'lossnet'}"
+    )

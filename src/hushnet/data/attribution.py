@@ -38,7 +38,11 @@ def licence_table(data: str | os.PathLike, folders: tuple[str, ...] = ("speech",
         lines.append(f"**{folder}/**")
         for name in sorted(by_set):
             credit = f" {SPEECH_CREDITS[name]}" if name in SPEECH_CREDITS else ""
-            lines.append(f"- `{name}`:{credit} Licences: " + "; ".join(sorted(licence for licence in by_set[name] if licence)) + ".")
+            lines.append(
+                f"- `{name}`:{credit} Licences: "
+                + "; ".join(sorted(licence for licence in by_set[name] if licence))
+                + "."
+            )
         lines.append("")
     lines.append(CHANGES)
     return "\n".join(lines) + "\n"

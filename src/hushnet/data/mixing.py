@@ -98,7 +98,9 @@ def active_speech_power(x: np.ndarray, rate: int) -> float:
     return energy / x.size
 
 
-def scale_noise_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, speech_power: float | None = None) -> np.ndarray:
+def scale_noise_to_snr(
+    speech: np.ndarray, noise: np.ndarray, snr_db: float, speech_power: float | None = None
+) -> np.ndarray:
     """``noise`` scaled so that 10*log10(P_speech / P_noise) == snr_db over the segment (``speech_power``:
     the speech's power by another definition, e.g. its active level)."""
     if speech_power is None:
@@ -207,17 +209,24 @@ class MixtureDataset(torch.utils.data.Dataset):
             babble += voice / max(rms(voice), 1e-4)
         return babble
 
-    def _degrade(self, rng: np.random.Generator, clean: np.ndarray, speech: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _degrade(
+        self, rng: np.random.Generator, clean: np.ndarray, speech: np.ndarray, noise: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         """The recording chain: colouration and band limit on everything, then hiss (noise only)."""
         config, rate = self.config, self.config.sample_rate
         # Draw every random number whatever the probabilities, so that turning one degradation on
         # does not reshuffle the others.
-        colour, colour_response = rng.random() < config.colouration_probability, microphone_response(rng, rate, config.colouration_db)
+        colour, colour_response = (
+            rng.random() < config.colouration_probability,
+            microphone_response(rng, rate, config.colouration_db),
+        )
         band, cutoff = rng.random() < config.bandlimit_probability, float(rng.uniform(*config.bandlimit_hz))
         hiss, hiss_snr = rng.random() < config.hiss_probability, float(rng.uniform(*config.hiss_snr_db))
         length = clean.size
         if colour:
-            clean, speech, noise = (np.convolve(x, colour_response, mode="same").astype(np.float32) for x in (clean, speech, noise))
+            clean, speech, noise = (
+                np.convolve(x, colour_response, mode="same").astype(np.float32) for x in (clean, speech, noise)
+            )
         if band:
             clean, speech, noise = (lowpass(x, cutoff, rate) for x in (clean, speech, noise))
         if hiss:

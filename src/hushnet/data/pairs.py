@@ -14,7 +14,10 @@ from hushnet.data.sources import AudioCache, audio_files
 
 # Valentini-Botinhao et al.'s folder names, as the Edinburgh DataShare zips unpack.
 VALENTINI_FOLDERS = {
-    "train": [("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"), ("clean_trainset_56spk_wav", "noisy_trainset_56spk_wav")],
+    "train": [
+        ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
+        ("clean_trainset_56spk_wav", "noisy_trainset_56spk_wav"),
+    ],
     "test": [("clean_testset_wav", "noisy_testset_wav")],
 }
 # Speakers kept out of Valentini training for validation (the split facebookresearch/denoiser and
@@ -66,7 +69,9 @@ class PairDataset(torch.utils.data.Dataset):
     shuffle, so a global sample index is a complete data position. Short files are zero-padded.
     """
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], segment_samples: int, seed: int = 0, cache: AudioCache | None = None) -> None:
+    def __init__(
+        self, pairs: Sequence[tuple[Path, Path]], segment_samples: int, seed: int = 0, cache: AudioCache | None = None
+    ) -> None:
         if not pairs:
             raise ValueError("no file pairs")
         self.pairs = list(pairs)

@@ -29,7 +29,15 @@ from hushnet.data.sources import AudioCache, NoiseClip, Utterance, noise_clips, 
 from hushnet.data.splits import split_of
 
 CHIME_TAGS = ("c", "m", "f", "v", "p", "b", "o")
-CHIME_TAG_NAMES = ("child speech", "adult male speech", "adult female speech", "video game/tv", "percussive sounds", "broadband noise", "other")
+CHIME_TAG_NAMES = (
+    "child speech",
+    "adult male speech",
+    "adult female speech",
+    "video game/tv",
+    "percussive sounds",
+    "broadband noise",
+    "other",
+)
 
 
 @dataclass(frozen=True)
@@ -58,12 +66,17 @@ def dcase2016_scenes(root: str | os.PathLike, fold: int = 1) -> tuple[list[Scene
     meta = root / "meta.txt"
     setup = root / "evaluation_setup"
     if not meta.is_file() or not (setup / f"fold{fold}_train.txt").is_file():
-        raise FileNotFoundError(f"'{root}' is not a TUT Acoustic Scenes 2016 folder (needs meta.txt and evaluation_setup/fold{fold}_train.txt)")
+        raise FileNotFoundError(
+            f"'{root}' is not a TUT Acoustic Scenes 2016 folder (needs meta.txt and evaluation_setup/fold{fold}_train.txt)"
+        )
     recording_of = {row[0]: row[2] if len(row) > 2 else Path(row[0]).stem for row in _tab_rows(meta)}
     names = sorted({row[1] for row in _tab_rows(meta)})
 
     def clips(list_file: Path) -> list[SceneClip]:
-        return [SceneClip(root / row[0], names.index(row[1]), recording_of.get(row[0], row[0])) for row in _tab_rows(list_file)]
+        return [
+            SceneClip(root / row[0], names.index(row[1]), recording_of.get(row[0], row[0]))
+            for row in _tab_rows(list_file)
+        ]
 
     return clips(setup / f"fold{fold}_train.txt"), clips(setup / f"fold{fold}_evaluate.txt"), names
 
@@ -102,7 +115,9 @@ def chime_home(root: str | os.PathLike, fold: int = 0) -> tuple[list[TagClip], l
 # --- our own tasks from ../shared/data --------------------------------------------------------------
 
 
-def noise_scenes(data: str | os.PathLike, min_recordings: int = 2) -> tuple[list[SceneClip], list[SceneClip], list[str]]:
+def noise_scenes(
+    data: str | os.PathLike, min_recordings: int = 2
+) -> tuple[list[SceneClip], list[SceneClip], list[str]]:
     """Scene task over the noise labels with at least ``min_recordings`` recordings; held out = not train split."""
     clips = noise_clips(Path(data) / "noise")
     recordings: dict[str, set[str]] = {}
@@ -120,7 +135,9 @@ def noise_scenes(data: str | os.PathLike, min_recordings: int = 2) -> tuple[list
 class SceneDataset(torch.utils.data.Dataset):
     """Crops of labelled clips, with gain augmentation; item i depends on (seed, i) only."""
 
-    def __init__(self, clips: Sequence[SceneClip], seed: int = 0, gain_db: float = 10.0, cache: AudioCache | None = None) -> None:
+    def __init__(
+        self, clips: Sequence[SceneClip], seed: int = 0, gain_db: float = 10.0, cache: AudioCache | None = None
+    ) -> None:
         if not clips:
             raise ValueError("no scene clips")
         self.clips, self.seed, self.gain_db = list(clips), seed, gain_db
@@ -157,7 +174,12 @@ class TagDataset(torch.utils.data.Dataset):
         cache: AudioCache | None = None,
     ) -> None:
         self.files = list(files)
-        self.seed, self.noise_probability, self.level_range_db, self.gain_db = seed, noise_probability, level_range_db, gain_db
+        self.seed, self.noise_probability, self.level_range_db, self.gain_db = (
+            seed,
+            noise_probability,
+            level_range_db,
+            gain_db,
+        )
         self.cache = cache or AudioCache()
         self.speakers = {sex: [u for u in speech if u.sex == sex] for sex in ("M", "F")}
         self.noise_classes = list(noise_classes)
@@ -167,7 +189,9 @@ class TagDataset(torch.utils.data.Dataset):
 
     @property
     def tag_names(self) -> list[str]:
-        return list(CHIME_TAG_NAMES) if self.files else ["adult male speech", "adult female speech", *self.noise_classes]
+        return (
+            list(CHIME_TAG_NAMES) if self.files else ["adult male speech", "adult female speech", *self.noise_classes]
+        )
 
     def __len__(self) -> int:
         return len(self.files) or 10**9
@@ -176,7 +200,11 @@ class TagDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         target = np.zeros(len(self.tag_names), np.float32)
         if self.files:
-            clip = self.files[index % len(self.files)] if index < len(self.files) else self.files[int(rng.integers(len(self.files)))]
+            clip = (
+                self.files[index % len(self.files)]
+                if index < len(self.files)
+                else self.files[int(rng.integers(len(self.files)))]
+            )
             audio = random_crop(self.cache(clip.path), samples, rng)
             target[list(clip.tags)] = 1.0
         else:
@@ -194,7 +222,9 @@ class TagDataset(torch.utils.data.Dataset):
         return (audio * 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20)).astype(np.float32), target
 
 
-def speech_and_noise_tags(data: str | os.PathLike, classes: Sequence[str], split: str, seed: int = 0, cache: AudioCache | None = None) -> TagDataset:
+def speech_and_noise_tags(
+    data: str | os.PathLike, classes: Sequence[str], split: str, seed: int = 0, cache: AudioCache | None = None
+) -> TagDataset:
     """Our tagging task on one side of the split (``train``, or ``held-out`` = validation + test)."""
     data = Path(data)
     keep = (lambda item: split_of(item) == "train") if split == "train" else (lambda item: split_of(item) != "train")

@@ -51,8 +51,10 @@ class ImpulseResponse:
 
 # The trainers' default data: the shared folder beside a checkout (relative to the working folder).
 DEFAULT_DATA = "../shared/data"
-DATA_HELP = ("folder with speech/, noise/ [, rir/] to mix on the fly; a relative path is taken from the working folder, "
-             "so outside a checkout beside shared/ give your own")
+DATA_HELP = (
+    "folder with speech/, noise/ [, rir/] to mix on the fly; a relative path is taken from the working folder, "
+    "so outside a checkout beside shared/ give your own"
+)
 
 
 def check_data_root(data: str | os.PathLike | None, flag: str = "--data") -> Path:
@@ -66,8 +68,10 @@ def check_data_root(data: str | os.PathLike | None, flag: str = "--data") -> Pat
     root = Path(data)
     if not (root / "speech").is_dir() or not (root / "noise").is_dir():
         where = f" (from {Path.cwd()})" if not root.is_absolute() else ""
-        raise FileNotFoundError(f"{flag} '{root}'{where} needs speech/ and noise/ folders (with manifest.csv or audio files): "
-                                f"give {flag} FOLDER")
+        raise FileNotFoundError(
+            f"{flag} '{root}'{where} needs speech/ and noise/ folders (with manifest.csv or audio files): "
+            f"give {flag} FOLDER"
+        )
     return root
 
 
@@ -100,7 +104,13 @@ def speech_utterances(source: str | os.PathLike) -> list[Utterance]:
     if manifest is not None:
         root = manifest.parent
         return [
-            Utterance(root / r["path"], r.get("speaker") or Path(r["path"]).parent.name, r.get("sex", ""), r.get("set", ""), float(r.get("seconds") or 0))
+            Utterance(
+                root / r["path"],
+                r.get("speaker") or Path(r["path"]).parent.name,
+                r.get("sex", ""),
+                r.get("set", ""),
+                float(r.get("seconds") or 0),
+            )
             for r in _rows(manifest)
         ]
     if not source.is_dir():
@@ -121,12 +131,23 @@ def noise_clips(source: str | os.PathLike) -> list[NoiseClip]:
         clips = []
         for r in _rows(manifest):
             recording = _SEGMENT_SUFFIX.sub("", Path(r["path"]).with_suffix("").as_posix())
-            clips.append(NoiseClip(root / r["path"], r.get("label", ""), recording, r.get("set", ""), r.get("fold", ""), float(r.get("seconds") or 0)))
+            clips.append(
+                NoiseClip(
+                    root / r["path"],
+                    r.get("label", ""),
+                    recording,
+                    r.get("set", ""),
+                    r.get("fold", ""),
+                    float(r.get("seconds") or 0),
+                )
+            )
         return clips
     if not source.is_dir():
         raise FileNotFoundError(f"no noise folder or manifest at '{source}'")
     return [
-        NoiseClip(p, p.parent.name, _SEGMENT_SUFFIX.sub("", p.relative_to(source).with_suffix("").as_posix()), source.name)
+        NoiseClip(
+            p, p.parent.name, _SEGMENT_SUFFIX.sub("", p.relative_to(source).with_suffix("").as_posix()), source.name
+        )
         for p in audio_files(source)
     ]
 
@@ -135,7 +156,9 @@ def impulse_responses(source: str | os.PathLike) -> list[ImpulseResponse]:
     source = Path(source)
     manifest = _manifest_of(source)
     if manifest is not None:
-        return [ImpulseResponse(manifest.parent / r["path"], r.get("room", ""), r.get("set", "")) for r in _rows(manifest)]
+        return [
+            ImpulseResponse(manifest.parent / r["path"], r.get("room", ""), r.get("set", "")) for r in _rows(manifest)
+        ]
     if not source.is_dir():
         raise FileNotFoundError(f"no impulse-response folder or manifest at '{source}'")
     return [ImpulseResponse(p, p.stem, source.name) for p in audio_files(source)]

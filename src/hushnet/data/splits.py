@@ -23,14 +23,32 @@ SPLITS = ("train", "validation", "test")
 
 TEST_SPEAKERS = {"vcc2016_TM1", "arctic_slt", "p226", "p287"}
 VALIDATION_SPEAKERS = {"vcc2016_SF1", "p225"}
-TRAIN_SPEAKERS = {"asterisk_allison", "asterisk_carlo", "asterisk_june", "asterisk_maxim", "pmatthes", "arctic_clb", "vcc2016_SM1", "vcc2016_TF1"}
+TRAIN_SPEAKERS = {
+    "asterisk_allison",
+    "asterisk_carlo",
+    "asterisk_june",
+    "asterisk_maxim",
+    "pmatthes",
+    "arctic_clb",
+    "vcc2016_SM1",
+    "vcc2016_TF1",
+}
 
 TEST_NOISE_RECORDINGS = {
-    "ms_snsd/AirConditioner_6", "ms_snsd/VacuumCleaner_1", "ms_snsd/Neighbor_6", "blanket/coffee-shop",
-    "berlin_noise/5b6ddd39-911b-4edb-a227-46887e497740", "max_audio/typing", "speech_commands/running_tap", "blanket/city",
+    "ms_snsd/AirConditioner_6",
+    "ms_snsd/VacuumCleaner_1",
+    "ms_snsd/Neighbor_6",
+    "blanket/coffee-shop",
+    "berlin_noise/5b6ddd39-911b-4edb-a227-46887e497740",
+    "max_audio/typing",
+    "speech_commands/running_tap",
+    "blanket/city",
 }
 VALIDATION_NOISE_RECORDINGS = {
-    "ms_snsd/CopyMachine_2", "max_audio/applause", "speech_commands/exercise_bike", "berlin_noise/64710754-d31e-453d-9bda-f66386aa6731",
+    "ms_snsd/CopyMachine_2",
+    "max_audio/applause",
+    "speech_commands/exercise_bike",
+    "berlin_noise/64710754-d31e-453d-9bda-f66386aa6731",
 }
 FOLD_SPLITS = {"esc10": {"5": "test", "4": "validation"}}
 

@@ -24,14 +24,18 @@ DEFAULT_COUNT = 96
 MIN_SECONDS, MAX_SECONDS = 1.5, 10.0
 
 
-def build_test_set(data: str | os.PathLike, output: str | os.PathLike, count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> Path:
+def build_test_set(
+    data: str | os.PathLike, output: str | os.PathLike, count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED
+) -> Path:
     """Write ``clean/``, ``noisy/`` and ``manifest.csv`` under ``output``; same files for the same data and seed."""
     data, output = Path(data), Path(output)
     cache = AudioCache()
     utterances = sorted(select(speech_utterances(data / "speech"), "test"), key=lambda u: u.path.as_posix())
     noises = sorted(select(noise_clips(data / "noise"), "test"), key=lambda n: n.path.as_posix())
     if not utterances or not noises:
-        raise ValueError(f"'{data}' has no test-split speech or noise (needs speech/ and noise/ with manifests or folders)")
+        raise ValueError(
+            f"'{data}' has no test-split speech or noise (needs speech/ and noise/ with manifests or folders)"
+        )
     by_speaker: dict[str, list] = {}
     for utterance in utterances:
         if utterance.seconds == 0 or MIN_SECONDS <= utterance.seconds:
@@ -68,11 +72,19 @@ def build_test_set(data: str | os.PathLike, output: str | os.PathLike, count: in
         name = f"synth_{k:03d}_{speaker}"
         sf.write(output / "clean" / f"{name}.flac", clean * gain, cache.rate, subtype="PCM_16")
         sf.write(output / "noisy" / f"{name}.flac", noisy * gain, cache.rate, subtype="PCM_16")
-        rows.append({
-            "name": name, "clean": f"clean/{name}.flac", "noisy": f"noisy/{name}.flac", "speaker": speaker,
-            "speech": utterance.path.relative_to(data).as_posix(), "noise": clip.path.relative_to(data).as_posix(),
-            "noise_label": clip.label, "snr_db": snr_db, "seconds": round(clean.size / cache.rate, 3),
-        })
+        rows.append(
+            {
+                "name": name,
+                "clean": f"clean/{name}.flac",
+                "noisy": f"noisy/{name}.flac",
+                "speaker": speaker,
+                "speech": utterance.path.relative_to(data).as_posix(),
+                "noise": clip.path.relative_to(data).as_posix(),
+                "noise_label": clip.label,
+                "snr_db": snr_db,
+                "seconds": round(clean.size / cache.rate, 3),
+            }
+        )
     with open(output / "manifest.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

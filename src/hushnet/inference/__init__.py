@@ -2,8 +2,27 @@
 (OpenVINO, onnxruntime and torch, ``engines``), the inference and export forms of the network (``networks``,
 torch only). Importing this package imports no torch."""
 
-from hushnet.inference.engines import ENGINES, PRECISIONS, Engine, OnnxEngine, OpenVinoEngine, TorchEngine, load_engine, resolve_engine
+from hushnet.inference.engines import (
+    ENGINES,
+    PRECISIONS,
+    Engine,
+    OnnxEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    load_engine,
+    resolve_engine,
+)
 from hushnet.inference.plan import Enhancer, Scheme
 
-__all__ = ["ENGINES", "PRECISIONS", "Engine", "Enhancer", "OnnxEngine", "OpenVinoEngine", "Scheme", "TorchEngine", "load_engine",
-           "resolve_engine"]
+__all__ = [
+    "ENGINES",
+    "PRECISIONS",
+    "Engine",
+    "Enhancer",
+    "OnnxEngine",
+    "OpenVinoEngine",
+    "Scheme",
+    "TorchEngine",
+    "load_engine",
+    "resolve_engine",
+]

@@ -25,7 +25,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hushnet.inference.plan import fixed_length
-from hushnet.model_dir import ENSEMBLE_KIND, ONNX_FILE, ModelError, build_config, load_model, read_config, resolve_model_dir
+from hushnet.model_dir import (
+    ENSEMBLE_KIND,
+    ONNX_FILE,
+    ModelError,
+    build_config,
+    load_model,
+    read_config,
+    resolve_model_dir,
+)
 from hushnet.models.config import CANConfig
 from hushnet.options import ENGINES, PRECISIONS
 from hushnet.precision import cpu_bf16_flag  # noqa: F401 - also this module's public name
@@ -147,8 +155,11 @@ class TorchEngine:
         """Nothing to do: torch runs any input length as it comes."""
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        autocast = (self.torch.autocast(self.device.type, dtype=self.torch.bfloat16) if self.precision == "bf16"
-                    else contextlib.nullcontext())
+        autocast = (
+            self.torch.autocast(self.device.type, dtype=self.torch.bfloat16)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
         with self.torch.inference_mode(), autocast:
             tensor = self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
             return self.network(tensor).float().cpu().numpy()
@@ -171,8 +182,15 @@ class OpenVinoEngine:
 
     name = "openvino"
 
-    def __init__(self, path: str | os.PathLike, config: CANConfig, threads: int | None = None, precision: str = "auto",
-                 cache_dir: str | os.PathLike | None = None, streams: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        config: CANConfig,
+        threads: int | None = None,
+        precision: str = "auto",
+        cache_dir: str | os.PathLike | None = None,
+        streams: int = 1,
+    ) -> None:
         import openvino as ov
 
         if precision not in PRECISIONS:
@@ -186,10 +204,15 @@ class OpenVinoEngine:
         if precision == "auto" and native_bf16 and config.norm != "batch":
             # Measured (benchmarks/results/engines.md): authors-dfl in bf16 lost 0.0265 PESQ-WB on
             # valentini_test_dev, outside the 0.02 the quality rule allows.
-            precision, self.precision_reason = "float32", "auto: per-input models stay float32 (bf16 missed the quality rule)"
+            precision, self.precision_reason = (
+                "float32",
+                "auto: per-input models stay float32 (bf16 missed the quality rule)",
+            )
         elif precision == "auto":
             precision = "bf16" if native_bf16 else "float32"
-            self.precision_reason = f"auto: OpenVINO {'reports' if native_bf16 else 'reports no'} native bf16 on this CPU"
+            self.precision_reason = (
+                f"auto: OpenVINO {'reports' if native_bf16 else 'reports no'} native bf16 on this CPU"
+            )
         else:
             self.precision_reason = "asked for"
         self.cache_dir = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
@@ -210,11 +233,19 @@ class OpenVinoEngine:
         # compiles 4x faster than at 2^18; memory grows with the length in both precisions (about
         # 2 KB per sample: a whole command peaked at 670 MB with float32 at 2^18, 290 MB at 2^16).
         self.chunk_input = fixed_length(max(1 << 16, 8 * config.receptive_radius))
-        self.exact_lengths = {round(config.segment_seconds * config.sample_rate)} if config.segment_seconds and not self.masked else set()
+        self.exact_lengths = (
+            {round(config.segment_seconds * config.sample_rate)}
+            if config.segment_seconds and not self.masked
+            else set()
+        )
         # No pinning of threads to cores: on a machine shared with other work, measured (load 8.8, 2
         # threads, bf16) at 0.205 s per 2^16-sample call unpinned vs 0.288 pinned (medians of 4).
-        self.properties = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
-                           "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}
+        self.properties = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": streams,
+            "ENABLE_CPU_PINNING": False,
+        }
         if self.threads is not None:
             self.properties["INFERENCE_NUM_THREADS"] = self.threads * streams
         self.compile_seconds: dict[int, float] = {}  # input length -> seconds to compile (and build kernels)
@@ -259,7 +290,9 @@ class OpenVinoEngine:
     def _padded_length(self, length: int) -> int:
         """bf16: the smallest compiled length that holds ``length`` (a compile costs more than the
         padding); float32, which compiles in a fraction of a second: its own fixed length."""
-        fitting = [compiled for compiled in tuple(self._compiled) if compiled >= length] if self.precision == "bf16" else []
+        fitting = (
+            [compiled for compiled in tuple(self._compiled) if compiled >= length] if self.precision == "bf16" else []
+        )
         return min(fitting) if fitting else fixed_length(length)
 
     def _exact(self, x: np.ndarray) -> np.ndarray:
@@ -315,8 +348,10 @@ def _add_activation_mask(model) -> None:
 
 def _needs_onnx(directory: Path | None, engine: str) -> None:
     if directory is None or not (directory / ONNX_FILE).is_file():
-        raise ModelError(f"{directory} has no {ONNX_FILE}: create it with `hushnet export-onnx {directory} -o {directory / ONNX_FILE}` "
-                         f"(--engine {engine} runs it)")
+        raise ModelError(
+            f"{directory} has no {ONNX_FILE}: create it with `hushnet export-onnx {directory} -o {directory / ONNX_FILE}` "
+            f"(--engine {engine} runs it)"
+        )
 
 
 def resolve_engine(engine: str, directory: Path | None) -> str:
@@ -333,8 +368,10 @@ def resolve_engine(engine: str, directory: Path | None) -> str:
         if installed("torch"):
             return "torch"
         if not has_onnx:
-            raise ModelError(f"{directory} has no {ONNX_FILE} and torch is not installed: run `hushnet export-onnx` where torch is, "
-                             'or pip install "hushnet[train]"')
+            raise ModelError(
+                f"{directory} has no {ONNX_FILE} and torch is not installed: run `hushnet export-onnx` where torch is, "
+                'or pip install "hushnet[train]"'
+            )
         raise ModelError("none of OpenVINO, onnxruntime or torch is installed: pip install onnxruntime")
     if engine == "openvino":
         if not installed("openvino"):
@@ -368,8 +405,14 @@ def resolve_precision(precision: str, engine: str, bf16_flag: str | None) -> tup
     return "bf16", f"auto: this CPU has native bf16 units ({bf16_flag})"
 
 
-def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", device: str = "cpu", threads: int | None = None,
-                precision: str = "auto", streams: int = 1) -> Engine:
+def load_engine(
+    path_or_name: str | os.PathLike | None,
+    engine: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str = "auto",
+    streams: int = 1,
+) -> Engine:
     """Load the model of a directory (or shipped name) once, into the chosen engine and precision.
     ``streams``: threads that will call it at once (the server's workers). The engine's ``choice``
     says what was chosen and why (what ``hushnet denoise -v`` prints)."""
@@ -392,7 +435,10 @@ def load_engine(path_or_name: str | os.PathLike | None, engine: str = "auto", de
         loaded, why, notes = _load_openvino(directory, config, engine, threads, precision, streams)
         if loaded is None:  # OpenVINO failed to load: the next engine that can run this precision
             chosen = "onnx" if installed("onnxruntime") and precision != "bf16" else resolve_engine("torch", directory)
-            print(f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}", file=sys.stderr)
+            print(
+                f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}",
+                file=sys.stderr,
+            )
             notes = ["OpenVINO failed to load"]
     if loaded is None:
         value, why = resolve_precision(precision, chosen, bf16_flag)
@@ -420,8 +466,13 @@ def _load_openvino(directory: Path, config: dict, engine: str, threads: int | No
     """(the OpenVINO engine, why its precision, notes), or (None, "", [why it failed]) where ``auto``
     may fall back; a ModelError where it may not (``--engine openvino``, or bf16 that OpenVINO refused)."""
     try:
-        loaded = OpenVinoEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads, precision,
-                                streams=streams)
+        loaded = OpenVinoEngine(
+            directory / ONNX_FILE,
+            build_config(CANConfig, directory, config["config"]),
+            threads,
+            precision,
+            streams=streams,
+        )
     except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
         if engine == "openvino" or (precision == "bf16" and isinstance(error, ModelError)):
             if isinstance(error, ModelError):

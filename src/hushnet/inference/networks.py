@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hushnet.temporaries import atomic_write
 from hushnet.models.can import CAN
+from hushnet.temporaries import atomic_write
 
 # Opset of the exported graphs (Conv, LeakyRelu, ReduceMean/ReduceSum, Slice): recorded in the cards.
 ONNX_OPSET = 17
@@ -41,7 +41,9 @@ class FoldedCAN(nn.Module):
                 norm = layer.norm
                 scale, shift = norm.coefficients(norm.running_mean.view(1, -1, 1), norm.running_var.view(1, -1, 1))
                 weight = layer.conv.weight
-                conv = nn.Conv1d(weight.shape[1], weight.shape[0], 3, dilation=layer.dilation, padding=layer.dilation, bias=True)
+                conv = nn.Conv1d(
+                    weight.shape[1], weight.shape[0], 3, dilation=layer.dilation, padding=layer.dilation, bias=True
+                )
                 conv.weight.copy_(weight * scale.view(-1, 1, 1))
                 conv.bias.copy_(shift.flatten())
                 self.convs.append(conv)
@@ -111,9 +113,16 @@ def export_onnx(model: CAN, path: str | os.PathLike) -> Path:
     def write(name: str) -> None:
         with torch.no_grad():
             # The TorchScript exporter keeps the length symbolic through the tail arithmetic.
-            torch.onnx.export(network, (example,), name, dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["audio"], output_names=["enhanced"],
-                              dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}})
+            torch.onnx.export(
+                network,
+                (example,),
+                name,
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=["audio"],
+                output_names=["enhanced"],
+                dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}},
+            )
 
     atomic_write(path, write)
     return Path(path)

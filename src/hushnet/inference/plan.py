@@ -118,8 +118,16 @@ def junction(next_start: int, previous_stop: int, overlap: int) -> tuple[int, in
     return left, left + overlap
 
 
-def choose_scheme(norm: str, sample_rate: int, receptive_radius: int, segment_seconds: float | None, channels: int,
-                  level_per_segment: bool, chunk_seconds: float, memory_budget_mb: float) -> Scheme:
+def choose_scheme(
+    norm: str,
+    sample_rate: int,
+    receptive_radius: int,
+    segment_seconds: float | None,
+    channels: int,
+    level_per_segment: bool,
+    chunk_seconds: float,
+    memory_budget_mb: float,
+) -> Scheme:
     """Chunks (fixed statistics, recording level) or crossfaded segments for a model's normalisation."""
     if norm == "batch" and not level_per_segment:
         return Scheme("chunks", max(1, round(chunk_seconds * sample_rate)), context=receptive_radius)
@@ -155,8 +163,16 @@ class Enhancer:
     An item whose input is digital silence on a channel gives silence there.
     """
 
-    def __init__(self, run: RunBatch, scheme: Scheme, channels: int, gains: np.ndarray | None = None,
-                 segment_level: float | None = None, dry: float = 0.0, max_batch_samples: int = MAX_BATCH_SAMPLES) -> None:
+    def __init__(
+        self,
+        run: RunBatch,
+        scheme: Scheme,
+        channels: int,
+        gains: np.ndarray | None = None,
+        segment_level: float | None = None,
+        dry: float = 0.0,
+        max_batch_samples: int = MAX_BATCH_SAMPLES,
+    ) -> None:
         self.run, self.scheme, self.channels = run, scheme, channels
         self.gains = np.ones(channels) if gains is None else np.asarray(gains, dtype=np.float64)
         self.segment_level = segment_level
@@ -307,7 +323,9 @@ class Enhancer:
         self.flushed = True
         return self._step(self.received)
 
-    def blocks(self, signal: np.ndarray, length: int, progress: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    def blocks(
+        self, signal: np.ndarray, length: int, progress: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[np.ndarray, int]]:
         """Feed the first ``length`` samples of a whole ``signal`` FEED_SAMPLES at a time (a staged memmap
         is read a block at a time); yields (output ready, input samples consumed), the rest flushed with
         the last block."""

@@ -30,10 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hushnet.models.layout import conv, from_rows, reduce_dims, to_rows
-
 # The config is torch-free (the light runtime reads it); re-exported here for the training code.
 from hushnet.models.config import NORM_MODES, CANConfig  # noqa: E402,F401
+from hushnet.models.layout import conv, from_rows, reduce_dims, to_rows
 
 
 class AdaptiveNorm(nn.Module):

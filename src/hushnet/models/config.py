@@ -67,4 +67,3 @@ class CANConfig(ModelConfig):
     @property
     def receptive_field(self) -> int:
         return 2 * self.receptive_radius + 1
-

@@ -52,7 +52,9 @@ class WeightedSum(nn.Module):
 class CANEnsemble(WeightedSum):
     """CAN members averaged with fixed weights; ``config`` is the plan's view (``hushnet.ensemble.plan_config``)."""
 
-    def __init__(self, members: list[CAN], weights: list[float], config: CANConfig, sources: list[str] | None = None) -> None:
+    def __init__(
+        self, members: list[CAN], weights: list[float], config: CANConfig, sources: list[str] | None = None
+    ) -> None:
         problem = weights_problem(weights, len(members))
         if problem:
             raise ValueError(problem)
@@ -82,5 +84,9 @@ def ensemble_from_config(config: dict) -> CANEnsemble:
     ValueError for one that describes none."""
     specs = config["members"]
     members = [CAN(CANConfig.from_dict(spec["config"])) for spec in specs]
-    return CANEnsemble(members, [spec["weight"] for spec in specs], CANConfig.from_dict(config["config"]),
-                       sources=[spec.get("model", f"member {i}") for i, spec in enumerate(specs)])
+    return CANEnsemble(
+        members,
+        [spec["weight"] for spec in specs],
+        CANConfig.from_dict(config["config"]),
+        sources=[spec.get("model", f"member {i}") for i, spec in enumerate(specs)],
+    )

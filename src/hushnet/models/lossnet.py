@@ -50,7 +50,6 @@ class LossNetConfig(ModelConfig):
         return [2] * (self.layers - 1) + [1]
 
 
-
 def same_padding(length: int, stride: int, kernel: int = 3) -> tuple[int, int]:
     """TensorFlow "SAME" padding (left, right): the extra sample goes on the right."""
     out = math.ceil(length / stride)
@@ -95,7 +94,9 @@ class LossNet(nn.Module):
         self.scene_head = nn.Linear(width, cfg.scene_classes) if cfg.scene_classes else None
         self.tag_head = nn.Linear(width, cfg.tags) if cfg.tags else None
 
-    def forward(self, x: torch.Tensor, num_layers: int | None = None, batch_statistics: bool = False) -> list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, num_layers: int | None = None, batch_statistics: bool = False
+    ) -> list[torch.Tensor]:
         """Activations of the first ``num_layers`` layers (all by default) for x: [batch, samples]."""
         h = x.unsqueeze(1) if x.dim() == 2 else x
         if self.channels_last:
@@ -106,7 +107,9 @@ class LossNet(nn.Module):
             features.append(from_rows(h) if self.channels_last else h)
         return features
 
-    def classify(self, x: torch.Tensor, batch_statistics: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def classify(
+        self, x: torch.Tensor, batch_statistics: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Scene logits [batch, classes] and tag logits [batch, tags] (None where a head is absent).
 
         Normalised with the statistics of the whole batch by default, as the classifier is trained.

@@ -28,7 +28,9 @@ def authors_license() -> str:
 def authors_card(title: str, source: str, body: str) -> str:
     """The model card of an imported network: ``body`` is ``can`` or ``lossnet`` (a card in ``cards/``)."""
     template = (CARDS / "authors.md").read_text().removesuffix("\n")
-    return template.format(title=title, source=source, body=(CARDS / f"{body}.md").read_text().strip(), license=authors_license())
+    return template.format(
+        title=title, source=source, body=(CARDS / f"{body}.md").read_text().strip(), license=authors_license()
+    )
 
 
 def _conv_weight(tf_weight: np.ndarray) -> torch.Tensor:
@@ -65,7 +67,9 @@ def lossnet_from_tf(variables: dict[str, np.ndarray]) -> LossNet:
         for i, layer in enumerate(model.layers):
             weight = _conv_weight(variables[f"loss_conv_{i}/weights"])
             if weight.shape != layer.conv.weight.shape:
-                raise CheckpointError(f"loss_conv_{i}: shape {tuple(weight.shape)} is not {tuple(layer.conv.weight.shape)}")
+                raise CheckpointError(
+                    f"loss_conv_{i}: shape {tuple(weight.shape)} is not {tuple(layer.conv.weight.shape)}"
+                )
             layer.conv.weight.copy_(weight)
             layer.beta.copy_(torch.from_numpy(variables[f"loss_conv_{i}/BatchNorm/beta"]))
     return model.eval()
@@ -73,6 +77,7 @@ def lossnet_from_tf(variables: dict[str, np.ndarray]) -> LossNet:
 
 def _read_variables(path: Path, scope_prefix: str) -> dict[str, np.ndarray]:
     """Model variables (no optimizer slots) whose names start with ``scope_prefix``."""
+
     def is_model_variable(name: str) -> bool:
         return name.startswith(scope_prefix) and "/Adam" not in name
 
@@ -95,7 +100,9 @@ def _find_source(source: Path, stem: str) -> Path | None:
     return None
 
 
-def import_reference(source: str | os.PathLike, output: str | os.PathLike, lossnet_output: str | os.PathLike | None = None) -> dict[str, Path]:
+def import_reference(
+    source: str | os.PathLike, output: str | os.PathLike, lossnet_output: str | os.PathLike | None = None
+) -> dict[str, Path]:
     """Import the authors' enhancement network (and loss network, where present) into model directories.
 
     ``source``: a folder with ``se_model.ckpt.*`` / ``loss_model.ckpt.*`` (TF) or ``.npz`` files, a clone of
@@ -120,9 +127,15 @@ def import_reference(source: str | os.PathLike, output: str | os.PathLike, lossn
         variables = _read_variables(loss_source, "loss_conv_")
         if variables:
             model = lossnet_from_tf(variables)
-            target = Path(lossnet_output) if lossnet_output else (Path(output) / "lossnet" if "can" in written else Path(output))
+            target = (
+                Path(lossnet_output)
+                if lossnet_output
+                else (Path(output) / "lossnet" if "can" in written else Path(output))
+            )
             card = authors_card("Authors' loss network (imported)", loss_source.name, "lossnet")
-            written["lossnet"] = save_model(model, target, card, {"source": "authors", "imported_from": loss_source.name})
+            written["lossnet"] = save_model(
+                model, target, card, {"source": "authors", "imported_from": loss_source.name}
+            )
     if not written:
         raise CheckpointError(f"found neither se_model nor loss_model variables in {source}")
     return written

@@ -19,7 +19,16 @@ import numpy as np
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_LENGTH = 48
 # TensorFlow DataType enum values -> numpy dtypes (the ones a float model can hold).
-_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 6: np.int8, 9: np.int64, 10: np.bool_, 19: np.float16}
+_DTYPES = {
+    1: np.float32,
+    2: np.float64,
+    3: np.int32,
+    4: np.uint8,
+    6: np.int8,
+    9: np.int64,
+    10: np.bool_,
+    19: np.float16,
+}
 
 
 class CheckpointError(ValueError):

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("hushnet.serve")
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
-DESCRIPTION = ("Speech denoising on this machine. Upload recordings, poll the job, fetch the results. "
-               "With --token, send 'Authorization: Bearer TOKEN' or ?token=TOKEN.")
+DESCRIPTION = (
+    "Speech denoising on this machine. Upload recordings, poll the job, fetch the results. "
+    "With --token, send 'Authorization: Bearer TOKEN' or ?token=TOKEN."
+)
 
 
 def host_name(header: str) -> str:
@@ -109,15 +111,22 @@ def host_and_origin_refusal(allowed_hosts: set[str] | None):
     return refusal
 
 
-def create_app(denoiser: "Denoiser", config: "ServeConfig", store: JobStore | None = None, allowed_hosts: set[str] | None = None,
-               model_name: str | None = None) -> FastAPI:
+def create_app(
+    denoiser: "Denoiser",
+    config: "ServeConfig",
+    store: JobStore | None = None,
+    allowed_hosts: set[str] | None = None,
+    model_name: str | None = None,
+) -> FastAPI:
     """The application around one loaded Denoiser. ``allowed_hosts`` None: loopback names when bound to loopback, else any."""
     config.validate()  # an empty token must not turn authentication off here either
     store = store or JobStore(denoiser, config.workers, config.max_jobs, config.keep_minutes)
     if allowed_hosts is None and config.loopback:
         allowed_hosts = LOOPBACK_HOSTS
     expire_every = max(1.0, min(30.0, config.keep_minutes * 60 / 4))
-    app = FastAPI(title="hushnet", version=hushnet.__version__, lifespan=lifespan_of(store, expire_every), description=DESCRIPTION)
+    app = FastAPI(
+        title="hushnet", version=hushnet.__version__, lifespan=lifespan_of(store, expire_every), description=DESCRIPTION
+    )
     app.state.store, app.state.config, app.state.denoiser = store, config, denoiser
     app.state.model_name = model_name or (Path(config.model).name if config.model else DEFAULT_MODEL)
     app.state.limit_bytes = int(config.max_upload_mb * 2**20)

@@ -116,10 +116,20 @@ class FileEntry:
         return self.state in ("done", "failed")
 
     def status(self) -> dict:
-        return {"index": self.index, "name": self.name, "size": self.size, "state": self.state, "progress": round(self.progress, 4),
-                "error": self.error, "notes": self.notes, "seconds": self.seconds, "sample_rate": self.sample_rate,
-                "channels": self.channels, "frames": self.frames,
-                "download_name": denoised_name(self.name, self.output.suffix) if self.state == "done" else None}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "size": self.size,
+            "state": self.state,
+            "progress": round(self.progress, 4),
+            "error": self.error,
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frames": self.frames,
+            "download_name": denoised_name(self.name, self.output.suffix) if self.state == "done" else None,
+        }
 
 
 @dataclass
@@ -154,19 +164,36 @@ class Job:
         index = len(self.files)
         name = display_name(client_name, index)
         extension = safe_extension(name)
-        entry = FileEntry(index, name, self.folder / f"{index}.in{extension}", self.folder / f"{index}.out{output_extension(Path(name))}")
+        entry = FileEntry(
+            index,
+            name,
+            self.folder / f"{index}.in{extension}",
+            self.folder / f"{index}.out{output_extension(Path(name))}",
+        )
         self.files.append(entry)
         return entry
 
     def status(self) -> dict:
-        return {"id": self.id, "state": self.state, "dry": self.dry, "created": self.created,
-                "files": [entry.status() for entry in self.files]}
+        return {
+            "id": self.id,
+            "state": self.state,
+            "dry": self.dry,
+            "created": self.created,
+            "files": [entry.status() for entry in self.files],
+        }
 
 
 class JobStore:
     """Jobs by id, the worker pool that denoises their files, and their deletion."""
 
-    def __init__(self, denoiser: Denoiser, workers: int = 1, max_jobs: int = 32, keep_minutes: float = 60.0, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        workers: int = 1,
+        max_jobs: int = 32,
+        keep_minutes: float = 60.0,
+        root: Path | None = None,
+    ) -> None:
         self.denoiser = denoiser
         self.max_jobs = max_jobs
         self.keep_seconds = keep_minutes * 60
@@ -184,7 +211,9 @@ class JobStore:
             if self.closed:
                 raise TooManyJobs("the server is shutting down")
             if len(self.jobs) >= self.max_jobs:
-                raise TooManyJobs(f"the server already holds {self.max_jobs} jobs; delete finished ones or try again later")
+                raise TooManyJobs(
+                    f"the server already holds {self.max_jobs} jobs; delete finished ones or try again later"
+                )
             job_id = secrets.token_urlsafe(16)
             folder = self.root / job_id
             folder.mkdir(mode=0o700)
@@ -226,7 +255,11 @@ class JobStore:
         """Delete finished jobs not used for --keep-minutes; returns their ids."""
         now = time.time() if now is None else now
         with self.lock:
-            old = [job.id for job in self.jobs.values() if (job.finished or not job.uploaded) and now - job.touched > self.keep_seconds]
+            old = [
+                job.id
+                for job in self.jobs.values()
+                if (job.finished or not job.uploaded) and now - job.touched > self.keep_seconds
+            ]
         for job_id in old:
             self.delete(job_id)
         return old
@@ -300,7 +333,12 @@ class JobStore:
         try:
             result = self.denoiser.denoise_file(entry.input, entry.output, progress=progress, on_start=on_start)
             info = sf.info(str(entry.output))
-            entry.seconds, entry.sample_rate, entry.channels, entry.frames = info.duration, info.samplerate, info.channels, info.frames
+            entry.seconds, entry.sample_rate, entry.channels, entry.frames = (
+                info.duration,
+                info.samplerate,
+                info.channels,
+                info.frames,
+            )
             entry.notes = list(result.notes)
             entry.state = "done"
         except Cancelled:

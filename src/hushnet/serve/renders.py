@@ -55,6 +55,7 @@ def mixed(store: JobStore, job: Job, entry: FileEntry, dry: float) -> Path:
             old.unlink(missing_ok=True)
         return path
 
+
 def spectrogram(store: JobStore, job: Job, entry: FileEntry, which: str, dry: float = 0.0) -> dict:
     """A log-power spectrogram of the input or the (mixed) output, for the page to draw; JobDeleted
     when the job is deleted first (its files are kept until the picture is made).
@@ -81,6 +82,7 @@ def _spectrogram(entry: FileEntry, which: str, dry: float) -> dict:
             entry.spectrograms = {("input", 0): entry.spectrograms[("input", 0)]}
         entry.spectrograms[key] = result
     return result
+
 
 def zip_outputs(store: JobStore, job: Job, dry: list[float]) -> Path:
     """One ZIP of every denoised file (with its dry value), named as the CLI names outputs."""
@@ -152,7 +154,10 @@ def _spectrogram_power(blocks: Iterator[np.ndarray], frames: int, rate: int) -> 
     for block in blocks:
         mono = block.mean(axis=0).astype(np.float32)
         consume(mono if resampler is None else resampler.resample_chunk(mono), False)
-    consume(np.zeros(0, np.float32) if resampler is None else resampler.resample_chunk(np.zeros(0, np.float32), last=True), True)
+    consume(
+        np.zeros(0, np.float32) if resampler is None else resampler.resample_chunk(np.zeros(0, np.float32), last=True),
+        True,
+    )
     used = counts > 0
     sums[used] /= counts[used, None]
     # 257 bins to 128 rows (pairs of bins above DC), low frequencies first.
@@ -166,5 +171,12 @@ def _encode(power: np.ndarray, seconds: float, top_db: float | None) -> dict:
         top_db = float(db.max()) if db.size else 0.0
     scaled = np.clip((db - (top_db - SPECTROGRAM_RANGE_DB)) / SPECTROGRAM_RANGE_DB, 0, 1)
     data = np.round(scaled.T * 255).astype(np.uint8)  # [rows, columns]
-    return {"rows": data.shape[0], "columns": data.shape[1], "seconds": seconds, "max_hz": MODEL_RATE // 2,
-            "top_db": round(top_db, 2), "range_db": SPECTROGRAM_RANGE_DB, "data": base64.b64encode(data.tobytes()).decode("ascii")}
+    return {
+        "rows": data.shape[0],
+        "columns": data.shape[1],
+        "seconds": seconds,
+        "max_hz": MODEL_RATE // 2,
+        "top_db": round(top_db, 2),
+        "range_db": SPECTROGRAM_RANGE_DB,
+        "data": base64.b64encode(data.tobytes()).decode("ascii"),
+    }

@@ -27,7 +27,9 @@ class UploadError(Exception):
 
 
 def too_large(limit_bytes: int) -> UploadError:
-    return UploadError(413, f"upload too large: over the server's limit of {limit_bytes / 2**20:g} MB (--max-upload-mb)")
+    return UploadError(
+        413, f"upload too large: over the server's limit of {limit_bytes / 2**20:g} MB (--max-upload-mb)"
+    )
 
 
 class MultipartSink:
@@ -46,7 +48,15 @@ class MultipartSink:
         self.handle = None
 
     def callbacks(self) -> dict:
-        names = ("part_begin", "part_data", "part_end", "header_field", "header_value", "header_end", "headers_finished")
+        names = (
+            "part_begin",
+            "part_data",
+            "part_end",
+            "header_field",
+            "header_value",
+            "header_end",
+            "headers_finished",
+        )
         return {f"on_{name}": getattr(self, name) for name in names}
 
     def part_begin(self) -> None:
@@ -68,7 +78,9 @@ class MultipartSink:
         if self.part != "file":
             return
         if len(self.job.files) >= self.max_files:
-            self.error = UploadError(400, f"at most {self.max_files} file{'s' if self.max_files > 1 else ''} per request")
+            self.error = UploadError(
+                400, f"at most {self.max_files} file{'s' if self.max_files > 1 else ''} per request"
+            )
             return
         self.entry = self.job.add_file(params.get(b"filename", b"").decode("utf-8", "replace"))
         self.handle = open(self.entry.input, "wb")

@@ -27,17 +27,24 @@ from tqdm import tqdm
 
 from hushnet.data.mixing import MixingConfig, MixtureDataset
 from hushnet.data.pairs import VALENTINI_VALIDATION_SPEAKERS, PairDataset, folder_pairs, split_pairs, valentini_pairs
-from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root, impulse_responses, noise_clips, speech_utterances
+from hushnet.data.sources import (
+    DATA_HELP,
+    DEFAULT_DATA,
+    AudioCache,
+    check_data_root,
+    impulse_responses,
+    noise_clips,
+    speech_utterances,
+)
 from hushnet.data.splits import select
 from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.metrics import pesq_score, si_sdr
 from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
-from hushnet.models.can import CAN, CANConfig, NORM_MODES, to_batch_mode
+from hushnet.models.can import CAN, NORM_MODES, CANConfig, to_batch_mode
 from hushnet.options import DEVICE_HELP, THREADS_HELP, Sub, nested, option
 from hushnet.precision import PRECISION_HELP, PRECISIONS
 from hushnet.training import distrib, fastpath
 from hushnet.training.skeleton import RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
-
 
 
 @dataclass
@@ -48,27 +55,37 @@ class TrainConfig:
     # Data: a ``../shared/data``-style root (speech/, noise/, rir/) mixed on the fly, or a Valentini
     # root, or a clean/noisy folder pair. The first one given is used.
     data: str | None = option(DEFAULT_DATA, help=DATA_HELP)
-    valentini: str | None = option(None, help="Valentini noisy-VCTK folder (clean_trainset_28spk_wav/, noisy_trainset_28spk_wav/, ...)")
+    valentini: str | None = option(
+        None, help="Valentini noisy-VCTK folder (clean_trainset_28spk_wav/, noisy_trainset_28spk_wav/, ...)"
+    )
     clean: str | None = option(None, help="folder of clean files (with --noisy: pairs matched by name)")
     noisy: str | None = option(None, help="folder of noisy files")
-    mixing: MixingConfig = nested(MixingConfig, {"segment_seconds": Sub("--segment-seconds", "training crop length, s")})
+    mixing: MixingConfig = nested(
+        MixingConfig, {"segment_seconds": Sub("--segment-seconds", "training crop length, s")}
+    )
     # Model: "identity" (dilated layers start near identity), "default" (PyTorch init), or a model
     # directory / shipped name to fine-tune from.
     # -23 dBFS: the typical RMS of Valentini noisy files, the level the authors trained at.
-    model: CANConfig = nested(lambda: CANConfig(input_rms_db=-23.0), {
-        "norm": Sub("--norm", "normalisation mode", tuple(NORM_MODES)),
-        "channels": Sub("--channels", "feature maps"),
-        "input_rms_db": Sub("--input-rms-db", "level the input is normalised to, dBFS"),
-    })
+    model: CANConfig = nested(
+        lambda: CANConfig(input_rms_db=-23.0),
+        {
+            "norm": Sub("--norm", "normalisation mode", tuple(NORM_MODES)),
+            "channels": Sub("--channels", "feature maps"),
+            "input_rms_db": Sub("--input-rms-db", "level the input is normalised to, dBFS"),
+        },
+    )
     init: str = option("identity", help="identity, default, or a model directory/name to fine-tune")
     freeze_norm_statistics: bool = option(False, help="batch mode: keep running statistics fixed")
-    loss: LossConfig = nested(LossConfig, {
-        "feature": Sub("--feature-weight", "weight of the deep feature loss (0 turns it off)"),
-        "l1": Sub("--l1-weight", "weight of the waveform L1 loss"),
-        "l2": Sub("--l2-weight", "weight of the waveform L2 loss"),
-        "lossnet": Sub("--lossnet", "loss network: model directory or shipped name"),
-        "calibration_steps": Sub("--calibration-steps", "steps whose mean layer distances set the layer weights"),
-    })
+    loss: LossConfig = nested(
+        LossConfig,
+        {
+            "feature": Sub("--feature-weight", "weight of the deep feature loss (0 turns it off)"),
+            "l1": Sub("--l1-weight", "weight of the waveform L1 loss"),
+            "l2": Sub("--l2-weight", "weight of the waveform L2 loss"),
+            "lossnet": Sub("--lossnet", "loss network: model directory or shipped name"),
+            "calibration_steps": Sub("--calibration-steps", "steps whose mean layer distances set the layer weights"),
+        },
+    )
     # Optimisation
     batch_size: int = option(8, help="crops per step and process (under torchrun the step sees batch size x processes)")
     learning_rate: float = option(3e-4, help="peak AdamW learning rate")
@@ -79,7 +96,9 @@ class TrainConfig:
     max_steps: int = option(10_000, help="total steps")
     # Wall-clock budget of this process (a lent GPU, a CI slot): checkpoint and stop once it is spent;
     # --resume continues from there, exactly as after an interruption.
-    time_budget_minutes: float | None = option(None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
+    time_budget_minutes: float | None = option(
+        None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)"
+    )
     precision: str = option("auto", choices=list(PRECISIONS), help=PRECISION_HELP)
     # torch.compile of the forward and loss (about a minute, once per run): fuses the normalisation
     # and activation passes; --no-compile for debugging, or where no C++ compiler is installed.
@@ -136,11 +155,18 @@ def _mixture_sets(config: TrainConfig, cache: AudioCache) -> tuple[MixtureDatase
     if not train_speech:
         raise ValueError(f"'{root}': no training speakers left after the test/validation split")
     train_noise = train_noise or validation_noise
-    training = MixtureDataset(train_speech, train_noise, select(rooms, "train"), config.mixing, config.seed, 10**9, cache)
+    training = MixtureDataset(
+        train_speech, train_noise, select(rooms, "train"), config.mixing, config.seed, 10**9, cache
+    )
     validation_mixing = MixingConfig(**{**config.mixing.to_dict(), "segment_seconds": config.validation_seconds})
     validation = MixtureDataset(
-        validation_speech or train_speech, validation_noise or train_noise, select(rooms, "validation"),
-        validation_mixing, config.seed + 1, config.validation_items, cache,
+        validation_speech or train_speech,
+        validation_noise or train_noise,
+        select(rooms, "validation"),
+        validation_mixing,
+        config.seed + 1,
+        config.validation_items,
+        cache,
     )
     return training, validation
 
@@ -155,7 +181,9 @@ def _pair_sets(config: TrainConfig, cache: AudioCache) -> tuple[PairDataset, Pai
         training, validation = [p for i, p in enumerate(pairs) if i % 20], pairs[::20]
     segment = config.mixing.segment_samples
     validation_segment = int(config.validation_seconds * config.mixing.sample_rate)
-    return PairDataset(training, segment, config.seed, cache), PairDataset(validation[: config.validation_items], validation_segment, config.seed + 1, cache)
+    return PairDataset(training, segment, config.seed, cache), PairDataset(
+        validation[: config.validation_items], validation_segment, config.seed + 1, cache
+    )
 
 
 def build_datasets(config: TrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
@@ -171,7 +199,9 @@ def build_datasets(config: TrainConfig) -> tuple[torch.utils.data.Dataset, torch
 class StepBatches(torch.utils.data.Sampler):
     """Index batches of the seeded sample stream for one process, from a given step on."""
 
-    def __init__(self, start_step: int, max_steps: int, batch_size: int, rank: int = 0, world: int = 1, length: int | None = None) -> None:
+    def __init__(
+        self, start_step: int, max_steps: int, batch_size: int, rank: int = 0, world: int = 1, length: int | None = None
+    ) -> None:
         self.start_step, self.max_steps = start_step, max_steps
         self.batch_size, self.rank, self.world = batch_size, rank, world
         self.length = length
@@ -211,7 +241,9 @@ def build_model(config: TrainConfig, calibration: torch.Tensor | None = None) ->
     raise ValueError(f"cannot start a {wanted.norm} model from the {source.config.norm} model {config.init}")
 
 
-def level_normalise(noisy: torch.Tensor, clean: torch.Tensor, level_db: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def level_normalise(
+    noisy: torch.Tensor, clean: torch.Tensor, level_db: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale each example so the noisy input has ``level_db`` RMS (as the Denoiser does at inference)."""
     if level_db is None:
         return noisy, clean
@@ -239,7 +271,8 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
 def model_card(config: TrainConfig, step: int, extra: dict) -> str:
     source = config.valentini or (f"{config.clean} + {config.noisy}" if config.clean else config.data)
     lines = [
-        "# hushnet CAN (training checkpoint)", "",
+        "# hushnet CAN (training checkpoint)",
+        "",
         f"- Step {step} of {config.max_steps}, batch {config.batch_size} x {config.mixing.segment_seconds} s, init `{config.init}`.",
         f"- Normalisation `{config.model.norm}`, input level {config.model.input_rms_db} dBFS, {config.model.channels} channels.",
         f"- Loss: feature {config.loss.feature} (loss network `{config.loss.lossnet}`), L1 {config.loss.l1}, L2 {config.loss.l2}.",
@@ -250,9 +283,15 @@ def model_card(config: TrainConfig, step: int, extra: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(model: CAN, directory: Path, config: TrainConfig, step: int, best: dict, validation: dict | None = None) -> None:
+def _save(
+    model: CAN, directory: Path, config: TrainConfig, step: int, best: dict, validation: dict | None = None
+) -> None:
     """``model`` as a model directory whose config.json says which step of which job it is."""
-    training = {"step": step, "config": config.to_dict(), **({"validation": validation} if validation is not None else {})}
+    training = {
+        "step": step,
+        "config": config.to_dict(),
+        **({"validation": validation} if validation is not None else {}),
+    }
     save_model(model, directory, model_card(config, step, {"best": best} if best else {}), {"training": training})
 
 
@@ -273,7 +312,9 @@ def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, devic
     with torch.no_grad():
         for index in range(len(dataset)):
             item = _collate([dataset[index]])
-            noisy, clean = level_normalise(item["noisy"].to(device), item["clean"].to(device), config.model.input_rms_db)
+            noisy, clean = level_normalise(
+                item["noisy"].to(device), item["clean"].to(device), config.model.input_rms_db
+            )
             denoised = model(noisy).float()
             totals["loss"].append(float(loss(denoised, clean)[0]))
             reference, estimate = clean[0].cpu().numpy(), denoised[0].cpu().numpy()
@@ -285,8 +326,20 @@ def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, devic
     return {key: round(float(np.mean(values)), 4) for key, values in totals.items() if values}
 
 
-LOG_COLUMNS = ["step", "learning_rate", "loss", "feature", "l1", "l2", "stft", "anchor", "grad_norm", "seconds", "audio_seconds_per_second",
-               "precision"]
+LOG_COLUMNS = [
+    "step",
+    "learning_rate",
+    "loss",
+    "feature",
+    "l1",
+    "l2",
+    "stft",
+    "anchor",
+    "grad_norm",
+    "seconds",
+    "audio_seconds_per_second",
+    "precision",
+]
 VALIDATION_COLUMNS = ["step", "loss", "pesq", "stoi", "si_sdr"]
 LOGGED_TERMS = ("feature", "l1", "l2", "stft", "anchor")
 
@@ -324,23 +377,44 @@ def _set_up(config: TrainConfig, run: Run) -> _Job:
     device = distrib.device_for(config.device, run.rank, run.world)
     training_data, validation_data = build_datasets(config)
     calibration = None
-    if config.init not in ("identity", "default") and config.model.norm == "batch" and read_config(resolve_model_dir(config.init))["config"]["norm"] != "batch":
-        calibration = level_normalise(*_collate([training_data[len(training_data) - 1 - i] for i in range(16)]).values(), config.model.input_rms_db)[0]
+    if (
+        config.init not in ("identity", "default")
+        and config.model.norm == "batch"
+        and read_config(resolve_model_dir(config.init))["config"]["norm"] != "batch"
+    ):
+        calibration = level_normalise(
+            *_collate([training_data[len(training_data) - 1 - i] for i in range(16)]).values(),
+            config.model.input_rms_db,
+        )[0]
     model = build_model(config, calibration).to(device)
     # The starting weights, for the L2-SP pull (taken before a checkpoint replaces them on resume).
     anchor = [p.detach().clone() for p in model.parameters()] if config.loss.anchor else None
     lossnet = load_model(config.loss.lossnet, kind="lossnet") if config.loss.feature else None
     loss = TrainingLoss(config.loss, lossnet).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99)
+    )
     tensors, info = run.restore(model, optimizer)
-    loss.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
+    loss.load_state_dict({k[len("loss.") :]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
     set_training_mode(model, config)
     trained = distrib.wrap(model, device, run.world)
     precision = fastpath.resolve(config.precision, device)
     say = print if run.main else (lambda line: None)
     forward = fastpath.CompiledStep(_forward_loss(trained, loss, device, precision), config.compile, say)
-    return _Job(model, trained, loss, optimizer, anchor, training_data, validation_data, device, info["step"], info.get("best", {}),
-                precision, forward)
+    return _Job(
+        model,
+        trained,
+        loss,
+        optimizer,
+        anchor,
+        training_data,
+        validation_data,
+        device,
+        info["step"],
+        info.get("best", {}),
+        precision,
+        forward,
+    )
 
 
 def calibrate_before_training(job: _Job, config: TrainConfig, world: int) -> None:
@@ -352,7 +426,9 @@ def calibrate_before_training(job: _Job, config: TrainConfig, world: int) -> Non
         for step in range(config.loss.calibration_steps):
             last = len(job.training_data) - 1 - step * config.batch_size
             batch = _collate([job.training_data[last - i] for i in range(config.batch_size)])
-            noisy, clean = level_normalise(batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db)
+            noisy, clean = level_normalise(
+                batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db
+            )
             with fastpath.autocast(job.device, job.precision):
                 _, distances = feature(job.model(noisy).float(), clean)
             if feature.record(distances):
@@ -360,16 +436,24 @@ def calibrate_before_training(job: _Job, config: TrainConfig, world: int) -> Non
     set_training_mode(job.model, config)
 
 
-def _train_step(job: _Job, batch: dict[str, torch.Tensor], config: TrainConfig, world: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
+def _train_step(
+    job: _Job, batch: dict[str, torch.Tensor], config: TrainConfig, world: int
+) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """One optimisation step: (total loss, its terms, gradient norm)."""
-    noisy, clean = level_normalise(batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db)
+    noisy, clean = level_normalise(
+        batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db
+    )
     total, terms = job.forward(noisy, clean)
     if job.anchor is not None:
         terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(job.model.parameters(), job.anchor))
         total = total + config.loss.anchor * terms["anchor"]
     job.optimizer.zero_grad(set_to_none=True)
     total.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), config.grad_clip) if config.grad_clip else torch.tensor(0.0)
+    grad_norm = (
+        torch.nn.utils.clip_grad_norm_(job.model.parameters(), config.grad_clip)
+        if config.grad_clip
+        else torch.tensor(0.0)
+    )
     job.optimizer.step()
     if job.loss.feature is not None and job.loss.feature.record(terms["feature_layers"]):
         job.loss.feature.finish_calibration((lambda t: distrib.average(t, world)) if world > 1 else None)
@@ -392,11 +476,22 @@ def _averaged(total: torch.Tensor, terms: dict[str, torch.Tensor], world: int) -
     return {k: distrib.average(v.detach(), world).item() for k, v in logged.items()}
 
 
-def _log_row(step: int, learning_rate: float, logged: dict[str, float], grad_norm: torch.Tensor, seconds: float, config: TrainConfig,
-             world: int, precision: str) -> dict[str, str]:
+def _log_row(
+    step: int,
+    learning_rate: float,
+    logged: dict[str, float],
+    grad_norm: torch.Tensor,
+    seconds: float,
+    config: TrainConfig,
+    world: int,
+    precision: str,
+) -> dict[str, str]:
     return {
-        "step": step, "learning_rate": f"{learning_rate:.3e}", **{k: f"{v:.6g}" for k, v in logged.items()},
-        "grad_norm": f"{float(grad_norm):.4g}", "seconds": f"{seconds:.3f}",
+        "step": step,
+        "learning_rate": f"{learning_rate:.3e}",
+        **{k: f"{v:.6g}" for k, v in logged.items()},
+        "grad_norm": f"{float(grad_norm):.4g}",
+        "seconds": f"{seconds:.3f}",
         "audio_seconds_per_second": f"{config.batch_size * world * config.mixing.segment_seconds / seconds:.3f}",
         "precision": precision,
     }
@@ -405,11 +500,18 @@ def _log_row(step: int, learning_rate: float, logged: dict[str, float], grad_nor
 def _checkpoint(job: _Job, config: TrainConfig, run: Run, step: int) -> None:
     """Model directory plus optimizer, loss calibration and RNG (the frozen loss network is not saved)."""
     loss_state = {f"loss.{k}": v for k, v in job.loss.state_dict().items() if not k.startswith("feature.lossnet.")}
-    run.checkpoint(step, job.optimizer, lambda staging: _save(job.model, staging, config, step, job.best), loss_state,
-                   {"config": config.to_dict(), "best": job.best})
+    run.checkpoint(
+        step,
+        job.optimizer,
+        lambda staging: _save(job.model, staging, config, step, job.best),
+        loss_state,
+        {"config": config.to_dict(), "best": job.best},
+    )
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
+def train(
+    config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None
+) -> Path:
     """Run (or resume) a training job; returns the run folder. ``best/`` holds the best validated model."""
     run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
     try:
@@ -426,10 +528,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
     log, validation_log = run.log("log.csv", LOG_COLUMNS, step), run.log("validation.csv", VALIDATION_COLUMNS, step)
     length = len(job.training_data) if isinstance(job.training_data, PairDataset) else None
     loader = torch.utils.data.DataLoader(
-        job.training_data, batch_sampler=StepBatches(step, config.max_steps, config.batch_size, run.rank, run.world, length),
-        num_workers=config.workers, collate_fn=_collate, persistent_workers=False,
+        job.training_data,
+        batch_sampler=StepBatches(step, config.max_steps, config.batch_size, run.rank, run.world, length),
+        num_workers=config.workers,
+        collate_fn=_collate,
+        persistent_workers=False,
     )
-    bar = tqdm(total=config.max_steps, initial=step, disable=not progress or not run.main, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.max_steps, initial=step, disable=not progress or not run.main, unit="step", dynamic_ncols=True
+    )
     if run.main and step == 0:
         # The starting point as a model directory, so that a run can be compared with where it began.
         _save(job.model, run.output / "initial", config, 0, {})
@@ -446,12 +553,31 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, on_s
         bar.update(1)
         bar.set_postfix(loss=f"{logged['loss']:.4g}")
         if log is not None:
-            log.write(_log_row(step, learning_rate, logged, grad_norm, time.perf_counter() - started, config, run.world, job.precision))
+            log.write(
+                _log_row(
+                    step,
+                    learning_rate,
+                    logged,
+                    grad_norm,
+                    time.perf_counter() - started,
+                    config,
+                    run.world,
+                    job.precision,
+                )
+            )
         if step == job.step + 1 and job.forward.enabled and run.main:
             bar.write(f"first step {time.perf_counter() - started:.1f} s, torch.compile's compilation included")
         if run.main and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(job, config, run, validation_log, step, bar)
-        if run.end_step(step, config.checkpoint_every, config.max_steps, job.device, lambda: _checkpoint(job, config, run, step), on_step, bar.write):
+        if run.end_step(
+            step,
+            config.checkpoint_every,
+            config.max_steps,
+            job.device,
+            lambda: _checkpoint(job, config, run, step),
+            on_step,
+            bar.write,
+        ):
             break
     bar.close()
     if run.main:
@@ -476,18 +602,20 @@ def write_run_summary(output: Path) -> Path:
     seconds = sum(float(r["seconds"]) for r in log)
     speed = [float(r["audio_seconds_per_second"]) for r in log]
     lines = [
-        f"# Run `{output.name}`", "",
+        f"# Run `{output.name}`",
+        "",
         f"- Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, torch {torch.__version__}, device `{config['device']}`, threads {config['threads']}.",
         f"- Steps: {log[-1]['step'] if log else 0} of {config['max_steps']}; training time {seconds / 60:.1f} min "
         f"(sum of step times, validation excluded); median {np.median(speed) if speed else 0:.2f} s of audio per second.",
         f"- Start: `{config['init']}`; loss {config['loss']}; normalisation `{config['model']['norm']}`"
         f"{' (statistics frozen)' if config.get('freeze_norm_statistics') else ''}; batch {config['batch_size']} x {config['mixing']['segment_seconds']} s.",
         f"- Arithmetic: {_arithmetic(log, config)}.",
-        "- Configuration: `train_config.json`; per-step log: `log.csv`.", "",
-        "| step | validation loss | PESQ-WB | STOI | SI-SDR (dB) |", "|---|---|---|---|---|",
+        "- Configuration: `train_config.json`; per-step log: `log.csv`.",
+        "",
+        "| step | validation loss | PESQ-WB | STOI | SI-SDR (dB) |",
+        "|---|---|---|---|---|",
     ]
     lines += [f"| {r['step']} | {r['loss']} | {r['pesq']} | {r['stoi']} | {r['si_sdr']} |" for r in validation]
     path = output / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path
-

@@ -17,7 +17,9 @@ def init() -> tuple[int, int]:
     """(rank, world size), joining the process group torchrun set up (gloo on CPU, NCCL on GPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("HUSHNET_BACKEND") != "gloo" else "gloo")
+        dist.init_process_group(
+            "nccl" if torch.cuda.is_available() and os.environ.get("HUSHNET_BACKEND") != "gloo" else "gloo"
+        )
     return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
 
 
@@ -41,7 +43,9 @@ def wrap(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.M
     """The module to call in the training step (DDP when there are several processes)."""
     if world == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def average(tensor: torch.Tensor, world: int) -> torch.Tensor:

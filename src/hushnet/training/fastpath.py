@@ -26,8 +26,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def describe(requested: str, precision: str, compiled: bool) -> str:
     """One line for the run log: what arithmetic the run uses and why."""
-    why = " (auto: native bf16 units found)" if requested == "auto" and precision == "bf16" else (
-        " (auto: no native bf16 units)" if requested == "auto" else "")
+    why = (
+        " (auto: native bf16 units found)"
+        if requested == "auto" and precision == "bf16"
+        else (" (auto: no native bf16 units)" if requested == "auto" else "")
+    )
     master = ", float32 master weights, statistics and optimizer" if precision == "bf16" else ""
     return f"precision {precision}{why}{master}; torch.compile {'on' if compiled else 'off'}"
 
@@ -39,7 +42,9 @@ class CompiledStep:
     ``first_call_seconds`` is the first call's wall time: the compilation of the forward graph.
     """
 
-    def __init__(self, fn: Callable[..., Any], enabled: bool, say: Callable[[str], None], dynamic: bool | None = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], enabled: bool, say: Callable[[str], None], dynamic: bool | None = False
+    ) -> None:
         self.fn = fn
         self.say = say
         self.compiled = torch.compile(fn, dynamic=dynamic) if enabled else None

@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hushnet.audio import MODEL_RATE
-from hushnet.data.scenes import SceneDataset, TagDataset, chime_home, dcase2016_scenes, noise_scenes, speech_and_noise_tags
+from hushnet.data.scenes import (
+    SceneDataset,
+    TagDataset,
+    chime_home,
+    dcase2016_scenes,
+    noise_scenes,
+    speech_and_noise_tags,
+)
 from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
@@ -30,7 +37,18 @@ from hushnet.precision import PRECISION_HELP, PRECISIONS
 from hushnet.training import fastpath
 from hushnet.training.skeleton import Run, get_lr, set_learning_rate
 
-ESC10_CLASSES = ("baby_cry", "chainsaw", "clock_tick", "dog_bark", "fire_crackling", "helicopter", "person_sneeze", "rain", "rooster", "sea_waves")
+ESC10_CLASSES = (
+    "baby_cry",
+    "chainsaw",
+    "clock_tick",
+    "dog_bark",
+    "fire_crackling",
+    "helicopter",
+    "person_sneeze",
+    "rain",
+    "rooster",
+    "sea_waves",
+)
 
 
 @dataclass
@@ -39,9 +57,15 @@ class LossNetTrainConfig:
 
     output: str = option("runs/lossnet", short="-o", help="run folder; the result goes to OUTPUT/lossnet")
     data: str | None = option(DEFAULT_DATA, help=DATA_HELP + " (our own scene and tag tasks)")
-    dcase_scenes: str | None = option(None, help="TUT Acoustic Scenes 2016 development folder (meta.txt, audio/, evaluation_setup/); replaces our scene task")
+    dcase_scenes: str | None = option(
+        None,
+        help="TUT Acoustic Scenes 2016 development folder (meta.txt, audio/, evaluation_setup/); replaces our scene task",
+    )
     dcase_fold: int = option(1, help="its cross-validation fold")
-    chime_home: str | None = option(None, help="CHiME-Home folder (chunks/, development_chunks_refined_crossval_dcase2016.csv); replaces our tag task")
+    chime_home: str | None = option(
+        None,
+        help="CHiME-Home folder (chunks/, development_chunks_refined_crossval_dcase2016.csv); replaces our tag task",
+    )
     chime_fold: int = option(0, help="its cross-validation fold")
     tag_noise_classes: tuple[str, ...] = ESC10_CLASSES
     layers: int = 14
@@ -55,7 +79,9 @@ class LossNetTrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     max_steps: int = option(3000, help="total steps")
-    time_budget_minutes: float | None = option(None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)")
+    time_budget_minutes: float | None = option(
+        None, help="stop with a checkpoint once this much wall-clock time is spent (--resume continues)"
+    )
     # The same name as the denoiser's: steps between held-out evaluations (was ``evaluate_every``).
     validate_every: int = option(500, help="steps between held-out evaluations")
     checkpoint_every: int = option(100, help="steps between checkpoints")
@@ -67,7 +93,9 @@ class LossNetTrainConfig:
     # Off by default: every step draws a new crop length, and a compiled graph holds one length (with
     # dynamic shapes, the symbolic sizes of 14 "SAME"-padded stride-2 layers took inductor over 20
     # minutes to simplify). bf16 on the channels-last layout needs no compiling.
-    compile: bool = option(False, flag="--compile", help="torch.compile the step (recompiles for every new crop length)")
+    compile: bool = option(
+        False, flag="--compile", help="torch.compile the step (recompiles for every new crop length)"
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,14 +131,27 @@ def build_tasks(config: LossNetTrainConfig) -> Tasks:
         raise ValueError("no scene data: give --data or --dcase-scenes")
     if config.chime_home:
         tag_train_clips, tag_eval_clips, _ = chime_home(config.chime_home, config.chime_fold)
-        tag_train, tag_eval = TagDataset(tag_train_clips, seed=config.seed, cache=cache), TagDataset(tag_eval_clips, seed=config.seed + 1, cache=cache)
+        tag_train, tag_eval = (
+            TagDataset(tag_train_clips, seed=config.seed, cache=cache),
+            TagDataset(tag_eval_clips, seed=config.seed + 1, cache=cache),
+        )
     elif config.data:
-        tag_train = speech_and_noise_tags(check_data_root(config.data), config.tag_noise_classes, "train", config.seed, cache)
-        tag_eval = speech_and_noise_tags(check_data_root(config.data), config.tag_noise_classes, "held-out", config.seed + 1, cache)
+        tag_train = speech_and_noise_tags(
+            check_data_root(config.data), config.tag_noise_classes, "train", config.seed, cache
+        )
+        tag_eval = speech_and_noise_tags(
+            check_data_root(config.data), config.tag_noise_classes, "held-out", config.seed + 1, cache
+        )
     else:
         raise ValueError("no tagging data: give --data or --chime-home")
-    return Tasks(SceneDataset(scene_train, config.seed, cache=cache), SceneDataset(scene_eval, config.seed + 1, gain_db=0.0, cache=cache),
-                 scene_names, tag_train, tag_eval, tag_train.tag_names)
+    return Tasks(
+        SceneDataset(scene_train, config.seed, cache=cache),
+        SceneDataset(scene_eval, config.seed + 1, gain_db=0.0, cache=cache),
+        scene_names,
+        tag_train,
+        tag_eval,
+        tag_train.tag_names,
+    )
 
 
 # --- metrics (hand-written: two short formulas, not worth a scikit-learn dependency) --------------
@@ -199,12 +240,24 @@ def plot_confusion(confusion: list[list[int]], names: list[str], path: Path) -> 
 
 
 def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks) -> str:
-    scene_source = f"DCASE 2016 task 1 fold {config.dcase_fold} (`{config.dcase_scenes}`)" if config.dcase_scenes else f"labelled noise recordings of `{config.data}/noise`"
-    tag_source = f"CHiME-Home fold {config.chime_fold} (`{config.chime_home}`)" if config.chime_home else f"mixtures of `{config.data}` speech and noise"
+    scene_source = (
+        f"DCASE 2016 task 1 fold {config.dcase_fold} (`{config.dcase_scenes}`)"
+        if config.dcase_scenes
+        else f"labelled noise recordings of `{config.data}/noise`"
+    )
+    tag_source = (
+        f"CHiME-Home fold {config.chime_fold} (`{config.chime_home}`)"
+        if config.chime_home
+        else f"mixtures of `{config.data}` speech and noise"
+    )
     lines = [
-        "# hushnet loss network", "",
+        "# hushnet loss network",
+        "",
         f"{config.layers} strided 3-tap conv layers ({config.base_channels}/64/128 channels), per-input batch norm, LeakyReLU(0.2),",
-        "as in Germain, Chen & Koltun (2018); trained here, step {0} of {1}, batch {2} per task, crops of {3[0]}-{3[1]} s.".format(step, config.max_steps, config.batch_size, config.crop_seconds), "",
+        "as in Germain, Chen & Koltun (2018); trained here, step {0} of {1}, batch {2} per task, crops of {3[0]}-{3[1]} s.".format(
+            step, config.max_steps, config.batch_size, config.crop_seconds
+        ),
+        "",
         f"- Scene task: {len(tasks.scene_names)} classes from {scene_source}.",
         f"- Tag task: {len(tasks.tag_names)} tags ({', '.join(tasks.tag_names)}) from {tag_source}.",
     ]
@@ -236,8 +289,15 @@ def _task_losses(network: LossNet, device: torch.device, precision: str) -> Call
     return losses
 
 
-def _train_step(network: LossNet, tasks: Tasks, optimizer: torch.optim.Optimizer, config: LossNetTrainConfig, step: int,
-                device: torch.device, forward: Callable) -> dict[str, torch.Tensor]:
+def _train_step(
+    network: LossNet,
+    tasks: Tasks,
+    optimizer: torch.optim.Optimizer,
+    config: LossNetTrainConfig,
+    step: int,
+    device: torch.device,
+    forward: Callable,
+) -> dict[str, torch.Tensor]:
     """One step on one crop length: the task losses it took (scenes, tags or both)."""
     low, high = config.crop_seconds
     rng = np.random.default_rng([config.seed, step, 7])
@@ -261,17 +321,26 @@ def _train_step(network: LossNet, tasks: Tasks, optimizer: torch.optim.Optimizer
     return losses
 
 
-def _evaluate_and_report(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, output: Path, step: int, device: torch.device, bar: tqdm) -> dict:
+def _evaluate_and_report(
+    network: LossNet, tasks: Tasks, config: LossNetTrainConfig, output: Path, step: int, device: torch.device, bar: tqdm
+) -> dict:
     scores = evaluate(network, tasks, config, device)
     with open(output / "evaluation.jsonl", "a") as handle:
         handle.write(json.dumps({"step": step, **{k: v for k, v in scores.items() if k != "confusion"}}) + "\n")
     plot_confusion(scores["confusion"], tasks.scene_names, output / "confusion.png")
-    bar.write(f"step {step}: scene accuracy {scores['scene_accuracy']} (chance {scores['scene_chance']}), "
-              f"tag mAP {scores['tag_map']} (chance {scores['tag_map_chance']}), EER {scores['tag_eer']}")
+    bar.write(
+        f"step {step}: scene accuracy {scores['scene_accuracy']} (chance {scores['scene_chance']}), "
+        f"tag mAP {scores['tag_map']} (chance {scores['tag_map_chance']}), EER {scores['tag_eer']}"
+    )
     return scores
 
 
-def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None) -> Path:
+def train_lossnet(
+    config: LossNetTrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> Path:
     """Run or resume a loss-network job; the frozen result goes to OUTPUT/lossnet (a model directory)."""
     device = torch.device(config.device)
     run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
@@ -281,8 +350,16 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
         run.abandon_if_empty()
         raise
     torch.manual_seed(config.seed)
-    network = LossNet(LossNetConfig(layers=config.layers, base_channels=config.base_channels, scene_classes=len(tasks.scene_names),
-                                    tags=len(tasks.tag_names), scene_names=tasks.scene_names, tag_names=tasks.tag_names)).to(device)
+    network = LossNet(
+        LossNetConfig(
+            layers=config.layers,
+            base_channels=config.base_channels,
+            scene_classes=len(tasks.scene_names),
+            tags=len(tasks.tag_names),
+            scene_names=tasks.scene_names,
+            tag_names=tasks.tag_names,
+        )
+    ).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     _, info = run.restore(network, optimizer)
     step, scores = info["step"], info.get("scores", {})
@@ -297,26 +374,51 @@ def train_lossnet(config: LossNetTrainConfig, resume: bool = False, progress: bo
     run.start_clock()
     while step < config.max_steps:
         # As the denoiser's schedule, decaying to 5% of the peak.
-        learning_rate = get_lr(step, config.learning_rate, 0.05 * config.learning_rate, config.warmup_steps, config.max_steps)
+        learning_rate = get_lr(
+            step, config.learning_rate, 0.05 * config.learning_rate, config.warmup_steps, config.max_steps
+        )
         set_learning_rate(optimizer, learning_rate)
         losses = _train_step(network, tasks, optimizer, config, step, device, forward)
         step += 1
-        log.write({"step": step, "learning_rate": f"{learning_rate:.3e}", **{k: v.item() for k, v in losses.items()}, "precision": precision})
+        log.write(
+            {
+                "step": step,
+                "learning_rate": f"{learning_rate:.3e}",
+                **{k: v.item() for k, v in losses.items()},
+                "precision": precision,
+            }
+        )
         bar.update(1)
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
         if run.main and (step % config.validate_every == 0 or step == config.max_steps):
             scores = _evaluate_and_report(network, tasks, config, run.output, step, device, bar)
+
         def checkpoint() -> None:
             card = model_card(config, step, scores, tasks)
-            run.checkpoint(step, optimizer, lambda staging: save_model(network, staging, card, {"training": {"step": step}}), {},
-                           {"config": config.to_dict(), "scores": dict(scores)})
+            run.checkpoint(
+                step,
+                optimizer,
+                lambda staging: save_model(network, staging, card, {"training": {"step": step}}),
+                {},
+                {"config": config.to_dict(), "scores": dict(scores)},
+            )
 
         if run.end_step(step, config.checkpoint_every, config.max_steps, device, checkpoint, on_step, bar.write):
             break
     bar.close()
     if run.main:
         card = model_card(config, step, scores, tasks)
-        save_model(network.eval(), run.output / "lossnet", card, {"training": {"step": step, "config": config.to_dict(), "scores": {k: v for k, v in scores.items() if k != "confusion"}}})
+        save_model(
+            network.eval(),
+            run.output / "lossnet",
+            card,
+            {
+                "training": {
+                    "step": step,
+                    "config": config.to_dict(),
+                    "scores": {k: v for k, v in scores.items() if k != "confusion"},
+                }
+            },
+        )
     run.finish()
     return run.output
-

@@ -27,7 +27,13 @@ from hushnet.model_dir import load_weights
 from hushnet.options import JobOptions, check_runtime, with_overrides
 from hushnet.temporaries import write_text
 from hushnet.training import distrib
-from hushnet.training.state import CHECKPOINTS_DIR, latest_checkpoint, publish_checkpoint, read_training_state, write_training_state
+from hushnet.training.state import (
+    CHECKPOINTS_DIR,
+    latest_checkpoint,
+    publish_checkpoint,
+    read_training_state,
+    write_training_state,
+)
 
 RUN_CONFIG_FILE = "train_config.json"
 
@@ -100,8 +106,10 @@ class RunFolderLock:
             self.handle.close()
             if holder == str(os.getpid()):
                 return
-            raise FileExistsError(f"{folder} is in use by another trainer (process {holder or 'unknown'}); "
-                                  "wait for it to finish or choose another --output") from None
+            raise FileExistsError(
+                f"{folder} is in use by another trainer (process {holder or 'unknown'}); "
+                "wait for it to finish or choose another --output"
+            ) from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(f"{os.getpid()}\n")
@@ -121,8 +129,14 @@ class Run:
 
     ``threads``: torch's CPU threads for the whole job (set here, once, for both trainers)."""
 
-    def __init__(self, output: str, resume: bool, time_budget_minutes: float | None = None, keep_checkpoints: int = 2,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        output: str,
+        resume: bool,
+        time_budget_minutes: float | None = None,
+        keep_checkpoints: int = 2,
+        threads: int | None = None,
+    ) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.rank, self.world = distrib.init()
@@ -141,7 +155,9 @@ class Run:
         try:
             self.latest = latest_checkpoint(self.output) if resume else None
             if not resume and (self.output / CHECKPOINTS_DIR).exists():
-                raise FileExistsError(f"{self.output} already holds a run: pass --resume to continue it, or choose another --output")
+                raise FileExistsError(
+                    f"{self.output} already holds a run: pass --resume to continue it, or choose another --output"
+                )
         except BaseException:
             self.abandon_if_empty()
             raise
@@ -185,8 +201,14 @@ class Run:
             return False
         return distrib.rank0_flag(time.monotonic() - self.started > self.budget_minutes * 60, device, self.world)
 
-    def checkpoint(self, step: int, optimizer: torch.optim.Optimizer, save_model: Callable[[Path], None], tensors: dict[str, torch.Tensor],
-                   info: dict) -> Path | None:
+    def checkpoint(
+        self,
+        step: int,
+        optimizer: torch.optim.Optimizer,
+        save_model: Callable[[Path], None],
+        tensors: dict[str, torch.Tensor],
+        info: dict,
+    ) -> Path | None:
         """Publish a checkpoint: ``save_model`` writes the model directory, then the training state (rank 0)."""
         if not self.main:
             return None
@@ -197,8 +219,16 @@ class Run:
 
         return publish_checkpoint(self.output, step, write, self.keep_checkpoints)
 
-    def end_step(self, step: int, checkpoint_every: int, max_steps: int, device: torch.device, checkpoint: Callable[[], None],
-                 on_step: Callable[[int], None] | None, say: Callable[[str], None]) -> bool:
+    def end_step(
+        self,
+        step: int,
+        checkpoint_every: int,
+        max_steps: int,
+        device: torch.device,
+        checkpoint: Callable[[], None],
+        on_step: Callable[[int], None] | None,
+        say: Callable[[str], None],
+    ) -> bool:
         """After a step: checkpoint when due or when the budget is spent, tell ``on_step``; whether to stop now."""
         out_of_time = self.out_of_time(device)
         if step % checkpoint_every == 0 or step == max_steps or out_of_time:
@@ -206,7 +236,9 @@ class Run:
         if on_step is not None:
             on_step(step)
         if out_of_time:
-            say(f"time budget of {self.budget_minutes} min spent at step {step}: checkpoint written, --resume continues")
+            say(
+                f"time budget of {self.budget_minutes} min spent at step {step}: checkpoint written, --resume continues"
+            )
         return out_of_time
 
     def finish(self) -> None:
@@ -236,13 +268,24 @@ def job_config(config_class: type, options: JobOptions, overrides: dict[str, Any
     return with_overrides(base, {**overrides, "output": output})
 
 
-def run_job(config_class: type, train: Callable[..., Path], options: JobOptions, overrides: dict[str, Any], done: Callable[[Path], str]) -> int:
+def run_job(
+    config_class: type,
+    train: Callable[..., Path],
+    options: JobOptions,
+    overrides: dict[str, Any],
+    done: Callable[[Path], str],
+) -> int:
     """Build the job, run ``train``, print ``done(run folder)`` once (rank 0); one line per bad input."""
     try:
         config = job_config(config_class, options, overrides)
         check_runtime(config)
         folder = train(config, resume=options.resume, progress=not options.quiet)
-    except (FileNotFoundError, FileExistsError, ValueError, AudioError) as error:  # JSON and model errors are ValueErrors
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        AudioError,
+    ) as error:  # JSON and model errors are ValueErrors
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     if distrib.is_main():

@@ -49,15 +49,24 @@ def publish_checkpoint(output: str | os.PathLike, step: int, write: Callable[[Pa
     return directory
 
 
-def write_training_state(directory: Path, step: int, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict) -> None:
+def write_training_state(
+    directory: Path, step: int, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict
+) -> None:
     """Optimizer state, extra tensors and the torch RNG as safetensors; step and the rest as JSON."""
     state = optimizer.state_dict()
-    everything = {f"optimizer.{index}.{key}": value for index, values in state["state"].items() for key, value in values.items()}
+    everything = {
+        f"optimizer.{index}.{key}": value for index, values in state["state"].items() for key, value in values.items()
+    }
     everything.update(tensors)
     everything["rng.torch"] = torch.get_rng_state()
     save_file({k: v.detach().cpu().contiguous() for k, v in everything.items()}, str(directory / TRAINING_STATE_FILE))
-    optimizer_info = {"param_groups": state["param_groups"], "state_keys": {str(i): sorted(v) for i, v in state["state"].items()}}
-    (directory / TRAINING_INFO_FILE).write_text(json.dumps({"step": step, "optimizer": optimizer_info, **info}, indent=1) + "\n")
+    optimizer_info = {
+        "param_groups": state["param_groups"],
+        "state_keys": {str(i): sorted(v) for i, v in state["state"].items()},
+    }
+    (directory / TRAINING_INFO_FILE).write_text(
+        json.dumps({"step": step, "optimizer": optimizer_info, **info}, indent=1) + "\n"
+    )
 
 
 def read_training_state(directory: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

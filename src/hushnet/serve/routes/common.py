@@ -12,22 +12,62 @@ from starlette.background import BackgroundTask
 from hushnet.serve.jobs import Job, JobStore, TooManyJobs
 from hushnet.serve.uploads import UploadError, receive_upload
 
-MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
-               ".aif": "audio/aiff", ".aiff": "audio/aiff", ".aifc": "audio/aiff", ".au": "audio/basic", ".caf": "audio/x-caf",
-               ".w64": "application/octet-stream", ".rf64": "audio/wav"}
+MEDIA_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+    ".aifc": "audio/aiff",
+    ".au": "audio/basic",
+    ".caf": "audio/x-caf",
+    ".w64": "application/octet-stream",
+    ".rf64": "audio/wav",
+}
 DRY_HELP = "share of the input mixed back: enhanced + dry * (input - enhanced)"
 DryQuery = Annotated[float, Query(ge=0.0, le=1.0, description=DRY_HELP)]
 OptionalDryQuery = Annotated[float | None, Query(ge=0.0, le=1.0, description=DRY_HELP + " (default: the job's dry)")]
-MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "audio file(s)"},
-                   "dry": {"type": "number", "minimum": 0, "maximum": 1, "default": 0, "description": "dry/wet: 0 denoised only, 1 the input"}}}}}}}
+MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "audio file(s)",
+                        },
+                        "dry": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "default": 0,
+                            "description": "dry/wet: 0 denoised only, 1 the input",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def audio_response(path: Path, download_name: str, download: bool) -> FileResponse:
     """An audio file (Range requests work), inline or as a download under ``download_name``."""
-    return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), filename=download_name,
-                        content_disposition_type="attachment" if download else "inline", headers={"Cache-Control": "no-store"})
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+        filename=download_name,
+        content_disposition_type="attachment" if download else "inline",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def held(store: JobStore, job: Job, response: Response, then: BackgroundTask | None = None) -> Response:

@@ -31,15 +31,33 @@ async def finished_or_abandoned(request: Request, job: Job, poll_seconds: float 
 def health(request: Request) -> dict:
     state = request.app.state
     config, denoiser = state.config, state.denoiser
-    return {"status": "ok", "model": state.model_name, "version": hushnet.__version__, "engine": denoiser.engine_name,
-            "precision": denoiser.precision, "device": str(denoiser.device), "sample_rate": denoiser.config.sample_rate, "workers": config.workers,
-            "max_upload_mb": config.max_upload_mb, "max_jobs": config.max_jobs, "keep_minutes": config.keep_minutes}
+    return {
+        "status": "ok",
+        "model": state.model_name,
+        "version": hushnet.__version__,
+        "engine": denoiser.engine_name,
+        "precision": denoiser.precision,
+        "device": str(denoiser.device),
+        "sample_rate": denoiser.config.sample_rate,
+        "workers": config.workers,
+        "max_upload_mb": config.max_upload_mb,
+        "max_jobs": config.max_jobs,
+        "keep_minutes": config.keep_minutes,
+    }
 
 
-@router.post("/denoise", summary="denoise one file and return it (same format, rate, channels, length; WAV where the format cannot be written)",
-             openapi_extra=MULTIPART_BODY, response_class=FileResponse,
-             responses={200: {"content": {"audio/*": {}}}, 413: {"description": "too large"}, 422: {"description": "not readable audio"},
-                        429: {"description": "too many jobs"}})
+@router.post(
+    "/denoise",
+    summary="denoise one file and return it (same format, rate, channels, length; WAV where the format cannot be written)",
+    openapi_extra=MULTIPART_BODY,
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"audio/*": {}}},
+        413: {"description": "too large"},
+        422: {"description": "not readable audio"},
+        429: {"description": "too many jobs"},
+    },
+)
 async def denoise(request: Request, store: Store) -> Response:
     job = await upload(request, store, max_files=1)
     try:
