@@ -366,6 +366,7 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
         "train-lossnet",
         "make-testset",
         "import-reference",
+        "ensemble",
     }
 
 
