@@ -134,9 +134,12 @@ def test_actors_leave_cpu_for_the_pipelines_tasks(ray2):
 @needs_ray
 def test_ray_matches_the_local_command_sample_for_sample(ray2, corpus, tmp_path, capsys):
     before = {p: digest(p) for p in corpus.rglob("*") if p.is_file()}
-    status, _, err = run(["denoise", str(corpus), "-o", str(tmp_path / "local"), "-q"], capsys)
+    # One engine on both sides (auto would be OpenVINO where it is installed).
+    status, _, err = run(["denoise", str(corpus), "-o", str(tmp_path / "local"), "--engine", "onnx", "-q"], capsys)
     assert status == 0, err
-    status, _, err = run(["denoise", str(corpus), "-o", str(tmp_path / "ray"), "--ray", "-q"], capsys)
+    status, _, err = run(
+        ["denoise", str(corpus), "-o", str(tmp_path / "ray"), "--ray", "--engine", "onnx", "-q"], capsys
+    )
     assert status == 0, err
     assert err.strip().splitlines()[-1].startswith("4 files denoised, 0 failed (")
     assert {p: digest(p) for p in corpus.rglob("*") if p.is_file()} == before  # inputs untouched
@@ -183,13 +186,13 @@ def test_a_bad_file_is_one_error_row_and_exit_1(ray2, corpus, tmp_path, capsys):
 @needs_ray
 def test_a_rerun_skips_complete_outputs_and_redoes_the_rest(ray2, corpus, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run(["denoise", str(corpus), "-o", str(out), "--ray", "-q"], capsys)[0] == 0
+    assert run(["denoise", str(corpus), "-o", str(out), "--ray", "--engine", "onnx", "-q"], capsys)[0] == 0
     first = {row["path"]: row for row in results(out)}
     (out / "cd.wav").unlink()
     kept = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
     abandoned = out / ".cd.k3j4x.wav.tmp"  # what a writer killed mid-file leaves
     abandoned.write_bytes(b"half a file")
-    status, _, err = run(["denoise", str(corpus), "-o", str(out), "--ray", "-q"], capsys)
+    status, _, err = run(["denoise", str(corpus), "-o", str(out), "--ray", "--engine", "onnx", "-q"], capsys)
     assert status == 0, err
     assert "1 file denoised, 0 failed, 3 skipped (already denoised)" in err
     assert (
@@ -255,7 +258,7 @@ def _denoise_while(source: Path, out: Path, strike) -> tuple[int, str]:
     outcome = {}
     thread = threading.Thread(
         target=lambda: outcome.setdefault(
-            "status", main(["denoise", str(source), "-o", str(out), "--ray", "--actors", "2", "-q"])
+            "status", main(["denoise", str(source), "-o", str(out), "--ray", "--actors", "2", "--engine", "onnx", "-q"])
         )
     )
     thread.start()
