@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="*", help="run folder names under runs/recipe (default: all with a best/)")
     args = parser.parse_args()
-    names = args.runs or sorted(p.parent.name for p in RUNS.glob("*/best/model.safetensors"))
+    names = args.runs or sorted(p.parent.parent.name for p in RUNS.glob("*/best/model.safetensors"))
     reference = evaluate("authors-dfl", "authors-dfl")
     lines = [
         "# The recipe ladder (short runs from authors-dfl), judged on `valentini_test_dev`",

@@ -335,6 +335,29 @@ def _evaluate_and_report(
     return scores
 
 
+def _new_network(config: LossNetTrainConfig, tasks: Tasks, device: torch.device) -> LossNet:
+    """A fresh loss network with one head per task (seeded)."""
+    torch.manual_seed(config.seed)
+    names = {"scene_names": tasks.scene_names, "tag_names": tasks.tag_names}
+    shape = LossNetConfig(
+        layers=config.layers,
+        base_channels=config.base_channels,
+        scene_classes=len(tasks.scene_names),
+        tags=len(tasks.tag_names),
+        **names,
+    )
+    return LossNet(shape).to(device)
+
+
+def _save_result(
+    network: LossNet, config: LossNetTrainConfig, output: Path, step: int, scores: dict, tasks: Tasks
+) -> None:
+    """The frozen result: OUTPUT/lossnet, a model directory with its card."""
+    kept = {k: v for k, v in scores.items() if k != "confusion"}
+    training = {"training": {"step": step, "config": config.to_dict(), "scores": kept}}
+    save_model(network.eval(), output / "lossnet", model_card(config, step, scores, tasks), training)
+
+
 def train_lossnet(
     config: LossNetTrainConfig,
     resume: bool = False,
@@ -349,17 +372,7 @@ def train_lossnet(
     except BaseException:
         run.abandon_if_empty()
         raise
-    torch.manual_seed(config.seed)
-    network = LossNet(
-        LossNetConfig(
-            layers=config.layers,
-            base_channels=config.base_channels,
-            scene_classes=len(tasks.scene_names),
-            tags=len(tasks.tag_names),
-            scene_names=tasks.scene_names,
-            tag_names=tasks.tag_names,
-        )
-    ).to(device)
+    network = _new_network(config, tasks, device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     _, info = run.restore(network, optimizer)
     step, scores = info["step"], info.get("scores", {})
@@ -407,18 +420,6 @@ def train_lossnet(
             break
     bar.close()
     if run.main:
-        card = model_card(config, step, scores, tasks)
-        save_model(
-            network.eval(),
-            run.output / "lossnet",
-            card,
-            {
-                "training": {
-                    "step": step,
-                    "config": config.to_dict(),
-                    "scores": {k: v for k, v in scores.items() if k != "confusion"},
-                }
-            },
-        )
+        _save_result(network, config, run.output, step, scores, tasks)
     run.finish()
     return run.output
