@@ -25,8 +25,8 @@ from hushnet.temporaries import PendingFile, default_file_mode, scratch_folder  
 
 MODEL_RATE = 16000
 READ_BLOCK_SECONDS = 10.0
-# Extensions we look for when given a folder; soundfile formats plus what ffmpeg usually holds.
-AUDIO_EXTENSIONS = {
+# Formats soundfile reads and writes (an output keeps its input's format where it is one of these).
+WRITABLE_EXTENSIONS = {
     ".wav",
     ".flac",
     ".ogg",
@@ -40,18 +40,10 @@ AUDIO_EXTENSIONS = {
     ".caf",
     ".w64",
     ".rf64",
-    ".m4a",
-    ".aac",
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".wma",
-    ".amr",
-    ".3gp",
 }
 FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".amr", ".3gp"}
+# Extensions we look for when given a folder: soundfile's formats plus what ffmpeg usually holds.
+AUDIO_EXTENSIONS = WRITABLE_EXTENSIONS | FFMPEG_ONLY_EXTENSIONS
 
 
 class AudioError(ValueError):
@@ -279,23 +271,6 @@ def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
     if subtype in ("FLOAT", "DOUBLE", "PCM_32") and major not in ("OGG", "MP3") and sf.check_format(major, "PCM_24"):
         return major, "PCM_24"
     return major, sf.default_subtype(major)
-
-
-WRITABLE_EXTENSIONS = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aif",
-    ".aiff",
-    ".aifc",
-    ".au",
-    ".caf",
-    ".w64",
-    ".rf64",
-}
 
 
 def output_extension(path: Path) -> str:
