@@ -16,8 +16,6 @@ from typing import Any, Callable
 
 import torch
 
-from hushnet.precision import resolve_precision
-
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast for ``precision == "bf16"``, nothing otherwise."""
@@ -69,8 +67,3 @@ class CompiledStep:
             return self.fn(*args)
         self.first_call_seconds = time.perf_counter() - started
         return result
-
-
-def resolve(requested: str, device: torch.device) -> str:
-    """The precision a trainer runs in (``auto`` decided by the hardware)."""
-    return resolve_precision(requested, device.type)
