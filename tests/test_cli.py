@@ -399,6 +399,7 @@ def wait_for(condition, process, seconds=60.0):
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
 def test_a_signal_while_decoding_leaves_nothing_behind(signal_name, tmp_path, tiny_model_dir):
@@ -461,6 +462,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extension", [".wav", ".flac"])
 def test_kill_9_while_writing_a_result_leaves_no_partial_file_nor_folder(extension, tmp_path, tiny_model_dir):
     import sys

@@ -191,6 +191,7 @@ d.denoise_file(sys.argv[1], sys.argv[1] + ".out.wav", progress=progress)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_staging_files(tmp_path):
     """Staging files are unlinked once mapped: a SIGKILLed process leaves nothing in the temp folder."""
     path = tmp_path / "in.wav"

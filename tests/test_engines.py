@@ -11,11 +11,13 @@ import soundfile as sf
 import torch
 
 from hushnet.denoiser import Denoiser
-from hushnet.inference import engines
-from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine, resolve_precision
+from hushnet.inference import choice, engines
+from hushnet.inference.choice import AUTO, FALLBACK, choose_precision, engine_order
+from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
 from hushnet.model_dir import ONNX_FILE, ModelError, save_model
+from hushnet.precision import CPU_CLASSES, Cpu, cpu_class, detect_cpu
 
 from helpers import DEV, speechlike, tiny_can
 
@@ -143,17 +145,76 @@ def test_bf16_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_bf16_flag(tmp_path / "missing") is None
 
 
-def test_precision_auto_is_bf16_only_where_the_cpu_and_the_engine_have_it():
-    assert resolve_precision("auto", "openvino", "amx_bf16")[0] == "bf16"
-    assert resolve_precision("auto", "torch", "amx_bf16")[0] == ("bf16" if engines.TORCH_AUTO_BF16 else "float32")
-    assert resolve_precision("bf16", "torch", "amx_bf16")[0] == "bf16"
-    assert resolve_precision("auto", "torch", None)[0] == "float32"
-    assert resolve_precision("auto", "onnx", "amx_bf16") == ("float32", "onnxruntime runs float32 only")
-    assert resolve_precision("float32", "torch", "amx_bf16")[0] == "float32"
+def cpu(name: str) -> Cpu:
+    """A CPU of one class, as /proc/cpuinfo would describe it."""
+    flags = {
+        "amx": "avx2 fma avx512f avx512_bf16 amx_tile amx_bf16",
+        "avx512_bf16": "avx2 fma avx512f avx512_bf16",
+        "avx512": "avx2 fma avx512f",
+        "avx2": "avx2 fma",
+        "unknown": "sse2",
+    }[name]
+    return Cpu(name, "test CPU", frozenset(flags.split()))
+
+
+def test_cpu_classes_are_read_from_the_flags(tmp_path, monkeypatch):
+    for name in ("amx", "avx512_bf16", "avx512", "avx2", "unknown"):
+        assert cpu_class(cpu(name).flags, machine="x86_64") == name
+    assert cpu_class(frozenset({"fp", "asimd", "bf16"}), machine="aarch64") == "arm64"
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert detect_cpu(info) == Cpu("avx2", "AMD EPYC 7B13", frozenset({"fpu", "sse2", "avx2", "fma"}))
+    monkeypatch.setenv("HUSHNET_CPU_FLAGS", "avx2 fma")  # to test or measure one class on another
+    assert detect_cpu().name == "avx2" and detect_cpu().bf16_flag is None
+    assert detect_cpu(info).name == "avx2"  # a file given is read as it is
+
+
+def test_precision_is_decided_once_for_every_engine_and_cpu_class():
+    amx, avx2 = cpu("amx"), cpu("avx2")
+    assert choose_precision("auto", "openvino", amx)[0] == "bf16"
+    assert choose_precision("auto", "openvino", avx2) == ("float32", "auto: CPU class avx2 has no native bf16 units")
+    assert choose_precision("auto", "torch", amx)[0] == ("bf16" if choice.TORCH_AUTO_BF16 else "float32")
+    assert choose_precision("bf16", "torch", avx2) == ("bf16", "asked for")  # torch emulates it where asked
+    assert choose_precision("auto", "onnx", amx) == ("float32", "onnxruntime runs float32 only")
+    assert choose_precision("float32", "openvino", amx) == ("float32", "asked for")
+    assert choose_precision("auto", "train", cpu("avx512_bf16"))[0] == "bf16"
+    assert choose_precision("auto", "train", avx2)[0] == "float32"
+    assert choose_precision("auto", "openvino", amx, device="cuda") == ("float32", "auto: float32 off the CPU")
     with pytest.raises(ModelError, match="float32 only"):
-        resolve_precision("bf16", "onnx", "amx_bf16")
-    with pytest.raises(ModelError, match="precision must be one of"):
-        resolve_precision("fp16", "torch", None)
+        choose_precision("bf16", "onnx", amx)
+    with pytest.raises(ModelError, match="no native bf16 units, so OpenVINO cannot run bf16"):
+        choose_precision("bf16", "openvino", avx2)
+    with pytest.raises(ModelError, match="precision must be one of auto, float32, bf16, got 'fp16'"):
+        choose_precision("fp16", "torch", avx2)
+
+
+def test_per_input_models_stay_float32_under_auto():
+    """bf16 missed the quality rule for the authors' per-input model, so auto keeps it float32."""
+    for name in ("amx", "avx512_bf16"):
+        value, why = choose_precision("auto", "openvino", cpu(name), kind="per-input")
+        assert value == "float32" and "quality rule" in why
+
+
+def test_auto_takes_the_measured_engine_of_each_cpu_class_and_says_why():
+    for name in CPU_CLASSES:
+        for kind in ("fixed", "per-input"):
+            entry = AUTO.get((name, kind), FALLBACK)
+            order, why = engine_order(
+                "auto", "auto", cpu(name) if name != "arm64" else Cpu("arm64", "", frozenset()), kind
+            )
+            assert order[0] == entry.engine and sorted(order) == ["onnx", "openvino", "torch"]
+            assert why == f"auto for CPU class {name}, {kind} model: {entry.evidence}"
+            if kind == "per-input":  # the quality rule: nothing per-input runs bf16 under auto
+                assert entry.precision == "float32"
+    assert AUTO["avx2", "fixed"].engine == "onnx" and (AUTO["amx", "fixed"].engine, AUTO["amx", "fixed"].precision) == (
+        "openvino",
+        "bf16",
+    )
+    assert engine_order("onnx", "auto", cpu("amx"), "fixed") == (["onnx"], "asked for")
+    assert engine_order("auto", "bf16", cpu("avx2"), "fixed")[0] == ["torch"]  # bf16 asked for: only torch has it
+    assert engine_order("auto", "auto", cpu("amx"), "fixed", on_cpu=False)[0] == ["torch"]
+    with pytest.raises(ModelError, match="engine must be one of"):
+        engine_order("tensorrt", "auto", cpu("amx"), "fixed")
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +226,16 @@ def model_dir(tmp_path_factory):
     return directory
 
 
-def test_auto_engine_is_openvino(model_dir):
-    engine = load_engine(model_dir, precision="float32")
+def test_auto_engine_is_the_measured_one_for_the_cpu_class(model_dir):
+    engine = load_engine(model_dir, precision="float32", cpu=cpu("amx"))
     assert engine.name == "openvino" and engine.precision == "float32" and engine.choice.startswith("openvino float32")
+    engine = load_engine(model_dir, cpu=cpu("amx"))
+    assert (engine.name, engine.precision) == ("openvino", "bf16") and "CPU class amx" in engine.choice
+    engine = load_engine(model_dir, cpu=cpu("avx2"))
+    assert (engine.name, engine.precision) == ("onnx", "float32")
+    assert engine.choice == f"onnx float32 (auto for CPU class avx2, fixed model: {AUTO['avx2', 'fixed'].evidence})"
+    engine = load_engine(model_dir, engine="openvino", cpu=cpu("avx2"))
+    assert engine.choice == "openvino float32 (asked for; auto: CPU class avx2 has no native bf16 units)"
 
 
 def test_auto_engine_falls_back_to_onnxruntime_with_one_line_when_openvino_fails(model_dir, monkeypatch, capsys):
@@ -175,7 +243,7 @@ def test_auto_engine_falls_back_to_onnxruntime_with_one_line_when_openvino_fails
         raise RuntimeError("libopenvino.so: cannot open shared object file\nmore detail")
 
     monkeypatch.setattr(engines, "OpenVinoEngine", broken)
-    engine = load_engine(model_dir)
+    engine = load_engine(model_dir, cpu=cpu("amx"))
     lines = capsys.readouterr().err.strip().splitlines()
     assert isinstance(engine, OnnxEngine) and engine.precision == "float32"
     assert lines == [
@@ -213,10 +281,3 @@ def test_quality_rule_on_a_real_recording(engine, precision):
     assert 0 < np.abs(enhanced - reference).max() < 0.05
     assert abs(pesq_score(clean, enhanced, rate) - pesq_score(clean, reference, rate)) <= 0.02
     assert abs(stoi(clean, enhanced, rate) - stoi(clean, reference, rate)) <= 0.002
-
-
-def test_per_input_models_stay_float32_under_auto(tmp_path):
-    """bf16 missed the quality rule for the authors' per-input model, so auto keeps it float32."""
-    model = tiny_can("per-input", dilated_layers=6)
-    engine = OpenVinoEngine(exported(model, tmp_path, "per_input_auto"), model.config, threads=1, cache_dir=tmp_path)
-    assert engine.precision == "float32" and "quality rule" in engine.precision_reason

@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[dev]')")
+pytestmark = pytest.mark.slow  # a real browser
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver") or (

@@ -146,6 +146,7 @@ def _cli(*arguments: str, env: dict | None = None) -> list[str]:
     return [sys.executable, "-m", "hushnet.cli", *arguments]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_kill_9_then_resume_gives_the_same_weights(tmp_path, tiny_corpus, tiny_lossnet_dir, precision):
     steps = 300
@@ -182,6 +183,7 @@ def test_kill_9_then_resume_gives_the_same_weights(tmp_path, tiny_corpus, tiny_l
     assert_identical(final_weights(reference), final_weights(Path(config.output)))
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_matches_one_process_with_the_whole_batch(tmp_path, tiny_corpus, tiny_lossnet_dir):
     config = tiny_config(tmp_path / "ddp", tiny_corpus, tiny_lossnet_dir, batch_size=1, max_steps=4)
     config_file = tmp_path / "config.json"

@@ -30,6 +30,7 @@ from hushnet.audio import (
     signal_of,
     write_resampled,
 )
+from hushnet.inference.choice import choose_precision, kind_of
 from hushnet.inference.engines import Engine, TorchEngine, load_engine
 from hushnet.inference.plan import (
     DEFAULT_CHUNK_SECONDS,
@@ -39,7 +40,7 @@ from hushnet.inference.plan import (
     fitted_chunk,
     gains_from_energy,
 )
-from hushnet.options import PRECISIONS
+from hushnet.precision import detect_cpu
 from hushnet.runtime_options import validate_runtime_options
 from hushnet.staging import Staging, stage_input
 from hushnet.temporaries import check_folder_writable
@@ -128,18 +129,20 @@ class Denoiser:
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         threads: int | None = None,
         precision: str = "auto",
+        _checked: bool = False,
     ) -> None:
-        """``model``: an :class:`~hushnet.inference.engines.Engine` (``load_engine``), or a torch CAN for the torch engine."""
-        validate_runtime_options(
-            threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb
-        )
-        if precision not in PRECISIONS:
-            raise AudioError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.engine = (
-            model
-            if isinstance(model, Engine)
-            else TorchEngine(model, device=device, threads=threads, precision=precision)
-        )
+        """``model``: an :class:`~hushnet.inference.engines.Engine` (``load_engine``; it runs at its own
+        precision), or a torch CAN for the torch engine at ``precision``. ``_checked``: the runtime
+        options were validated already (:meth:`from_pretrained`)."""
+        if not _checked:
+            validate_runtime_options(
+                threads=threads, device=str(device), chunk_seconds=chunk_seconds, memory_budget_mb=memory_budget_mb
+            )
+        if isinstance(model, Engine):
+            self.engine = model
+        else:
+            value, _ = choose_precision(precision, "torch", detect_cpu(), kind_of(model.config.norm), str(device))
+            self.engine = TorchEngine(model, device=device, threads=threads, precision=value)
         self.config = self.engine.config
         self.device = str(device)
         self.memory_budget_mb, self.chunk_seconds = memory_budget_mb, chunk_seconds
@@ -164,9 +167,8 @@ class Denoiser:
         **options,
     ) -> "Denoiser":
         """Load a model directory by path, or a shipped model by name (default: the package default),
-        once, into ``engine`` (auto: OpenVINO where installed and loadable, else onnxruntime, else
-        torch) at ``precision`` (auto: bf16 where the CPU has native bf16 units and the engine runs
-        bf16). ``workers``: threads that will call it at once (the server), each with ``threads``."""
+        once, into ``engine`` at ``precision`` (``auto``: the fastest measured for this CPU class that
+        keeps the quality rule, :mod:`hushnet.inference.choice`). ``workers``: threads that will call it at once (the server), each with ``threads``."""
         validate_runtime_options(
             threads=threads,
             device=str(device),
@@ -178,6 +180,7 @@ class Denoiser:
                 path_or_name, engine=engine, device=device, threads=threads, precision=precision, streams=workers
             ),
             device=device,
+            _checked=True,
             **options,
         )
 

@@ -19,15 +19,8 @@ from typing import Any, Callable
 DEVICE_HELP = "cpu or cuda"
 THREADS_HELP = "CPU threads (default: the engine's choice, all cores)"
 MODEL_HELP = "model directory, or the name of a shipped model"
-# Spelled here (not imported from the engines) so that building the parser imports no engine.
-ENGINES = ("auto", "openvino", "onnx", "torch")
-from hushnet.precision import PRECISIONS  # noqa: E402,F401 - one list of precisions
-
-ENGINE_HELP = "inference engine (auto: OpenVINO where installed and loadable, else onnxruntime, else torch)"
-PRECISION_HELP = (
-    "arithmetic of the network (auto: bf16 where the CPU has native bf16 units and the engine runs it, "
-    "else float32; onnxruntime runs float32 only)"
-)
+# The engines' own lists and help (hushnet.inference.choice imports no engine).
+from hushnet.inference.choice import ENGINE_HELP, ENGINES, PRECISION_HELP, PRECISIONS  # noqa: E402
 
 
 def option(

@@ -92,6 +92,9 @@ def describe_engine(denoiser: "Denoiser") -> str:
     engine = denoiser.engine
     choice = getattr(engine, "choice", None) or f"{engine.name} {getattr(engine, 'precision', 'float32')}"
     parts = [f"engine: {choice}", f"threads: {engine.threads if getattr(engine, 'threads', None) else 'all cores'}"]
+    cpu = getattr(engine, "cpu", None)
+    if cpu is not None:
+        parts.append(f"CPU class {cpu.name} ({cpu.model})")
     if hasattr(engine, "load_seconds"):
         parts.append(f"model loaded in {engine.load_seconds:.2f} s")
     compiled = getattr(engine, "compile_seconds", {})

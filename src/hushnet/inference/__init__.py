@@ -2,9 +2,8 @@
 (OpenVINO, onnxruntime and torch, ``engines``), the inference and export forms of the network (``networks``,
 torch only). Importing this package imports no torch."""
 
+from hushnet.inference.choice import ENGINES, PRECISIONS, choose_precision
 from hushnet.inference.engines import (
-    ENGINES,
-    PRECISIONS,
     Engine,
     OnnxEngine,
     OpenVinoEngine,
@@ -23,6 +22,7 @@ __all__ = [
     "OpenVinoEngine",
     "Scheme",
     "TorchEngine",
+    "choose_precision",
     "load_engine",
     "resolve_engine",
 ]

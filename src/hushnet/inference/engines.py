@@ -5,10 +5,10 @@ the ``chunk_input`` it runs best at, ``prepare`` and ``__call__``. ``OpenVinoEng
 directory's ``model.onnx`` in OpenVINO, in float32 or bf16 on the CPU's matrix units, compiled once
 per fixed input shape; ``OnnxEngine`` runs it in onnxruntime (float32; both import no torch);
 ``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form of the torch model,
-bf16 through autocast. ``load_engine`` picks one: ``auto`` = OpenVINO when it is installed and loads,
-else onnxruntime, else torch; precision ``auto`` = bf16 where the CPU has native bf16 units and the
-engine runs bf16 faster than float32 (OpenVINO), else float32. A new engine is one class with those
-members and one entry in ``load_engine``.
+bf16 through autocast. ``load_engine`` loads the engine and precision :mod:`hushnet.inference.choice`
+decides (``auto``: the fastest measured for the CPU class, then the next that is installed and
+loads); engines receive resolved values and do not check them again. A new engine is one class with
+those members, one entry in ``load_engine`` and its rows in the choice table.
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from hushnet.inference.choice import (
+    ENGINES,
+    TORCH_AUTO_BF16,  # noqa: F401 - also this module's public name
+    check_precision,
+    choose_precision,
+    describe,
+    engine_order,
+    kind_of,
+)
 from hushnet.inference.plan import fixed_length
 from hushnet.model_dir import (
     ENSEMBLE_KIND,
@@ -35,14 +44,12 @@ from hushnet.model_dir import (
     resolve_model_dir,
 )
 from hushnet.models.config import CANConfig
-from hushnet.options import ENGINES, PRECISIONS
-from hushnet.precision import cpu_bf16_flag  # noqa: F401 - also this module's public name
+from hushnet.precision import (
+    Cpu,
+    cpu_bf16_flag,  # noqa: F401 - also this module's public name
+    detect_cpu,
+)
 from hushnet.runtime_options import usable_threads
-
-# Whether precision auto picks bf16 for the torch engine on such CPUs. Measured on the AMX machine
-# (120-s file, whole command, 1 thread): autocast bf16 of the folded conv1d network took 33 CPU s and
-# 1.6 GB against float32's 21 s and 470 MB, so auto stays float32 there.
-TORCH_AUTO_BF16 = False
 
 
 @runtime_checkable
@@ -122,19 +129,17 @@ class OnnxEngine:
 class TorchEngine:
     """The torch model in its inference form (normalisation folded for fixed-statistics models).
 
-    ``precision``: ``float32`` (and ``auto``), or ``bf16``: autocast to bfloat16 (CPU or GPU), weights kept in float32.
+    ``precision`` (resolved): ``float32``, or ``bf16``: autocast to bfloat16 (CPU or GPU), weights kept in float32.
     """
 
     name = "torch"
     chunk_input = None
 
-    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "auto") -> None:
+    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "float32") -> None:
         import torch
 
         from hushnet.inference.networks import FoldedCAN
 
-        if precision not in PRECISIONS:
-            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.threads = usable_threads(threads)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -187,34 +192,16 @@ class OpenVinoEngine:
         path: str | os.PathLike,
         config: CANConfig,
         threads: int | None = None,
-        precision: str = "auto",
+        precision: str = "float32",
         cache_dir: str | os.PathLike | None = None,
         streams: int = 1,
     ) -> None:
+        """``precision``: resolved (``float32`` or ``bf16``, :func:`~hushnet.inference.choice.choose_precision`)."""
         import openvino as ov
 
-        if precision not in PRECISIONS:
-            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.core = ov.Core()
         if "CPU" not in self.core.available_devices:
             raise ModelError("OpenVINO found no CPU device it can run on")
-        native_bf16 = "BF16" in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if precision == "bf16" and not native_bf16:
-            raise ModelError("OpenVINO reports no bf16 support on this CPU; use --precision float32")
-        if precision == "auto" and native_bf16 and config.norm != "batch":
-            # Measured (benchmarks/results/engines.md): authors-dfl in bf16 lost 0.0265 PESQ-WB on
-            # valentini_test_dev, outside the 0.02 the quality rule allows.
-            precision, self.precision_reason = (
-                "float32",
-                "auto: per-input models stay float32 (bf16 missed the quality rule)",
-            )
-        elif precision == "auto":
-            precision = "bf16" if native_bf16 else "float32"
-            self.precision_reason = (
-                f"auto: OpenVINO {'reports' if native_bf16 else 'reports no'} native bf16 on this CPU"
-            )
-        else:
-            self.precision_reason = "asked for"
         self.cache_dir = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -354,19 +341,18 @@ def _needs_onnx(directory: Path | None, engine: str) -> None:
         )
 
 
-def resolve_engine(engine: str, directory: Path | None) -> str:
+def resolve_engine(engine: str, directory: Path | None, order: list[str] | None = None) -> str:
     """``openvino``, ``onnx`` or ``torch`` for the requested ``engine`` and model directory, or a ModelError.
-    ``auto`` names the first that is installed and can run the directory; whether OpenVINO then
-    loads is :func:`load_engine`'s to find out."""
+    ``auto`` names the first of ``order`` (default: OpenVINO, onnxruntime, torch) that is installed
+    and can run the directory; whether OpenVINO then loads is :func:`load_engine`'s to find out."""
     if engine not in ENGINES:
         raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     has_onnx = directory is not None and (directory / ONNX_FILE).is_file()
     if engine == "auto":
-        for name, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
-            if has_onnx and installed(module):
+        modules = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
+        for name in order or ["openvino", "onnx", "torch"]:
+            if installed(modules[name]) and (has_onnx or name == "torch"):
                 return name
-        if installed("torch"):
-            return "torch"
         if not has_onnx:
             raise ModelError(
                 f"{directory} has no {ONNX_FILE} and torch is not installed: run `hushnet export-onnx` where torch is, "
@@ -388,23 +374,6 @@ def resolve_engine(engine: str, directory: Path | None) -> str:
     return "torch"
 
 
-def resolve_precision(precision: str, engine: str, bf16_flag: str | None) -> tuple[str, str]:
-    """(``float32`` or ``bf16``, why) for ``engine``; ``bf16_flag``: the CPU's native bf16 flag, if any."""
-    if precision not in PRECISIONS:
-        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if engine == "onnx":
-        if precision == "bf16":
-            raise ModelError("onnxruntime runs this model in float32 only: use --engine openvino or torch for bf16")
-        return "float32", "onnxruntime runs float32 only" if precision == "auto" else "asked for"
-    if precision != "auto":
-        return precision, "asked for"
-    if bf16_flag is None:
-        return "float32", "auto: this CPU has no native bf16 units"
-    if engine == "torch" and not TORCH_AUTO_BF16:
-        return "float32", "auto: the torch engine's bf16 (autocast) is slower than its float32 on this network"
-    return "bf16", f"auto: this CPU has native bf16 units ({bf16_flag})"
-
-
 def load_engine(
     path_or_name: str | os.PathLike | None,
     engine: str = "auto",
@@ -412,15 +381,16 @@ def load_engine(
     threads: int | None = None,
     precision: str = "auto",
     streams: int = 1,
+    cpu: Cpu | None = None,
 ) -> Engine:
     """Load the model of a directory (or shipped name) once, into the chosen engine and precision.
-    ``streams``: threads that will call it at once (the server's workers). The engine's ``choice``
-    says what was chosen and why (what ``hushnet denoise -v`` prints)."""
+    ``streams``: threads that will call it at once (the server's workers); ``cpu``: the CPU to choose
+    for (default: this one). The engine's ``choice`` says what was chosen and why (what ``hushnet
+    denoise -v`` and ``/api/health`` show)."""
     started = time.perf_counter()
-    if precision not in PRECISIONS:
-        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     if precision == "bf16" and engine == "onnx":
-        resolve_precision(precision, engine, None)  # the one-line refusal
+        choose_precision(precision, engine, detect_cpu())  # the one-line refusal, before any loading
     directory = resolve_model_dir(path_or_name)
     config = read_config(directory)
     if config["kind"] not in ("can", ENSEMBLE_KIND):
@@ -428,11 +398,16 @@ def load_engine(
     on_cpu = device in (None, "cpu")
     if engine in ("onnx", "openvino") and not on_cpu:
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
-    bf16_flag = cpu_bf16_flag() if on_cpu else None  # auto is float32 off the CPU
-    chosen = resolve_engine(_auto_engine(engine, on_cpu, precision, bf16_flag, directory), directory)
-    loaded, why, notes = None, "", []
+    cpu = cpu or detect_cpu()
+    kind = kind_of(config["config"].get("norm", CANConfig.norm))
+    order, engine_why = engine_order(engine, precision, cpu, kind, on_cpu)
+    chosen = resolve_engine(engine, directory, order)
+    if engine == "auto" and chosen != order[0]:
+        engine_why = f"auto: {order[0]} is not installed or cannot run {directory.name}"
+    value, why = choose_precision(precision, chosen, cpu, kind, device or "cpu")
+    loaded, notes = None, []
     if chosen == "openvino":
-        loaded, why, notes = _load_openvino(directory, config, engine, threads, precision, streams)
+        loaded, notes = _load_openvino(directory, config, engine, threads, value, streams)
         if loaded is None:  # OpenVINO failed to load: the next engine that can run this precision
             chosen = "onnx" if installed("onnxruntime") and precision != "bf16" else resolve_engine("torch", directory)
             print(
@@ -440,31 +415,21 @@ def load_engine(
                 file=sys.stderr,
             )
             notes = ["OpenVINO failed to load"]
+            value, why = choose_precision(precision, chosen, cpu, kind, device or "cpu")
     if loaded is None:
-        value, why = resolve_precision(precision, chosen, bf16_flag)
         if chosen == "onnx":
             loaded = OnnxEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads)
         else:
             loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
-    loaded.choice = "; ".join([f"{loaded.name} {loaded.precision} ({why})", *notes])
+    loaded.cpu = cpu
+    loaded.choice = "; ".join([describe(loaded.name, loaded.precision, engine_why, why), *notes])
     loaded.load_seconds = time.perf_counter() - started
     return loaded
 
 
-def _auto_engine(engine: str, on_cpu: bool, precision: str, bf16_flag: str | None, directory: Path) -> str:
-    """What ``auto`` narrows to before :func:`resolve_engine`: torch off the CPU, and torch for bf16
-    where OpenVINO cannot run it (not installed, no ``model.onnx``, no native bf16 units)."""
-    if engine != "auto":
-        return engine
-    if not on_cpu:
-        return "torch"
-    openvino_bf16 = installed("openvino") and (directory / ONNX_FILE).is_file() and bf16_flag is not None
-    return "torch" if precision == "bf16" and not openvino_bf16 else engine
-
-
 def _load_openvino(directory: Path, config: dict, engine: str, threads: int | None, precision: str, streams: int):
-    """(the OpenVINO engine, why its precision, notes), or (None, "", [why it failed]) where ``auto``
-    may fall back; a ModelError where it may not (``--engine openvino``, or bf16 that OpenVINO refused)."""
+    """(the OpenVINO engine, notes), or (None, [why it failed]) where ``auto`` may fall back; a
+    ModelError where it may not (``--engine openvino``)."""
     try:
         loaded = OpenVinoEngine(
             directory / ONNX_FILE,
@@ -474,10 +439,10 @@ def _load_openvino(directory: Path, config: dict, engine: str, threads: int | No
             streams=streams,
         )
     except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
-        if engine == "openvino" or (precision == "bf16" and isinstance(error, ModelError)):
+        if engine == "openvino":
             if isinstance(error, ModelError):
                 raise
             raise ModelError(f"OpenVINO cannot run {directory / ONNX_FILE}: {_first_line(error)}") from None
-        return None, "", [_first_line(error)]
+        return None, [_first_line(error)]
     notes = [] if loaded.masked else ["inputs other than a whole segment: onnxruntime float32"]
-    return loaded, loaded.precision_reason, notes
+    return loaded, notes

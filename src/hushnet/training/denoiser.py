@@ -37,12 +37,13 @@ from hushnet.data.sources import (
     speech_utterances,
 )
 from hushnet.data.splits import select
+from hushnet.inference.choice import PRECISION_HELP, PRECISIONS, choose_precision
 from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.metrics import pesq_score, si_sdr
 from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
 from hushnet.models.can import CAN, NORM_MODES, CANConfig, to_batch_mode
 from hushnet.options import DEVICE_HELP, THREADS_HELP, Sub, nested, option
-from hushnet.precision import PRECISION_HELP, PRECISIONS, resolve_precision
+from hushnet.precision import detect_cpu
 from hushnet.training import distrib, fastpath
 from hushnet.training.skeleton import RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
 
@@ -398,7 +399,7 @@ def _set_up(config: TrainConfig, run: Run) -> _Job:
     loss.load_state_dict({k[len("loss.") :]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
     set_training_mode(model, config)
     trained = distrib.wrap(model, device, run.world)
-    precision = resolve_precision(config.precision, device.type)
+    precision, _ = choose_precision(config.precision, "train", detect_cpu(), device=device.type)
     say = print if run.main else (lambda line: None)
     forward = fastpath.CompiledStep(_forward_loss(trained, loss, device, precision), config.compile, say)
     return _Job(

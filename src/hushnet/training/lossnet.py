@@ -30,10 +30,11 @@ from hushnet.data.scenes import (
     speech_and_noise_tags,
 )
 from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
+from hushnet.inference.choice import PRECISION_HELP, PRECISIONS, choose_precision
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
 from hushnet.options import DEVICE_HELP, THREADS_HELP, option
-from hushnet.precision import PRECISION_HELP, PRECISIONS, resolve_precision
+from hushnet.precision import detect_cpu
 from hushnet.training import fastpath
 from hushnet.training.skeleton import Run, get_lr, set_learning_rate
 
@@ -379,7 +380,7 @@ def train_lossnet(
     run.start(config.to_dict())
     log = run.log("log.csv", LOG_COLUMNS, step)
     network.train()
-    precision = resolve_precision(config.precision, device.type)
+    precision, _ = choose_precision(config.precision, "train", detect_cpu(), device=device.type)
     forward = fastpath.CompiledStep(_task_losses(network, device, precision), config.compile, print)
     if run.main:
         print(fastpath.describe(config.precision, precision, forward.enabled), file=sys.stderr)

@@ -27,16 +27,21 @@ async def finished_or_abandoned(request: Request, job: Job, poll_seconds: float 
     return True
 
 
-@router.get("/health", summary="model, version, engine, precision, sample rate, limits")
+@router.get("/health", summary="model, version, engine, precision and why, CPU class, sample rate, limits")
 def health(request: Request) -> dict:
     state = request.app.state
     config, denoiser = state.config, state.denoiser
+    engine = denoiser.engine
+    cpu = getattr(engine, "cpu", None)
     return {
         "status": "ok",
         "model": state.model_name,
         "version": hushnet.__version__,
         "engine": denoiser.engine_name,
         "precision": denoiser.precision,
+        "choice": getattr(engine, "choice", None) or f"{engine.name} {denoiser.precision} (given)",
+        "cpu_class": cpu.name if cpu is not None else None,
+        "cpu_model": cpu.model if cpu is not None else None,
         "device": str(denoiser.device),
         "sample_rate": denoiser.config.sample_rate,
         "workers": config.workers,
