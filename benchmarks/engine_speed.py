@@ -20,8 +20,10 @@ only natively. Results are appended to ``benchmarks/results/engine_speed.json`` 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -114,9 +116,14 @@ def main() -> None:
     parser.add_argument(
         "--configurations", nargs="+", default=[f"{e}-{p}" for e, p in CONFIGURATIONS], help="ENGINE-PRECISION"
     )
+    parser.add_argument("--from-log", type=Path, help="summarize what a stopped run printed (its stdout) instead")
+    parser.add_argument("--uptime", nargs=2, default=["", ""], help="with --from-log: the load before and after")
     args = parser.parse_args()
     env = {**os.environ, **EMULATIONS.get(args.emulate, {})}
     cpu = cpu_description(env)
+    if args.from_log:
+        save(summarize(from_log(args.from_log), cpu, args.emulate, *args.uptime))
+        return
     configurations = [tuple(c.split("-", 1)) for c in args.configurations]
     if args.emulate:  # OpenVINO keeps its own bf16 capability under the oneDNN cap: not an AVX2 number
         configurations = [c for c in configurations if c != ("openvino", "bf16")]
@@ -146,9 +153,24 @@ def main() -> None:
             samples[job].append(row)
             print(repeat, job, {k: v for k, v in row.items() if k != "choice"}, row.get("choice", ""), flush=True)
     after = uptime()
+    save(summarize(samples, cpu, args.emulate, before, after))
+
+
+def save(record: dict) -> None:
+    """Add ``record`` to results/engine_speed.json and rewrite engine_speed.md from all records."""
+    path = RESULTS / "engine_speed.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(record)
+    path.write_text(json.dumps(history, indent=1) + "\n")
+    (RESULTS / "engine_speed.md").write_text(markdown(history))
+    print(markdown(history))
+
+
+def summarize(samples: dict[tuple, list[dict]], cpu: dict, emulated: str | None, before: str, after: str) -> dict:
+    """The record of one run: a row per configuration with the medians of its repeats."""
     rows = []
     for (model, seconds, threads, engine, precision), runs in samples.items():
-        good = [r for r in runs if "error" in r and False or "cpu_s" in r]
+        good = [r for r in runs if "cpu_s" in r]
         row = {
             "model": model,
             "seconds": seconds,
@@ -156,7 +178,7 @@ def main() -> None:
             "engine": engine,
             "precision": precision,
             "cpu_class": cpu["class"],
-            "emulated": args.emulate,
+            "emulated": emulated,
             "cpu_model": cpu["model"],
             "cpu_flags": " ".join(f for f in cpu["flags"] if "avx" in f or "amx" in f or f in ("fma", "f16c")),
             "repeats": len(good),
@@ -167,25 +189,31 @@ def main() -> None:
                 cpu_s_per_audio_s=round(statistics.median(r["cpu_s"] for r in good) / seconds, 4),
                 wall_rtf=round(statistics.median(r["wall_s"] for r in good) / seconds, 4),
                 peak_rss_mb=round(statistics.median(r["peak_rss_mb"] for r in good)),
-                choice=good[-1]["choice"],
+                choice=good[-1].get("choice", ""),
             )
         else:
             row["error"] = runs[-1]["error"]
         rows.append(row)
-    record = {
+    return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "uptime_before": before,
         "uptime_after": after,
-        "emulated": args.emulate,
+        "emulated": emulated,
         "cpu": cpu,
         "rows": rows,
     }
-    path = RESULTS / "engine_speed.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(record)
-    path.write_text(json.dumps(history, indent=1) + "\n")
-    (RESULTS / "engine_speed.md").write_text(markdown(history))
-    print(markdown(history))
+
+
+def from_log(log: Path) -> dict[tuple, list[dict]]:
+    """The samples a run printed (one line per command), for a run stopped before its end."""
+    samples: dict[tuple, list[dict]] = {}
+    for line in log.read_text().splitlines():
+        match = re.match(r"^\d+ (\(.*?\)) (\{.*?\})(.*)$", line)
+        if match:
+            row = ast.literal_eval(match.group(2))
+            row["choice"] = match.group(3).strip()
+            samples.setdefault(ast.literal_eval(match.group(1)), []).append(row)
+    return samples
 
 
 def markdown(history: list[dict]) -> str:

@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -166,12 +165,26 @@ def _child(kind: str, options: dict, env: dict | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def job_speed(source: Path | None, data: str, output: Path, threads: int) -> dict:
-    """`hushnet train`'s 12-step job from authors-dfl (batch 4 x 4 s): median audio s/s over steps 3-12."""
+def job_speed(
+    source: Path | None, data: str, output: Path, threads: int, allocator: str = "default", steps: int = 12
+) -> dict:
+    """`hushnet train`'s 12-step job from authors-dfl (batch 4 x 4 s): median audio s/s over steps 3-12,
+    and the command's user and system CPU seconds (GNU time). ``allocator``: ``system`` sets
+    HUSHNET_ALLOCATOR=system (no jemalloc re-exec); ``default``: what the code does by itself."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.pop("LD_PRELOAD", None)
+    if allocator == "system":
+        env["HUSHNET_ALLOCATOR"] = "system"
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    report = output.parent / f"{output.name}.time"
+    output.parent.mkdir(parents=True, exist_ok=True)
     command = [
+        "/usr/bin/time",
+        "-f",
+        "%U %S %F %R %M",
+        "-o",
+        str(report),
         sys.executable,
         "-m",
         "hushnet.cli",
@@ -189,7 +202,7 @@ def job_speed(source: Path | None, data: str, output: Path, threads: int) -> dic
         "--segment-seconds",
         "4",
         "--max-steps",
-        "12",
+        str(steps),
         "--validate-every",
         "1000",
         "--checkpoint-every",
@@ -208,13 +221,32 @@ def job_speed(source: Path | None, data: str, output: Path, threads: int) -> dic
         return {"error": done.stderr.strip().splitlines()[-1]}
     with open(output / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
-    speeds = [float(r["audio_seconds_per_second"]) for r in rows[2:12]]
+    speeds = [float(r["audio_seconds_per_second"]) for r in rows[2:steps]]
+    user, system, major, minor, peak_kb = report.read_text().split()[-5:]
     return {
         "audio_s_per_s": round(_median(speeds), 3),
         "first_step_s": float(rows[0]["seconds"]),
         "wall_s": round(time.perf_counter() - started, 1),
+        "user_s": float(user),
+        "system_s": float(system),
+        "page_faults": int(major) + int(minor),
+        "peak_rss_mb": round(int(peak_kb) / 1024),
         "precision": rows[-1].get("precision", "float32 (before)"),
+        "allocator": allocator if source is None else "system (the code before has no choice)",
+        "load1": round(os.getloadavg()[0], 2),
     }
+
+
+def _cpu_class() -> str:
+    """This CPU's class as hushnet reads it ($HUSHNET_CPU_FLAGS included), and whether emulated."""
+    from hushnet.precision import cpu_class, cpu_model
+
+    emulated = (
+        " (emulated: HUSHNET_CPU_FLAGS, ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY)"
+        if "HUSHNET_CPU_FLAGS" in os.environ
+        else ""
+    )
+    return f"{cpu_class()} on {cpu_model()}{emulated}"
 
 
 def _table(results: dict, seconds: float, batch: int) -> list[str]:
@@ -243,7 +275,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0, help="crop length per example")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per path (after 2 warm-up steps)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="none: measure no path")
     parser.add_argument(
         "--paths",
         nargs="+",
@@ -258,6 +290,9 @@ def main() -> None:
         metavar="OLD_SRC",
         help="a src/ folder of the code before: run the 12-step job with it and with this code",
     )
+    parser.add_argument("--job-steps", type=int, default=12, help="steps of the --job runs (speeds: steps 3 on)")
+    parser.add_argument("--skip-extras", action="store_true", help="no data and train-lossnet measurements")
+    parser.add_argument("--results", default="training", help="results/NAME.{json,md} to write (and add to)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -270,7 +305,8 @@ def main() -> None:
 
     common = {"batch": args.batch, "seconds": args.seconds, "steps": args.steps, "warmup": 2}
     # Runs add to the record (e.g. 1 thread now, 2 threads later); a result measured again replaces the old one.
-    previous = json.loads((RESULTS / "training.json").read_text()) if (RESULTS / "training.json").is_file() else {}
+    stored = RESULTS / f"{args.results}.json"
+    previous = json.loads(stored.read_text()) if stored.is_file() else {}
     same_setup = all(previous.get(k) == v for k, v in common.items() if k != "steps")
     results: dict[str, dict] = dict(previous.get("results", {})) if same_setup else {}
     load = list(previous.get("load_average", [])) if same_setup else []
@@ -297,24 +333,31 @@ def main() -> None:
         print(f"lossnet {name}: {results[f'lossnet|{name}']}", flush=True)
     if args.job:
         with tempfile.TemporaryDirectory() as folder:
-            for name, source in (("before", Path(args.job)), ("now", None)):
-                results[f"job|{name}"] = job_speed(source, args.data, Path(folder) / name, 1)
-                print(f"12-step job, {name}: {results[f'job|{name}']}", flush=True)
+            runs = (
+                ("before", Path(args.job), "system"),
+                ("now, system allocator", None, "system"),
+                ("now", None, "default"),
+            )
+            for name, source, allocator in runs:
+                key = f"job|{name}"
+                results[key] = job_speed(source, args.data, Path(folder) / name, 1, allocator, args.job_steps)
+                results[key].update(cpu_class=_cpu_class(), job_steps=args.job_steps)
+                print(f"{args.job_steps}-step job, {name}: {results[key]}", flush=True)
                 load.append(os.getloadavg()[0])
     RESULTS.mkdir(exist_ok=True)
     record = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_class(),
         "torch": torch.__version__,
         **common,
         "load_average": load,
         "results": results,
     }
-    (RESULTS / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    write_markdown(record)
+    stored.write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record, RESULTS / f"{args.results}.md")
 
 
-def write_markdown(record: dict) -> None:
-    """results/training.md from the record."""
+def write_markdown(record: dict, path: Path = RESULTS / "training.md") -> None:
+    """results/training.md (or ``path``) from the record."""
     results, batch, seconds = record["results"], record["batch"], record["seconds"]
     lines = [
         f"# Training step speed (batch {batch} x {seconds} s, CAN from authors-dfl + deep feature loss, AdamW)",
@@ -358,19 +401,29 @@ def write_markdown(record: dict) -> None:
             ]
     if "job|before" in results:
         b, n = results["job|before"], results["job|now"]
+        steps = n.get("job_steps", 12)
         lines += [
             "",
-            "## `hushnet train`, the 12-step job (from authors-dfl, batch 4 x 4 s, 1 thread), the code before against this one",
+            f"## `hushnet train`, the {steps}-step job (from authors-dfl, batch 4 x 4 s, 1 thread), the code before against this one",
             "",
-            "| code | audio s per s (median of steps 3-12) | first step s | whole command s | precision |",
-            "|---|---|---|---|---|",
-            f"| before | {b.get('audio_s_per_s')} | {b.get('first_step_s')} | {b.get('wall_s')} | {b.get('precision')} |",
-            f"| now | {n.get('audio_s_per_s')} | {n.get('first_step_s')} | {n.get('wall_s')} | {n.get('precision')} |",
+            f"CPU class: {n.get('cpu_class', 'not recorded')}. CPU s = user + system of the whole command (GNU time).",
+            "",
+            "| code | allocator | audio s per s (median of steps 3 on) | first step s | whole command s | user s | system s "
+            "| page faults | peak RSS MB | precision | load1 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        for name in ("before", "now, system allocator", "now"):
+            r = results.get(f"job|{name}")
+            if r:
+                lines.append(
+                    f"| {name} | {r.get('allocator', '')} | {r.get('audio_s_per_s')} | {r.get('first_step_s')} | "
+                    f"{r.get('wall_s')} | {r.get('user_s', '')} | {r.get('system_s', '')} | {r.get('page_faults', '')} | "
+                    f"{r.get('peak_rss_mb', '')} | {r.get('precision')} | {r.get('load1', '')} |"
+                )
         if b.get("audio_s_per_s") and n.get("audio_s_per_s"):
             lines.append(f"\nSpeed-up of the whole training step: **{n['audio_s_per_s'] / b['audio_s_per_s']:.2f}x**.")
-    (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'training.md'}")
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -395,11 +395,13 @@ def test_serve_command_flags_come_from_the_config(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: no model directory")
 
 
-def start_server(arguments: list[str], tmp_path: Path, script: str | None = None):
+def start_server(arguments: list[str], tmp_path: Path, script: str | None = None, sigint_ignored: bool = False):
     """``hushnet serve --port 0 ...`` (or ``script`` with the same arguments) as users start it, TMPDIR in
-    ``tmp_path``; returns (process, the port it printed)."""
+    ``tmp_path``; returns (process, the port it printed). ``sigint_ignored``: started as a shell script
+    starts a background job, with SIGINT ignored."""
     import os
     import re
+    import signal
     import subprocess
     import sys
 
@@ -411,6 +413,7 @@ def start_server(arguments: list[str], tmp_path: Path, script: str | None = None
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(root / "src"), "TMPDIR": str(tmp_path)},
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
     )
     server.printed = []  # what it said before the address (a warning may come first), for stop()
     for line in server.stderr:
@@ -513,11 +516,14 @@ print("STATUS", status, "LOADED", loaded, flush=True)
 """
 
 
-def test_serve_runs_on_the_light_runtime_without_torch(tmp_path):
-    """The torch-free install serves: the shipped model through onnxruntime, a real upload denoised."""
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-with-sigint-ignored"])
+def test_serve_runs_on_the_light_runtime_without_torch(tmp_path, sigint_ignored):
+    """The torch-free install serves: the shipped model through onnxruntime, a real upload denoised.
+    Ctrl-C stops it with status 130 however it was started (a shell script's background job starts
+    with SIGINT ignored, which uvicorn overrides to stop, then handed back: status 0)."""
     import httpx
 
-    server, port = start_server(["--threads", "1"], tmp_path, script=NO_TORCH_SERVE)
+    server, port = start_server(["--threads", "1"], tmp_path, script=NO_TORCH_SERVE, sigint_ignored=sigint_ignored)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             health = first_health(http, server)

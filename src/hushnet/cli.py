@@ -139,8 +139,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from hushnet.options import JobOptions, config_from_args, overrides_from_args
 
+    as_program = argv is None  # not a call from Python (a test, a script), which must keep its process
     argv = sys.argv[1:] if argv is None else argv
     chosen = _chosen(argv)
+    if as_program and chosen is not None and COMMANDS[chosen].trainer:
+        from hushnet.allocator import reexec_with_jemalloc
+
+        reexec_with_jemalloc()  # before torch allocates anything; returns where jemalloc is absent or off
     missing = _missing(COMMANDS[chosen].needs) if chosen is not None else []
     if missing:
         print(f'error: hushnet {chosen} needs {", ".join(missing)}: pip install "hushnet[train]"', file=sys.stderr)

@@ -4,13 +4,17 @@ uvicorn until interrupted (extra ``hushnet[serve]``). Runs on the light runtime 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ipaddress
 import math
 import re
 import shutil
+import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass
+from typing import Iterator
 
 from hushnet.options import DenoiserOptions, check_runtime, option
 
@@ -108,8 +112,25 @@ def run(config: ServeConfig) -> int:
     atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
     # No access log: it would print ?token= values. A bounded graceful stop: requests get 10 s to finish.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10))
-    server.run(sockets=[listener])
+    with ctrl_c_interrupts():
+        server.run(sockets=[listener])
     return 0
+
+
+@contextlib.contextmanager
+def ctrl_c_interrupts() -> Iterator[None]:
+    """Within the block, SIGINT raises KeyboardInterrupt, also in a process started with SIGINT ignored
+    (a background job of a shell script). uvicorn stops on SIGINT whatever its disposition, then
+    raises it again against the handler it found; an ignored one made the stop look like a clean
+    exit (status 0 instead of 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def bind(host: str, port: int) -> socket.socket:
