@@ -10,10 +10,12 @@ in every row.
     python benchmarks/engine_speed.py                           # this CPU as it is
     python benchmarks/engine_speed.py --emulate avx2            # torch/oneDNN and hushnet capped at AVX2
 
-``--emulate avx2`` sets ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN in torch and in OpenVINO's CPU plugin),
-``ATEN_CPU_CAPABILITY=avx2`` (torch) and ``HUSHNET_CPU_FLAGS`` (what hushnet reads as the CPU's
-flags). OpenVINO still reports BF16 among its capabilities there, so its bf16 row is measured
-only natively. Results are appended to ``benchmarks/results/engine_speed.json`` and the table
+``--emulate avx2`` sets ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2`` (torch's kernels) and
+``HUSHNET_CPU_FLAGS`` (the flags hushnet reads, so ``auto`` chooses as on an AVX2-only CPU). OpenVINO's
+CPU plugin (its library has no ``MAX_CPU_ISA`` setting) and onnxruntime pick their kernels from CPUID
+whatever the environment, so under emulation their rows are this CPU's kernels, not AVX2's: the
+emulated run checks what ``auto`` picks and measures torch; OpenVINO bf16 is left out there.
+Results are appended to ``benchmarks/results/engine_speed.json`` and the table
 ``engine_speed.md`` is rewritten from it.
 """
 
@@ -24,6 +26,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,7 +144,17 @@ def main() -> None:
         for engine, precision in configurations
     ]
     samples: dict[tuple, list[dict]] = {job: [] for job in jobs}
-    for repeat in range(args.repeats):
+    try:
+        measure(jobs, samples, files, work, env, args.repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    after = uptime()
+    save(summarize(samples, cpu, args.emulate, before, after))
+
+
+def measure(jobs: list[tuple], samples: dict, files: dict, work: Path, env: dict, repeats: int) -> None:
+    """Every job once per repeat, in turn (alternating), into ``samples``; one printed line each."""
+    for repeat in range(repeats):
         for job in jobs:
             model, seconds, threads, engine, precision = job
             command = [
@@ -152,8 +165,6 @@ def main() -> None:
             row["load1"] = load1()
             samples[job].append(row)
             print(repeat, job, {k: v for k, v in row.items() if k != "choice"}, row.get("choice", ""), flush=True)
-    after = uptime()
-    save(summarize(samples, cpu, args.emulate, before, after))
 
 
 def save(record: dict) -> None:

@@ -262,16 +262,14 @@ def test_every_run_folder_config_in_the_repository_still_loads():
 def test_precision_auto_is_float32_where_the_cpu_has_no_bf16_units(
     tmp_path, tiny_corpus, tiny_lossnet_dir, monkeypatch
 ):
-    import hushnet.precision
-
-    monkeypatch.setattr(hushnet.precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv("HUSHNET_CPU_FLAGS", "avx2 fma")  # the flags hushnet reads: an AVX2-only CPU
     run = train(
         tiny_config(tmp_path / "plain", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False
     )
     with open(run / "log.csv") as handle:
         assert {r["precision"] for r in csv.DictReader(handle)} == {"float32"}
     assert "float32 (requested `auto`)" in (run / "summary.md").read_text()
-    monkeypatch.setattr(hushnet.precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv("HUSHNET_CPU_FLAGS", "avx2 fma avx512f avx512_bf16")  # one with bf16 units
     run = train(
         tiny_config(tmp_path / "fast", tiny_corpus, tiny_lossnet_dir, precision="auto", max_steps=2), progress=False
     )
