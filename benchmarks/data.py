@@ -43,7 +43,7 @@ def enhance(model: str, name: str, folder: Path, part: str) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     denoiser = Denoiser.from_pretrained(model, engine="torch", threads=1)
     for path in sorted(folder.glob("*.flac")):
-        denoiser.denoise_file(path, output / path.name, subtype="FLOAT")
+        denoiser.denoise_file(path, output / f"{path.stem}.wav", subtype="FLOAT")  # float WAV: no PCM rounding
     done.touch()
     return output
 

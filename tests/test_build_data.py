@@ -139,3 +139,16 @@ def test_cli_builds_and_fails_in_one_line(source, tmp_path, capsys):
     assert "no utterance left" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
     assert main(["build-data", "--data", str(source), "-o", str(tmp_path / "z"), "--max-silence", "2"]) == 2
+
+
+def test_extra_speech_joins_the_source_before_the_selection(source, tmp_path):
+    extra = tmp_path / "extra"
+    (extra / "vctk").mkdir(parents=True)
+    sf.write(extra / "vctk" / "p999_001.flac", tone(1.0, 300), RATE)
+    with open(extra / "manifest.csv", "w", newline="") as handle:
+        handle.write("path,set,speaker,sex,seconds,license,source\nvctk/p999_001.flac,vctk,p999,F,1.0,CC BY 4.0,x\n")
+    output = tmp_path / "derived"
+    summary = build(source, output, Selection(sets=["vctk", "studio"]), extra_speech=[extra])
+    assert summary["vctk"] == {"utterances": 1, "hours": round(1 / 3600, 4), "speakers": 1}
+    rows = read_csv(output / "speech" / "manifest.csv")
+    assert rows[-1]["license"] == "CC BY 4.0" and rows[-1]["path"] == str((extra / "vctk" / "p999_001.flac").resolve())

@@ -15,6 +15,9 @@ class BuildDataConfig:
 
     data: str = option(DEFAULT_DATA, help="source folder with speech/ [and noise/, rir/] (read, never changed)")
     output: str = option("data/speech-clean", short="-o", help="the derived folder to write (train with --data)")
+    extra_speech: list[str] | None = option(
+        None, help="more speech folders (manifest.csv of the same columns, or audio files) to join the source's"
+    )
     sets: list[str] | None = option(None, help="keep only these speech sets (the manifest's set column)")
     exclude_sets: list[str] | None = option(None, help="leave out these speech sets")
     speakers: list[str] | None = option(None, help="keep only these speakers")
@@ -52,7 +55,7 @@ def run(config: BuildDataConfig) -> int:
         trim_silence=config.trim_silence,
     )
     try:
-        summary = build(config.data, config.output, selection)
+        summary = build(config.data, config.output, selection, config.extra_speech or [])
     except (OSError, ValueError, AudioError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2

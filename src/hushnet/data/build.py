@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,6 @@ class Selection:
     max_dc: float | None = None
     remove_dc: bool = False
     trim_silence: bool = False
-    extra: dict = field(default_factory=dict)
 
     def rejection(self, row: dict) -> str:
         """Why ``row`` (a manifest row with its properties) is left out, or '' when it is kept."""
@@ -79,11 +78,13 @@ def _rows(manifest: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _speech_rows(source: Path) -> list[dict]:
-    """The source's speech rows with absolute paths (a manifest, or every audio file of the folder)."""
+def _speech_rows(speech: Path) -> list[dict]:
+    """The rows of a speech folder with absolute paths (its manifest, or every audio file of the folder)."""
     from hushnet.data.sources import speech_utterances
 
-    manifest = source / "speech" / "manifest.csv"
+    if not speech.is_dir():
+        raise FileNotFoundError(f"no speech folder at '{speech}'")
+    manifest = speech / "manifest.csv"
     if manifest.is_file():
         rows = _rows(manifest)
         for row in rows:
@@ -91,7 +92,7 @@ def _speech_rows(source: Path) -> list[dict]:
         return rows
     return [
         {"path": str(u.path.resolve()), "set": u.corpus, "speaker": u.speaker, "sex": u.sex}
-        for u in speech_utterances(source / "speech")
+        for u in speech_utterances(speech)
     ]
 
 
@@ -139,8 +140,17 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def build(source: str | os.PathLike, output: str | os.PathLike, selection: Selection, rate: int = 16000) -> dict:
+def build(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    selection: Selection,
+    extra_speech: list[str | os.PathLike] = (),
+    rate: int = 16000,
+) -> dict:
     """Write the derived folder ``output`` from ``source``; returns a summary (kept count and hours per set).
+
+    ``extra_speech``: more speech folders (a manifest of the same columns, or audio files) whose
+    utterances join the source's before the selection.
 
     Refuses an ``output`` that exists and was not made by this function (no ``build.json``), so a
     user's folder is never replaced.
@@ -150,7 +160,10 @@ def build(source: str | os.PathLike, output: str | os.PathLike, selection: Selec
         raise FileNotFoundError(f"'{source}' has no speech/ folder")
     if output.exists() and not (output / "build.json").is_file():
         raise FileExistsError(f"'{output}' exists and is not a folder made by hushnet build-data: give a new -o")
-    rows = measure_rows(_speech_rows(source), rate)
+    rows = _speech_rows(source / "speech")
+    for folder in extra_speech:
+        rows += _speech_rows(Path(folder))
+    rows = measure_rows(rows, rate)
     if not rows:
         raise ValueError(f"no audio in {source / 'speech'}")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +185,12 @@ def build(source: str | os.PathLike, output: str | os.PathLike, selection: Selec
             if (source / name).is_dir():
                 (staging / name).symlink_to((source / name).resolve(), target_is_directory=True)
         summary = _summary(kept)
-        record = {"source": str(source.resolve()), "selection": asdict(selection), "kept": summary}
+        record = {
+            "source": str(source.resolve()),
+            "extra_speech": [str(Path(folder).resolve()) for folder in extra_speech],
+            "selection": asdict(selection),
+            "kept": summary,
+        }
         (staging / "build.json").write_text(json.dumps(record, indent=2) + "\n")
         if output.exists():
             shutil.rmtree(output)
