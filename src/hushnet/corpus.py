@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from hushnet.audio import AUDIO_EXTENSIONS, one_line
+from hushnet.audio.formats import AUDIO_EXTENSIONS
+from hushnet.errors import one_line
 from hushnet.options import option
 
 if TYPE_CHECKING:

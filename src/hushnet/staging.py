@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hushnet.audio import AudioError, AudioInfo, read_resampled
+from hushnet.audio.formats import AudioInfo
+from hushnet.audio.read import read_resampled
+from hushnet.errors import AudioError
 from hushnet.temporaries import clean_stale_scratch, scratch_folder
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soxr
 
-from hushnet.audio import MAX_CHANNELS, MODEL_RATE, AudioError, finite_float
+from hushnet.audio.arrays import MAX_CHANNELS, finite_float
+from hushnet.audio.formats import MODEL_RATE
+from hushnet.errors import AudioError
 
 if TYPE_CHECKING:
     from hushnet.denoiser import Denoiser

@@ -11,22 +11,34 @@ import soundfile as sf
 from hushnet.errors import AudioError
 
 MODEL_RATE = 16000
-# Formats soundfile reads and writes (an output keeps its input's format where it is one of these).
-WRITABLE_EXTENSIONS = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aif",
-    ".aiff",
-    ".aifc",
-    ".au",
-    ".caf",
-    ".w64",
-    ".rf64",
+
+
+@dataclass(frozen=True)
+class Format:
+    """A file format soundfile reads and writes: its major format and the media type it is served as."""
+
+    major: str
+    media_type: str
+
+
+# The one table of the formats soundfile reads and writes: an output keeps its input's format where
+# it is one of these, and the server answers with its media type.
+FORMATS = {
+    ".wav": Format("WAV", "audio/wav"),
+    ".flac": Format("FLAC", "audio/flac"),
+    ".ogg": Format("OGG", "audio/ogg"),
+    ".oga": Format("OGG", "audio/ogg"),
+    ".opus": Format("OGG", "audio/ogg"),
+    ".mp3": Format("MP3", "audio/mpeg"),
+    ".aif": Format("AIFF", "audio/aiff"),
+    ".aiff": Format("AIFF", "audio/aiff"),
+    ".aifc": Format("AIFF", "audio/aiff"),
+    ".au": Format("AU", "audio/basic"),
+    ".caf": Format("CAF", "audio/x-caf"),
+    ".w64": Format("W64", "application/octet-stream"),
+    ".rf64": Format("RF64", "audio/wav"),
 }
+WRITABLE_EXTENSIONS = set(FORMATS)
 FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".amr", ".3gp"}
 # Extensions we look for when given a folder: soundfile's formats plus what ffmpeg usually holds.
 AUDIO_EXTENSIONS = WRITABLE_EXTENSIONS | FFMPEG_ONLY_EXTENSIONS
@@ -63,23 +75,10 @@ class AudioInfo:
 def output_format(info: AudioInfo, extension: str) -> tuple[str, str]:
     """(format, subtype) to write a result in: the input's own where soundfile can write it."""
     extension = extension.lower().lstrip(".")
-    major = {
-        "wav": "WAV",
-        "flac": "FLAC",
-        "ogg": "OGG",
-        "oga": "OGG",
-        "opus": "OGG",
-        "mp3": "MP3",
-        "aif": "AIFF",
-        "aiff": "AIFF",
-        "aifc": "AIFF",
-        "au": "AU",
-        "caf": "CAF",
-        "w64": "W64",
-        "rf64": "RF64",
-    }.get(extension)
-    if major is None:
+    known = FORMATS.get(f".{extension}")
+    if known is None:
         raise AudioError(f"cannot write .{extension} files; use .wav or .flac")
+    major = known.major
     subtype = info.subtype if not info.decoded_by_ffmpeg else "PCM_16"
     if major == "WAV" and info.format == "WAVEX":
         # WAVE_FORMAT_EXTENSIBLE (ffmpeg's choice for 24-bit, float and multichannel WAV) is still .wav.
@@ -99,3 +98,9 @@ def output_extension(path: Path) -> str:
     """The extension a result for ``path`` is written with: its own where writable, else .wav."""
     extension = path.suffix.lower()
     return extension if extension in WRITABLE_EXTENSIONS else ".wav"
+
+
+def media_type(extension: str) -> str:
+    """The media type of a file with ``extension`` (``.flac``), application/octet-stream when unknown."""
+    known = FORMATS.get(extension.lower())
+    return known.media_type if known else "application/octet-stream"

@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hushnet.audio import one_line, output_extension
+from hushnet.audio.formats import output_extension
 from hushnet.corpus import ClusterOptions, check_cluster_options, check_destination, denoise_on_ray
+from hushnet.errors import one_line
 from hushnet.files import (
     OUTPUT_SUFFIX,
     CreatedFolders,
