@@ -6,7 +6,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hushnet.corpus import ClusterOptions, check_cluster_options, ray_session, score_on_ray
+from hushnet.commands.denoise import ClusterOptions, check_cluster_options
+from hushnet.corpus import ray_session, score_on_ray
 from hushnet.errors import one_line
 from hushnet.evaluate import (
     Matching,
