@@ -1,4 +1,5 @@
-"""A whole corpus on a Ray cluster: ``hushnet denoise SRC -o DST --ray [ADDRESS]`` and ``hushnet evaluate --ray``.
+"""The Ray pool behind ``hushnet denoise SRC -o DST --ray [ADDRESS]`` and ``hushnet evaluate --ray``
+(the commands themselves, their flags, lines and exit codes, are in :mod:`hushnet.commands`).
 
 The jobs are planned on the driver exactly as the local command plans them (inputs, names, output
 checks); Ray Data then hands them, one file per block, to a pool of actors that each load the model
@@ -22,7 +23,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hushnet.evaluate import Pair
     from hushnet.files import Job
 
+log = logging.getLogger(__name__)
 RESULTS_NAME = "_hushnet_results.parquet"
 RESULT_COLUMNS = ("path", "output", "status", "error", "audio_seconds", "compute_seconds", "engine", "model", "notes")
 # Logical CPUs an actor reserves per thread it runs. A full CPU per thread would let the pool take
@@ -136,7 +137,7 @@ def read_results(folder: Path) -> dict[str, dict]:
     try:
         rows = pq.read_table(path).to_pylist()
     except Exception as error:  # an unreadable table is rewritten from this run's rows
-        print(f"warning: {path}: {one_line(error)}; it is rewritten", file=sys.stderr)
+        log.warning("warning: %s: %s; it is rewritten", path, one_line(error))
         return {}
     return {row["path"]: row for row in rows if "path" in row}
 
@@ -157,18 +158,18 @@ def write_results(folder: Path, rows: dict[str, dict]) -> Path:
     return target
 
 
-def _skipped_row(job: "Job", earlier: dict | None) -> dict:
+def skipped_row(job: "Job", earlier: dict | None) -> dict:
     row = dict(
         earlier or {"audio_seconds": math.nan, "compute_seconds": math.nan, "engine": "", "model": "", "notes": ""}
     )
-    row.update(path=_absolute(job.input), output=_absolute(job.output), status="skipped", error="")
+    row.update(path=absolute(job.input), output=absolute(job.output), status="skipped", error="")
     return row
 
 
-def _error_row(job: "Job", message: str) -> dict:
+def error_row(job: "Job", message: str) -> dict:
     return {
-        "path": _absolute(job.input),
-        "output": _absolute(job.output) if job.output else "",
+        "path": absolute(job.input),
+        "output": absolute(job.output) if job.output else "",
         "status": "error",
         "error": message,
         "audio_seconds": math.nan,
@@ -179,7 +180,7 @@ def _error_row(job: "Job", message: str) -> dict:
     }
 
 
-def _remove_abandoned_temporaries(jobs: list["Job"]) -> None:
+def remove_abandoned_temporaries(jobs: list["Job"]) -> None:
     """Temporary files a killed worker left beside this run's outputs (``AtomicAudioWriter`` names
     them ``.STEM.*EXT.tmp``); run only once no worker of this job is writing."""
     for job in jobs:
@@ -188,7 +189,7 @@ def _remove_abandoned_temporaries(jobs: list["Job"]) -> None:
                 leftover.unlink(missing_ok=True)
 
 
-def _model_reference(model: str | None) -> str:
+def model_reference(model: str | None) -> str:
     """The model as workers should load it: a directory as an absolute path (on a shared file system),
     a shipped name as the name (each worker finds it in its own install)."""
     from hushnet.model_dir import DEFAULT_MODEL
@@ -197,9 +198,31 @@ def _model_reference(model: str | None) -> str:
     return str(Path(model).resolve()) if Path(model).exists() else model
 
 
-def _absolute(path: Path) -> str:
+def absolute(path: Path) -> str:
     """Workers run in folders of their own (``ray job submit --working-dir``): paths go to them absolute."""
     return os.path.abspath(path)
+
+
+def denoised_rows(
+    ray, jobs: list["Job"], model: str, options: dict, float_output: bool, actors: int, cpus: float
+) -> Iterator[dict]:
+    """The results row of each job as a pool of ``actors`` actors (``cpus`` logical CPUs each) returns
+    it, each input once however often Ray retried it."""
+    items = [{"path": absolute(job.input), "output": absolute(job.output)} for job in jobs]
+    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
+        DenoiseActor,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+        fn_constructor_args=(model, options, float_output),
+    )
+    finished = set()
+    for row in dataset.iter_rows():
+        if row["path"] in finished:
+            continue  # a retried file that had already come back: keep one row
+        if row["status"] == "ok":
+            finished.add(row["path"])
+        yield row
 
 
 # --- hushnet evaluate --ray ----------------------------------------------------------------------------

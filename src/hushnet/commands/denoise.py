@@ -1,5 +1,6 @@
 """``hushnet denoise``: files, folders and globs through a :class:`~hushnet.denoiser.Denoiser`, with
-progress, one line per failure and a summary. Every output is checked before any file is denoised."""
+progress, one line per failure and a summary, here or (``--ray``) on a pool of Ray actors
+(:mod:`hushnet.corpus`). Every output is checked before any file is denoised."""
 
 from __future__ import annotations
 
@@ -11,16 +12,15 @@ from typing import TYPE_CHECKING
 
 from hushnet.audio.formats import AUDIO_EXTENSIONS, output_extension
 from hushnet.corpus import (
-    MAX_BLOCKS,
-    DenoiseActor,
-    _absolute,
-    _error_row,
-    _model_reference,
-    _remove_abandoned_temporaries,
-    _skipped_row,
+    absolute,
     actor_pool,
+    denoised_rows,
+    error_row,
+    model_reference,
     ray_session,
     read_results,
+    remove_abandoned_temporaries,
+    skipped_row,
     write_results,
 )
 from hushnet.errors import one_line
@@ -211,13 +211,22 @@ def denoise_jobs(
         audio_seconds += result.seconds
         notes = f" ({'; '.join(result.notes)})" if result.notes else ""
         print(f"{shown(job.input)} -> {shown(job.output)}{notes}")
-    elapsed = time.perf_counter() - started
-    speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
-    print(
-        f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed ({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed})",
-        file=sys.stderr,
-    )
+    print(summary(done, failed, audio_seconds, time.perf_counter() - started), file=sys.stderr)
     return 1 if failed or not done else 0
+
+
+def summary(
+    done: int, failed: int, audio_seconds: float, elapsed: float, skipped: int = 0, table: Path | None = None
+) -> str:
+    """The command's last line, local or on Ray: files denoised and failed (and skipped), audio, speed,
+    and where the results table is."""
+    speed = f", {audio_seconds / elapsed:.1f}x real time" if done and elapsed > 0 else ""
+    also = f", {skipped} skipped (already denoised)" if skipped else ""
+    where = f"; results in {table}" if table is not None else ""
+    return (
+        f"{done} file{'s' if done != 1 else ''} denoised, {failed} failed{also} "
+        f"({audio_seconds:.1f} s of audio in {elapsed:.1f} s{speed}){where}"
+    )
 
 
 # --- hushnet denoise --ray -----------------------------------------------------------------------------
@@ -258,13 +267,13 @@ def denoise_on_ray(config: "DenoiseConfig", jobs: list["Job"], failed: int) -> i
     results = {}
     for job in jobs:
         if job.error is not None:
-            results[_absolute(job.input)] = _error_row(job, job.error)
+            results[absolute(job.input)] = error_row(job, job.error)
             print(f"error: {job.input}: {job.error}", file=sys.stderr)
         elif job.output.exists():  # renamed into place only when complete: an existing output is finished
-            results[_absolute(job.input)] = _skipped_row(job, earlier.get(_absolute(job.input)))
-    work = [job for job in jobs if _absolute(job.input) not in results]
+            results[absolute(job.input)] = skipped_row(job, earlier.get(absolute(job.input)))
+    work = [job for job in jobs if absolute(job.input) not in results]
     options = config.denoiser_options() | {"threads": config.threads or 1}
-    model = _model_reference(config.model)
+    model = model_reference(config.model)
     started = time.perf_counter()
     if work:
         try:  # the local command's one-line refusals (model, engine, options), before any worker starts
@@ -286,9 +295,9 @@ def denoise_on_ray(config: "DenoiseConfig", jobs: list["Job"], failed: int) -> i
             )
             return 2
         finally:
-            _remove_abandoned_temporaries(work)
+            remove_abandoned_temporaries(work)
     for job in work:  # every input accounted for, even one the pipeline never returned
-        results.setdefault(_absolute(job.input), _error_row(job, "no result came back from the cluster"))
+        results.setdefault(absolute(job.input), error_row(job, "no result came back from the cluster"))
     table = _write_table(destination, earlier | results)
     status = _summarize(list(results.values()), failed, time.perf_counter() - started, table)
     return status if table is not None else max(status, 1)
@@ -305,21 +314,13 @@ def _write_table(destination: Path, rows: dict[str, dict]) -> Path | None:
 def _run_pool(
     ray, config: "DenoiseConfig", work: list["Job"], model: str, options: dict, rows: dict[str, dict]
 ) -> None:
-    """Add to ``rows`` the row of each file in ``work`` as a pool of actors returns it; each input
-    once, whatever was retried."""
+    """Add to ``rows`` the row of each file in ``work`` as the pool returns it, with the local
+    command's line per file and one progress bar over files."""
     from tqdm import tqdm
 
     size, cpus = actor_pool(ray, config.actors, options["threads"])
-    items = [{"path": _absolute(job.input), "output": _absolute(job.output)} for job in work]
-    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
-        DenoiseActor,
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=size),
-        num_cpus=cpus,
-        fn_constructor_args=(model, options, config.float_output),
-    )
     bar = tqdm(
-        total=len(items),
+        total=len(work),
         unit="file",
         desc=f"denoising on {size} actor{'s' if size != 1 else ''}",
         disable=config.quiet or not sys.stderr.isatty(),
@@ -327,13 +328,11 @@ def _run_pool(
     )
     hours = 0.0
     with bar:
-        for row in dataset.iter_rows():
-            if row["path"] in rows and rows[row["path"]]["status"] == "ok":
-                continue  # a retried file that had already come back: keep one row
+        for row in denoised_rows(ray, work, model, options, config.float_output, size, cpus):
             rows[row["path"]] = row
             if row["status"] == "error":
                 print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
-            else:  # the local command's line per file
+            else:
                 hours += row["audio_seconds"] / 3600
                 print(f"{row['path']} -> {row['output']}" + (f" ({row['notes']})" if row["notes"] else ""))
             bar.update(1)
@@ -341,16 +340,10 @@ def _run_pool(
 
 
 def _summarize(rows: list[dict], failed: int, elapsed: float, table: Path | None) -> int:
-    """The local command's summary line (plus what was skipped); the exit status."""
+    """Print the summary line of a run on Ray; the exit status."""
     done = [row for row in rows if row["status"] == "ok"]
     skipped = sum(row["status"] == "skipped" for row in rows)
     failed += sum(row["status"] == "error" for row in rows)
     audio = sum(row["audio_seconds"] for row in done)
-    speed = f", {audio / elapsed:.1f}x real time" if done and elapsed > 0 else ""
-    also = f", {skipped} skipped (already denoised)" if skipped else ""
-    where = f"; results in {table}" if table is not None else ""
-    print(
-        f"{len(done)} file{'s' if len(done) != 1 else ''} denoised, {failed} failed{also} ({audio:.1f} s of audio in {elapsed:.1f} s{speed}){where}",
-        file=sys.stderr,
-    )
+    print(summary(len(done), failed, audio, elapsed, skipped=skipped, table=table), file=sys.stderr)
     return 1 if failed or not (done or skipped) else 0
