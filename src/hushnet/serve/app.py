@@ -19,11 +19,11 @@ from fastapi.staticfiles import StaticFiles
 
 import hushnet
 from hushnet.model_dir import DEFAULT_MODEL
+from hushnet.serve.config import ServeConfig
 from hushnet.serve.jobs import JobDeleted, JobStore
 from hushnet.serve.routes import denoise, jobs
 
 if TYPE_CHECKING:
-    from hushnet.commands.serve import ServeConfig
     from hushnet.denoiser import Denoiser
 
 log = logging.getLogger("hushnet.serve")
