@@ -36,10 +36,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from hushnet.commands.serve import ServeConfig  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve import renders  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
+from hushnet.serve.config import ServeConfig  # noqa: E402
 
 from helpers import DEV, needs_shared  # noqa: E402
 

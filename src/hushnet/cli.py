@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         with terminate_as_interrupt():
             if command.trainer:
                 return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
-            return module.run(config_from_args(config_class, args))
+            try:
+                config = config_from_args(config_class, args)
+            except ValueError as error:  # a config that checks its values when it is made (ServeConfig)
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            return module.run(config)
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -8,17 +8,19 @@ import shutil
 import socket
 import sys
 
+from hushnet.options import check_runtime
 from hushnet.serve.config import ServeConfig
 
 
 def build_app(config: ServeConfig):
     """The application with the Denoiser ``config`` describes (its engine, threads and options), loaded once.
 
-    Raises ValueError (one line) for settings or a model that cannot work, ImportError without FastAPI."""
+    Raises ValueError (one line) for runtime options or a model that cannot work, ImportError without
+    FastAPI; the other settings were checked when ``config`` was made."""
     from hushnet.denoiser import Denoiser
     from hushnet.serve.app import create_app
 
-    config.validate()
+    check_runtime(config)
     denoiser = Denoiser.from_pretrained(config.model, workers=config.workers, **config.denoiser_options())
     return create_app(denoiser, config)
 

@@ -1,4 +1,5 @@
-"""The server's settings: ``ServeConfig``, whose fields are the flags of ``hushnet serve``."""
+"""The server's settings: ``ServeConfig``, whose fields are the flags of ``hushnet serve``, checked
+once, when it is made: a ServeConfig that exists can be served."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from hushnet.options import DenoiserOptions, check_runtime, option
+from hushnet.options import DenoiserOptions, option
 
 TOKEN_PATTERN = re.compile(r"[!-~]+")  # visible ASCII: what an Authorization header carries unchanged
 
@@ -27,8 +28,12 @@ class ServeConfig(DenoiserOptions):
     max_jobs: int = option(32, help="jobs held at once, finished or not; more get 429")
     keep_minutes: float = option(60.0, help="delete a job's files this long after it was last used")
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise ValueError with a one-line message for settings that cannot work (threads capped at the cores)."""
+        """Raise ValueError with a one-line message for settings that cannot work. The runtime options
+        (threads, device) are the command's to check, before it loads the model."""
         for name in ("workers", "max_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -42,7 +47,6 @@ class ServeConfig(DenoiserOptions):
             )
         if not 0 <= self.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
-        check_runtime(self)
 
     @property
     def loopback(self) -> bool:
