@@ -24,9 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
+from common import RESULTS, ROOT, SHARED
+
+DATA = SHARED / "data"
 SRC = ROOT / "src"
 TARGET_HOURS, TARGET_DAYS_HOURS = 10_000, 24
 RUNS = {

@@ -43,11 +43,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from common import RESULTS
 from hushnet.denoiser import Denoiser
 from hushnet.model_dir import load_model, save_model
 from hushnet.models.can import CAN, to_batch_mode
 
-RESULTS = Path(__file__).parent / "results"
 DEV_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "valentini_dev" / "noisy" / "p287_003.flac"
 
 
@@ -191,7 +191,6 @@ def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: in
         denoiser = Denoiser.from_pretrained(model, engine=engine, precision=precision, threads=threads)
         run = lambda: denoiser.denoise(x, 16000)  # noqa: E731
     else:
-        sys.path.insert(0, str(Path(__file__).parent))
         from peer_command import SYSTEMS as PEERS
 
         run = lambda: PEERS[system](x, 16000)  # noqa: E731

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import RESULTS, SHARED
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
 from hushnet.data.sources import AudioCache, noise_clips
 from hushnet.data.splits import select
 from hushnet.evaluate import match_folders
 from hushnet.model_dir import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 SNRS = (20.0, 10.0, 0.0)
 LAYERS = 14
 
@@ -40,7 +39,7 @@ def distances(network, clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ours", default="hushnet-lossnet", help="our loss network (model directory or shipped name)")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "lossnet"))
+    parser.add_argument("--output", default=str(RESULTS / "lossnet"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     networks = {"authors": load_model("authors-lossnet", kind="lossnet"), "ours": load_model(args.ours, kind="lossnet")}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, ROOT
+
 RUNS = ROOT / "runs" / "parity"
 JOB = [
     "--init",

@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
+from common import RESULTS, SHARED
 
 PATHS = {
     "conv1d float32 (before)": {"channels_last": False, "precision": "float32", "compile": False},
@@ -252,7 +251,7 @@ def main() -> None:
         metavar="PATH",
         help="paths to measure (default all)",
     )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(SHARED / "data"))
     parser.add_argument(
         "--job",
         metavar="OLD_SRC",
