@@ -1,7 +1,7 @@
 """Does a loss network's feature space track noise? Per-layer L1 feature distances between clean speech
 and the same speech with noise at 20, 10 and 0 dB SNR, for the authors' loss network and ours.
 
-    python benchmarks/lossnet.py [--ours runs/lossnet/lossnet]
+    python benchmarks/lossnet_snr.py [--ours runs/lossnet/lossnet]
 
 Clean speech: the 7 ``valentini_dev`` clean files; noise: held-out (test split) recordings of
 ``../shared/data/noise``, 3 per file. Distances are computed as the feature loss computes them (each
