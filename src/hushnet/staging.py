@@ -33,7 +33,8 @@ def clean_stale_staging(folder: str | os.PathLike | None = None) -> list[Path]:
 class Staging:
     """[channels, samples] float32 work arrays of one file.
 
-    Pages touched stay mapped and count toward resident memory (a 3-hour file reached 1.6 GB);
+    Pages touched stay mapped and count toward resident memory, which would grow with the file's length
+    (benchmarks/results/inference_long_3h.md);
     ``release()`` hands them back (MADV_DONTNEED; the data stays in the file), so memory stays bounded.
     """
 

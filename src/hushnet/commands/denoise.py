@@ -169,7 +169,7 @@ def _plan(config: DenoiseConfig, folders: CreatedFolders) -> tuple[list[Job] | N
 
 
 def _progress_bar(name: str):
-    from tqdm import tqdm  # only on a terminal: the import costs about 40 ms of start-up
+    from tqdm import tqdm  # only on a terminal: its import is a visible part of start-up (docs/speed.md)
 
     return tqdm(total=0, unit="sample", unit_scale=True, desc=name[:30], leave=False, file=sys.stderr)
 
