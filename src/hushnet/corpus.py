@@ -159,6 +159,7 @@ def write_results(folder: Path, rows: dict[str, dict]) -> Path:
 
 
 def skipped_row(job: "Job", earlier: dict | None) -> dict:
+    """The row of an input whose output is already complete (keeping the ``earlier`` run's figures)."""
     row = dict(
         earlier or {"audio_seconds": math.nan, "compute_seconds": math.nan, "engine": "", "model": "", "notes": ""}
     )
@@ -167,6 +168,7 @@ def skipped_row(job: "Job", earlier: dict | None) -> dict:
 
 
 def error_row(job: "Job", message: str) -> dict:
+    """The row of an input that failed with ``message``."""
     return {
         "path": absolute(job.input),
         "output": absolute(job.output) if job.output else "",
