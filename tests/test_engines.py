@@ -303,3 +303,18 @@ def test_quality_rule_on_a_real_recording(engine, precision):
     assert 0 < np.abs(enhanced - reference).max() < 0.05
     assert abs(pesq_score(clean, enhanced, rate) - pesq_score(clean, reference, rate)) <= 0.02
     assert abs(stoi(clean, enhanced, rate) - stoi(clean, reference, rate)) <= 0.002
+
+
+def test_runtime_options_are_checked_once_on_the_way_to_an_engine(model_dir, monkeypatch):
+    import hushnet.denoiser
+
+    calls = []
+    check = hushnet.denoiser.validate_runtime_options
+    monkeypatch.setattr(hushnet.denoiser, "validate_runtime_options", lambda **kw: calls.append(kw) or check(**kw))
+    denoiser = Denoiser.from_pretrained(model_dir, engine="onnx", threads=1, chunk_seconds=0.5)
+    assert len(calls) == 1 and calls[0]["chunk_seconds"] == 0.5 and denoiser.engine.threads == 1
+    with pytest.raises(ValueError, match="chunk_seconds must be between"):
+        Denoiser.from_pretrained(model_dir, engine="onnx", chunk_seconds=-1)
+    assert len(calls) == 2
+    Denoiser(TorchEngine(tiny_can("batch", dilated_layers=6)))  # made by hand: checked by the Denoiser itself
+    assert len(calls) == 3
