@@ -42,6 +42,26 @@ def test_digital_silence_stays_silent_with_level_normalisation():
     assert not np.any(denoiser.denoise(np.zeros(16000, np.float32), 16000))
 
 
+@pytest.mark.parametrize("level_db", [None, "off", -100.0, 0.0])
+@pytest.mark.parametrize("amplitude", [1e-45, 1e-42, 1e-38, 1e-12])
+def test_near_silent_input_is_silence_and_always_finite(amplitude, level_db):
+    denoiser = Denoiser(tiny_can(input_rms_db=-23.0), level_db=level_db)
+    x = (np.random.default_rng(1).standard_normal((2, 8000)) * amplitude).astype(np.float32)
+    with np.errstate(all="raise"):
+        y = denoiser.denoise(x, 16000)
+    assert y.shape == x.shape and np.isfinite(y).all() and not y.any()
+    x[1] = 0.1 * speechlike(0.5)[0]  # a loud channel beside a near-silent one is denoised as usual
+    y = denoiser.denoise(x, 16000)
+    assert not y[0].any() and np.abs(y[1]).max() > 1e-3
+
+
+def test_an_engine_output_that_is_not_finite_is_an_audio_error_not_returned():
+    """Input far above full scale, fed raw, overflows the network: an AudioError, never NaN returned."""
+    denoiser = Denoiser(tiny_can(input_rms_db=None))
+    with pytest.raises(AudioError, match="not finite"):
+        denoiser.denoise(np.full(4000, 3e38, np.float32), 16000)
+
+
 def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, monkeypatch):
     """Files staged on disk (as long ones are) hand their pages back as work proceeds; nothing changes."""
     import soundfile as sf

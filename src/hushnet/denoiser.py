@@ -38,6 +38,7 @@ from hushnet.inference.plan import (
     choose_scheme,
     fitted_chunk,
     gains_from_energy,
+    silent,
 )
 from hushnet.options import PRECISIONS
 from hushnet.runtime_options import validate_runtime_options
@@ -274,10 +275,14 @@ class Denoiser:
         audio = np.asarray(audio)
         signal, rate, transposed = signal_of(audio, sample_rate, layout)
         x16 = resample(np.ascontiguousarray(signal), rate, MODEL_RATE)
-        enhancer = self.enhancer(x16.shape[0], (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1]))
+        energy = (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1])
+        enhancer = self.enhancer(x16.shape[0], energy)
         out = np.concatenate([y for y, _ in enhancer.blocks(x16, x16.shape[1], progress)], axis=1)
-        out[~np.any(signal != 0, axis=1)] = 0.0
-        return like_input(resample(out, MODEL_RATE, rate), audio, transposed)
+        out[~np.any(signal != 0, axis=1) | silent(*energy)] = 0.0
+        out = resample(out, MODEL_RATE, rate)
+        if not np.isfinite(out).all():
+            raise AudioError("the result is not finite (NaN or infinite samples)")
+        return like_input(out, audio, transposed)
 
     def stream(self, sample_rate: int | float = MODEL_RATE, channels: int = 1):
         """A push streamer (:class:`~hushnet.stream.DenoiseStream`): ``feed(chunk)`` returns what is ready, ``flush()`` the rest."""
@@ -317,7 +322,7 @@ class Denoiser:
                     written += y.shape[1]
                     staging.advanced(consumed)
                 out = out[:, : staged.samples]
-                out[~staged.nonzero] = 0.0
+                out[~staged.nonzero | silent(*staged.energy)] = 0.0
                 result = FileResult(
                     input_path, output_path, info.seconds, info.sample_rate, info.channels, notes=staged.notes(info)
                 )
