@@ -15,7 +15,7 @@ from hushnet.inference import engines
 from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine, resolve_precision
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
-from hushnet.model_dir import ONNX_FILE, ModelError, save_model
+from hushnet.model_dir import ONNX_FILE, ModelError, fingerprint, save_model
 
 from helpers import DEV, speechlike, tiny_can
 
@@ -161,7 +161,7 @@ def model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("models") / "tiny"
     model = tiny_can("batch", dilated_layers=6)
     save_model(model, directory, "# tiny\n")
-    export_onnx(model, directory / ONNX_FILE)
+    export_onnx(model, directory / ONNX_FILE, fingerprint(directory))
     return directory
 
 

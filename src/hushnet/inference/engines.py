@@ -30,6 +30,7 @@ from hushnet.model_dir import (
     ONNX_FILE,
     ModelError,
     build_config,
+    check_onnx_fingerprint,
     load_model,
     read_config,
     resolve_model_dir,
@@ -430,6 +431,10 @@ def load_engine(
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
     bf16_flag = cpu_bf16_flag() if on_cpu else None  # auto is float32 off the CPU
     chosen = resolve_engine(_auto_engine(engine, on_cpu, precision, bf16_flag, directory), directory)
+    if chosen in ("openvino", "onnx"):  # a graph of other weights would run without a word
+        unchecked = check_onnx_fingerprint(directory)
+        if unchecked is not None:
+            print(f"hushnet: note: {unchecked}", file=sys.stderr)
     loaded, why, notes = None, "", []
     if chosen == "openvino":
         loaded, why, notes = _load_openvino(directory, config, engine, threads, precision, streams)
