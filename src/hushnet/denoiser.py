@@ -40,6 +40,7 @@ from hushnet.inference.plan import (
     gains_from_energy,
     silent,
 )
+from hushnet.models.config import DRY_RANGE, LEVEL_DB_RANGE
 from hushnet.options import PRECISIONS
 from hushnet.runtime_options import validate_runtime_options
 from hushnet.staging import Staging, stage_input
@@ -71,7 +72,7 @@ def _fraction(dry) -> float:
     if (
         isinstance(dry, (bool, np.bool_))
         or not isinstance(dry, (int, float, np.integer, np.floating))
-        or not 0.0 <= float(dry) <= 1.0
+        or not DRY_RANGE[0] <= float(dry) <= DRY_RANGE[1]
     ):
         raise AudioError(f"dry must be between 0 (fully denoised) and 1 (the input unchanged), got {dry!r}")
     return float(dry)
@@ -85,9 +86,10 @@ def _level(level_db, model_level: float | None) -> float | None:
     if (
         isinstance(level_db, (bool, np.bool_))
         or not isinstance(level_db, (int, float, np.integer, np.floating))
-        or not -100.0 <= float(level_db) <= 0.0
+        or not LEVEL_DB_RANGE[0] <= float(level_db) <= LEVEL_DB_RANGE[1]
     ):
-        raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
+        low, high = LEVEL_DB_RANGE
+        raise AudioError(f"level must be a dBFS value between {low:g} and {high:g}, or 'off'; got {level_db!r}")
     return float(level_db)
 
 

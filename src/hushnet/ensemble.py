@@ -71,7 +71,10 @@ def plan_config(members: list[CANConfig], weights: list[float], level_db: float 
         dry=0.0,
         segment_seconds=members[per_input[0]].segment_seconds if per_input else None,
     )
-    return CANConfig.from_dict(values)
+    try:
+        return CANConfig.from_dict(values)
+    except ValueError as error:  # an input level out of range (--level-db)
+        raise ModelError(f"--level-db: {error}") from None
 
 
 def build_ensemble(

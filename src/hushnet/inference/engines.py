@@ -426,6 +426,7 @@ def load_engine(
     config = read_config(directory)
     if config["kind"] not in ("can", ENSEMBLE_KIND):
         raise ModelError(f"{directory} holds a {config['kind']} model, not a denoiser (can)")
+    build_config(CANConfig, directory, config["config"])  # values out of range: one line, before any engine
     on_cpu = device in (None, "cpu")
     if engine in ("onnx", "openvino") and not on_cpu:
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
