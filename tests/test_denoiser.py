@@ -344,3 +344,26 @@ def test_a_flushed_stream_refuses_more_input_in_one_line():
     for again in (lambda: stream.feed(np.zeros(800, np.float32)), stream.flush):
         with pytest.raises(AudioError, match="flushed"):
             again()
+
+
+@pytest.mark.parametrize("norm", ["batch", "per-input"])
+@pytest.mark.parametrize("level_db", ["off", -23.0])
+@pytest.mark.parametrize("rate", [16000, 44100])
+@pytest.mark.parametrize("fed", ["nothing", "an empty chunk"])
+def test_a_stream_flushed_with_nothing_fed_returns_an_empty_array(fed, rate, level_db, norm):
+    stream = Denoiser(tiny_can(norm), level_db=level_db).stream(rate)
+    if fed == "an empty chunk":
+        assert stream.feed(np.zeros(0, np.float32)).shape == (0,)
+    out = stream.flush()
+    assert out.shape == (0,) and out.dtype == np.float32
+    stereo = Denoiser(tiny_can(norm), level_db=level_db).stream(rate, channels=2)
+    assert stereo.flush().shape == (2, 0)
+
+
+def test_a_sample_rate_below_1_khz_is_refused_before_any_work():
+    """denoise(x, 1) took a 1-s array for 4.4 hours of audio, resampled to 16 kHz without a word."""
+    with pytest.raises(AudioError, match="unsupported sample rate 1 Hz"):
+        Denoiser(tiny_can()).denoise(np.zeros(16000, np.float32), 1)
+    with pytest.raises(AudioError, match="unsupported sample rate 999 Hz"):
+        Denoiser(tiny_can()).stream(999)
+    assert Denoiser(tiny_can()).denoise(speechlike(0.1, rate=1000)[0], 1000).shape == (100,)

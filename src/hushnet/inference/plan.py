@@ -230,6 +230,8 @@ class Enhancer:
                 items.append((max(0, start - s.context), end, start, stop))
             else:
                 start, stop = k * s.hop, k * s.hop + s.length
+                if total == 0:  # flushed with nothing fed: no segment at all
+                    break
                 if total is None:
                     if self.received < stop:
                         break
