@@ -3,7 +3,9 @@ engine and precision, the fallback when OpenVINO cannot load (tiny models, short
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +222,63 @@ def test_per_input_models_stay_float32_under_auto(tmp_path):
     model = tiny_can("per-input", dilated_layers=6)
     engine = OpenVinoEngine(exported(model, tmp_path, "per_input_auto"), model.config, threads=1, cache_dir=tmp_path)
     assert engine.precision == "float32" and "quality rule" in engine.precision_reason
+
+
+def _denoise_in_a_fresh_process(tmp_path, env_changes: dict, cwd) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    import soundfile as sf
+
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.5)[0], 16000)
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "HOME")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1", **env_changes)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hushnet.cli",
+            "denoise",
+            str(source),
+            "-o",
+            str(tmp_path / "out.wav"),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_no_cache_folder_is_made_for_a_home_that_does_not_exist(tmp_path):
+    result = _denoise_in_a_fresh_process(tmp_path, {"HOME": str(tmp_path / "gone" / "home")}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "work").mkdir()
+    result = _denoise_in_a_fresh_process(
+        tmp_path, {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": "relative/cache"}, tmp_path / "work"
+    )
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "work").iterdir()) == []
+    assert any((tmp_path / "home" / ".cache" / "hushnet" / "openvino").iterdir())
+
+
+def test_a_read_only_home_gives_no_openvino_telemetry_warnings(tmp_path):
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o555)
+    # root writes anywhere in a 0555 folder: /sys refuses every new entry to root too.
+    read_only = "/sys" if os.geteuid() == 0 else str(home)
+    result = _denoise_in_a_fresh_process(tmp_path, {"HOME": read_only}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr and "telemetry" not in result.stderr, result.stderr

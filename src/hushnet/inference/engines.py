@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from hushnet.cache import hushnet_cache_dir
 from hushnet.inference.plan import fixed_length
 from hushnet.model_dir import (
     ENSEMBLE_KIND,
@@ -71,11 +72,30 @@ def installed(module: str) -> bool:
         return False
 
 
-def openvino_cache_dir() -> Path:
+def openvino_cache_dir() -> Path | None:
     """Where compiled OpenVINO models are kept between runs: $XDG_CACHE_HOME/hushnet/openvino
-    (default ~/.cache/hushnet/openvino)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hushnet" / "openvino"
+    (default ~/.cache/hushnet/openvino); None where there is no user cache folder (no cache then)."""
+    return hushnet_cache_dir("openvino")
+
+
+def _import_openvino():
+    """``openvino``, with the ``WARNING:root:`` lines its telemetry logs at import where the home
+    folder is read-only (it cannot store its consent file) kept off the user's terminal."""
+    import logging
+
+    root = logging.getLogger()
+    quiet = logging.NullHandler() if not root.handlers else None
+    if quiet is not None:  # else the first warning installs a stderr handler for good
+        root.addHandler(quiet)
+    previous = root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        import openvino
+    finally:
+        logging.disable(previous)
+        if quiet is not None:
+            root.removeHandler(quiet)
+    return openvino
 
 
 def _first_line(error: BaseException) -> str:
@@ -192,8 +212,7 @@ class OpenVinoEngine:
         cache_dir: str | os.PathLike | None = None,
         streams: int = 1,
     ) -> None:
-        import openvino as ov
-
+        ov = _import_openvino()
         if precision not in PRECISIONS:
             raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.core = ov.Core()
@@ -218,8 +237,9 @@ class OpenVinoEngine:
             self.precision_reason = "asked for"
         self.cache_dir = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            self.core.set_property({"CACHE_DIR": str(self.cache_dir)})
+            if self.cache_dir is not None:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                self.core.set_property({"CACHE_DIR": str(self.cache_dir)})
         except OSError:  # a read-only home: compile every run instead
             self.cache_dir = None
         try:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from hushnet.audio import AudioError, one_line
+from hushnet.cache import use_compile_cache
 from hushnet.files import CreatedFolders
 from hushnet.model_dir import load_weights
 from hushnet.options import JobOptions, check_runtime, with_overrides
@@ -276,6 +277,7 @@ def run_job(
     done: Callable[[Path], str],
 ) -> int:
     """Build the job, run ``train``, print ``done(run folder)`` once (rank 0); one line per bad input."""
+    use_compile_cache()  # before anything compiles (torch reads it when it first needs its cache)
     try:
         config = job_config(config_class, options, overrides)
         check_runtime(config)
