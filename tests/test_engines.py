@@ -282,3 +282,58 @@ def test_a_read_only_home_gives_no_openvino_telemetry_warnings(tmp_path):
     result = _denoise_in_a_fresh_process(tmp_path, {"HOME": read_only}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr and "telemetry" not in result.stderr, result.stderr
+
+
+def _model_dir_with_graph(tmp_path, graph_bytes: bytes | None = None) -> Path:
+    """A tiny model directory whose model.onnx is an ONNX graph no engine can run (an unknown op),
+    with the directory's fingerprint (so that only the engines can find fault with it)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hushnet.model_dir import FINGERPRINT_KEY
+
+    directory = tmp_path / "model"
+    save_model(tiny_can(), directory, "# tiny\n")
+    if graph_bytes is not None:
+        (directory / ONNX_FILE).write_bytes(graph_bytes)
+        return directory
+    node = helper.make_node("NoSuchOp", ["audio"], ["enhanced"], domain="example.nowhere")
+    dims = ["batch", "samples"]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("enhanced", TensorProto.FLOAT, dims)],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.nowhere", 1)]
+    )
+    model.metadata_props.add(key=FINGERPRINT_KEY, value=fingerprint(directory))
+    onnx.save(model, str(directory / ONNX_FILE))
+    return directory
+
+
+@pytest.mark.parametrize("graph", ["an unknown op", "random bytes", "cut short"])
+@pytest.mark.parametrize("engine", ["auto", "onnx", "openvino"])
+def test_a_model_onnx_no_engine_can_load_is_one_line(graph, engine, tmp_path, capfd):
+    """Not "OpenVINO failed to load (...); using onnxruntime" and then the same failure again."""
+    import os
+
+    from hushnet.cli import main
+    from hushnet.model_dir import PRETRAINED_DIR
+
+    content = {
+        "an unknown op": None,
+        "random bytes": np.random.default_rng(0).bytes(5000),
+        "cut short": (PRETRAINED_DIR / "hushnet-dfl" / ONNX_FILE).read_bytes()[:300000],
+    }[graph]
+    directory = _model_dir_with_graph(tmp_path, content)
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.3)[0], 16000)
+    capfd.readouterr()
+    status = main(
+        ["denoise", str(source), "-o", str(tmp_path / "o.wav"), "--model", str(directory), "--engine", engine]
+    )
+    err = capfd.readouterr().err  # capfd: what OpenVINO's own C++ parsers print counts too
+    assert status == 2 and err.startswith("error: cannot load ") and err.count("\n") == 1, err
+    assert not os.path.exists(tmp_path / "o.wav")

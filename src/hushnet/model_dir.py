@@ -102,20 +102,23 @@ def _fields(data: bytes):
         yield number, value
 
 
-def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+def onnx_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     """The ``metadata_props`` of an ONNX file, read without onnx (the light runtime has only
-    onnxruntime); {} for a file that is not a readable ONNX model (its engine says why)."""
+    onnxruntime); None for a file that is not a whole protobuf message (damaged, cut short, not ONNX)."""
     metadata = {}
     try:
-        for number, value in _fields(Path(path).read_bytes()):
+        data = Path(path).read_bytes()
+        seen = set()
+        for number, value in _fields(data):
+            seen.add(number)
             if number == 14 and isinstance(value, bytes):  # ModelProto.metadata_props
                 entry = dict(_fields(value))
                 metadata[bytes(entry.get(1, b"")).decode("utf-8", "replace")] = bytes(entry.get(2, b"")).decode(
                     "utf-8", "replace"
                 )
     except (OSError, ValueError):
-        return {}
-    return metadata
+        return None
+    return metadata if 7 in seen else None  # ModelProto.graph: every model has one
 
 
 def check_onnx_fingerprint(directory: str | os.PathLike) -> str | None:
@@ -123,7 +126,13 @@ def check_onnx_fingerprint(directory: str | os.PathLike) -> str | None:
     network config; a one-line note (returned) where it has no fingerprint (an export made before
     fingerprints: it is run, unchecked), else None."""
     directory = Path(directory)
-    stored = onnx_metadata(directory / ONNX_FILE).get(FINGERPRINT_KEY)
+    metadata = onnx_metadata(directory / ONNX_FILE)
+    if metadata is None:  # before any engine, whose parsers print pages about it
+        raise ModelError(
+            f"cannot load model from {directory}: {ONNX_FILE} is damaged or not an ONNX model: "
+            f"re-export with hushnet export-onnx {directory} -o {directory / ONNX_FILE}"
+        )
+    stored = metadata.get(FINGERPRINT_KEY)
     if stored is None:
         return (
             f"{directory / ONNX_FILE} has no fingerprint of its weights, so it cannot be checked against them: "

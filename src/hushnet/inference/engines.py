@@ -452,18 +452,17 @@ def load_engine(
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
     bf16_flag = cpu_bf16_flag() if on_cpu else None  # auto is float32 off the CPU
     chosen = resolve_engine(_auto_engine(engine, on_cpu, precision, bf16_flag, directory), directory)
-    if chosen in ("openvino", "onnx"):  # a graph of other weights would run without a word
-        unchecked = check_onnx_fingerprint(directory)
-        if unchecked is not None:
-            print(f"hushnet: note: {unchecked}", file=sys.stderr)
+    # A graph of other weights would run without a word. The lines below are said once an engine has
+    # loaded: a model no engine can load is its one error line, not a note and a fallback before it.
+    unchecked = check_onnx_fingerprint(directory) if chosen in ("openvino", "onnx") else None
+    said = [] if unchecked is None else [f"hushnet: note: {unchecked}"]
     loaded, why, notes = None, "", []
     if chosen == "openvino":
         loaded, why, notes = _load_openvino(directory, config, engine, threads, precision, streams)
         if loaded is None:  # OpenVINO failed to load: the next engine that can run this precision
             chosen = "onnx" if installed("onnxruntime") and precision != "bf16" else resolve_engine("torch", directory)
-            print(
-                f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}",
-                file=sys.stderr,
+            said.append(
+                f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}"
             )
             notes = ["OpenVINO failed to load"]
     if loaded is None:
@@ -472,6 +471,8 @@ def load_engine(
             loaded = OnnxEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads)
         else:
             loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
+    for line in said:
+        print(line, file=sys.stderr)
     loaded.choice = "; ".join([f"{loaded.name} {loaded.precision} ({why})", *notes])
     loaded.load_seconds = time.perf_counter() - started
     return loaded
