@@ -480,3 +480,34 @@ def test_training_leaves_no_torch_compile_folder_in_the_temp_folder(tmp_path, ti
     )
     assert result.returncode == 0, result.stderr
     assert not list(temp.glob("torchinductor_*"))
+
+
+def test_garbage_and_fifo_files_in_speech_are_skipped_with_one_line(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    import shutil
+
+    from hushnet.cli import main
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "speech" / "spk0" / "garbage.flac").write_bytes(b"not audio at all" * 64)
+    os.mkfifo(corpus / "speech" / "spk1" / "pipe.flac")  # reading it would block the trainer for ever
+    status = main(_train_arguments(tmp_path / "run", corpus, tiny_lossnet_dir, "--max-steps", "1"))
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note: skipping")]
+    assert status == 0 and len(notes) == 1, err
+    assert "garbage.flac (not readable audio)" in notes[0] and "pipe.flac (not a regular file)" in notes[0]
+
+
+def test_an_empty_speech_folder_says_so(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    import shutil
+
+    from hushnet.cli import main
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    shutil.rmtree(corpus / "speech")
+    (corpus / "speech").mkdir()
+    status = main(_train_arguments(tmp_path / "run", corpus, tiny_lossnet_dir))
+    err = capsys.readouterr().err
+    assert status == 2 and err == f"error: no audio in {corpus / 'speech'}: nothing to train on\n"
+    assert not (tmp_path / "run").exists()
