@@ -367,3 +367,67 @@ def test_a_sample_rate_below_1_khz_is_refused_before_any_work():
     with pytest.raises(AudioError, match="unsupported sample rate 999 Hz"):
         Denoiser(tiny_can()).stream(999)
     assert Denoiser(tiny_can()).denoise(speechlike(0.1, rate=1000)[0], 1000).shape == (100,)
+
+
+def test_property_denoise_gives_a_finite_array_of_the_input_shape_or_an_audio_error():
+    """Property (hypothesis): whatever the dtype, shape, layout, contiguity, rate, amplitude (subnormal
+    to full scale) and NaN/inf positions, denoise returns a finite array of the input's shape and dtype,
+    or raises AudioError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    denoisers = [Denoiser(tiny_can(input_rms_db=-23.0)), Denoiser(tiny_can("per-input"), level_db="off")]
+    dtypes = st.sampled_from(["float16", "float32", "float64", "int8", "int16", "int32", "uint8", "bool", "complex64"])
+    rates = st.one_of(
+        st.sampled_from([1000, 8000, 11025, 16000, 22050, 44100, 48000, 96000, 768000]),
+        st.integers(-5, 10**6),
+        st.sampled_from([16000.0, 44100.5, float("nan"), 0]),
+    )
+
+    @st.composite
+    def signals(draw):
+        dtype = np.dtype(draw(dtypes))
+        channels = draw(st.integers(1, 3))
+        samples = draw(st.integers(1, 2000))
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max, size=(channels, samples), endpoint=True).astype(dtype)
+        else:
+            exponent = draw(
+                st.one_of(st.sampled_from([-45.0, -43.0, -42.0, -39.0, -20.0, -3.0, 0.0]), st.floats(-45.0, 0.0))
+            )
+            amplitude = 10.0**exponent
+            x = (rng.standard_normal((channels, samples)) * amplitude).clip(-1, 1)
+            x = x.astype(dtype) if dtype.kind != "b" else x > 0
+        if dtype.kind in "fc" and draw(st.booleans()):
+            x[draw(st.integers(0, channels - 1)), draw(st.integers(0, samples - 1))] = draw(
+                st.sampled_from([np.nan, np.inf, -np.inf])
+            )
+        form = draw(st.sampled_from(["1-D", "channels_first", "channels_last", "strided", "fortran"]))
+        if form == "1-D" or channels == 1 and draw(st.booleans()):
+            return x[0], "auto"
+        if form == "channels_last":
+            return np.ascontiguousarray(x.T) if draw(st.booleans()) else x.T, draw(st.sampled_from(["auto", form]))
+        if form == "strided":
+            return x[:, ::2] if x.shape[1] > 1 else x, "channels_first"
+        if form == "fortran":
+            return np.asfortranarray(x), draw(st.sampled_from(["auto", "channels_first"]))
+        return x, draw(st.sampled_from(["auto", "channels_first"]))
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(signals(), rates, st.integers(0, 1))
+    def check(signal_and_layout, rate, which):
+        audio, layout = signal_and_layout
+        before = audio.copy()
+        try:
+            with np.errstate(all="raise"):  # no overflow anywhere on the way either
+                y = denoisers[which].denoise(audio, rate, layout=layout)
+        except AudioError:
+            return
+        finally:
+            assert np.array_equal(audio, before, equal_nan=audio.dtype.kind in "fc")  # the input is not touched
+        assert y.shape == audio.shape and y.dtype == audio.dtype
+        assert np.isfinite(y.astype(np.float64)).all()
+
+    check()
