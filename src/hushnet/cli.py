@@ -79,6 +79,12 @@ COMMANDS = {
         "build the reproducible synthetic test set from held-out speakers and noise",
         needs=("torch", "scipy"),
     ),
+    "build-data": Command(
+        "hushnet.commands.build_data",
+        "BuildDataConfig",
+        "measure, filter and clean a speech set into a new training-data folder",
+        needs=("scipy",),
+    ),
     "import-reference": Command(
         "hushnet.commands.import_reference",
         "ImportConfig",
