@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hushnet.denoiser import Denoiser  # noqa: E402
-from hushnet.evaluate import match_folders  # noqa: E402
-from hushnet.inference.engines import OnnxEngine  # noqa: E402
-from hushnet.metrics import pesq_score  # noqa: E402
-from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
-from hushnet.models.config import CANConfig  # noqa: E402
-from peers import RESULTS, SHARED, TEST_SETS  # noqa: E402
+from common import RESULTS, SHARED, TEST_SETS
+from hushnet.denoiser import Denoiser
+from hushnet.evaluate import match_folders
+from hushnet.inference.engines import OnnxEngine
+from hushnet.metrics import pesq_score
+from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir
+from hushnet.models.config import CANConfig
 
 
 def calibration_batches(items: int, seconds: float = 4.0) -> list[np.ndarray]:

@@ -34,8 +34,8 @@ class BuildDataConfig:
 
 def run(config: BuildDataConfig) -> int:
     """Build the folder and print what it holds; 2 for a source or output that cannot be used."""
-    from hushnet.audio import AudioError, one_line
     from hushnet.data.build import Selection, build
+    from hushnet.errors import AudioError, one_line
 
     ranges = (("--max-silence", config.max_silence), ("--max-clipped", config.max_clipped))
     for flag, value in ranges:

@@ -98,7 +98,7 @@ def _speech_rows(speech: Path) -> list[dict]:
 
 def measure_rows(rows: list[dict], rate: int = 16000) -> list[dict]:
     """Each row with its measured properties (and ``seconds``) added."""
-    from hushnet.audio import read_audio
+    from hushnet.audio.read import read_audio
 
     measured = []
     for row in rows:
@@ -112,7 +112,7 @@ def _clean(row: dict, selection: Selection, folder: Path, source_speech: Path, r
     """Apply the selection's audio changes to one kept row; its new path is relative to ``folder``."""
     import soundfile as sf
 
-    from hushnet.audio import read_audio
+    from hushnet.audio.read import read_audio
 
     audio, _ = read_audio(row["path"], rate)
     mono = audio.mean(axis=0).astype(np.float64)

@@ -7,17 +7,19 @@ once (resampled to 16 kHz, channels averaged) and keeps it.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from hushnet.audio import AUDIO_EXTENSIONS, FFMPEG_ONLY_EXTENSIONS, MODEL_RATE, read_audio
+from hushnet.audio.formats import AUDIO_EXTENSIONS, FFMPEG_ONLY_EXTENSIONS, MODEL_RATE
+from hushnet.audio.read import read_audio
 
+log = logging.getLogger(__name__)
 _SEGMENT_SUFFIX = re.compile(r"_s\d+$")
 
 
@@ -110,9 +112,7 @@ def audio_files(folder: Path) -> list[Path]:
         usable.append(path)
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        print(
-            f"note: skipping {len(skipped)} file{'s' if len(skipped) > 1 else ''} in {folder}: {shown}", file=sys.stderr
-        )
+        log.warning("note: skipping %d file%s in %s: %s", len(skipped), "s" if len(skipped) > 1 else "", folder, shown)
     return usable
 
 
