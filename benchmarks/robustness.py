@@ -344,7 +344,7 @@ def make_models(folder: Path) -> dict[str, Path]:
     import torch
 
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import fingerprint, save_model
+    from hushnet.model_dir import fingerprint_metadata, save_model
     from hushnet.models.can import CAN, CANConfig
     from hushnet.models.lossnet import LossNet, LossNetConfig
 
@@ -352,7 +352,7 @@ def make_models(folder: Path) -> dict[str, Path]:
     models = {"tiny": folder / "tiny", "lossnet": folder / "lossnet"}
     can = CAN(CANConfig(channels=8, dilated_layers=4, norm="batch"))
     save_model(can.eval(), models["tiny"], "# tiny\n")
-    export_onnx(can.eval(), models["tiny"] / "model.onnx", fingerprint(models["tiny"]))
+    export_onnx(can.eval(), models["tiny"] / "model.onnx", fingerprint_metadata(models["tiny"]))
     # Another tiny CAN (other weights; its graph copied into "tiny" must be refused), and one that
     # normalises its input level (where near-silent input met an overflowing gain).
     for name, config in (
@@ -362,7 +362,7 @@ def make_models(folder: Path) -> dict[str, Path]:
         models[name] = folder / name
         other = CAN(config).eval()
         save_model(other, models[name], f"# {name}\n")
-        export_onnx(other, models[name] / "model.onnx", fingerprint(models[name]))
+        export_onnx(other, models[name] / "model.onnx", fingerprint_metadata(models[name]))
     save_model(
         LossNet(LossNetConfig(layers=6, base_channels=4, double_every=3, max_channels=8, scene_classes=3, tags=2)),
         models["lossnet"],

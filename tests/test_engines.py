@@ -25,7 +25,7 @@ from hushnet.inference.engines import (
 )
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
-from hushnet.model_dir import ONNX_FILE, ModelError, fingerprint, save_model
+from hushnet.model_dir import ONNX_FILE, ModelError, fingerprint, fingerprint_metadata, save_model
 
 from helpers import DEV, needs_shared, speechlike, tiny_can
 
@@ -176,7 +176,7 @@ def model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("models") / "tiny"
     model = tiny_can("batch", dilated_layers=6)
     save_model(model, directory, "# tiny\n")
-    export_onnx(model, directory / ONNX_FILE, fingerprint(directory))
+    export_onnx(model, directory / ONNX_FILE, fingerprint_metadata(directory))
     return directory
 
 

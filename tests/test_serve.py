@@ -469,11 +469,11 @@ def test_serve_loads_the_model_into_its_engine_precision_threads_and_workers(tmp
     pytest.importorskip("openvino")
     from hushnet.commands.serve import build_app
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import ONNX_FILE, fingerprint, save_model
+    from hushnet.model_dir import ONNX_FILE, fingerprint_metadata, save_model
 
     directory = tmp_path / "tiny"
     save_model(tiny_can(), directory, "# tiny\n")
-    export_onnx(tiny_can(), directory / ONNX_FILE, fingerprint(directory))
+    export_onnx(tiny_can(), directory / ONNX_FILE, fingerprint_metadata(directory))
     app = build_app(ServeConfig(model=str(directory), engine="openvino", precision="float32", threads=1, workers=2))
     try:
         engine = app.state.denoiser.engine

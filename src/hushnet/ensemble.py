@@ -163,7 +163,7 @@ def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: boo
 
     from hushnet.audio import one_line
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import atomic_write, fingerprint, write_text
+    from hushnet.model_dir import atomic_write, fingerprint_metadata, write_text
     from hushnet.temporaries import PendingFolder, clean_stale_partials, nearest_existing
 
     directory = Path(directory)
@@ -186,7 +186,7 @@ def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: boo
             write_text(building / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
             write_text(building / CARD_FILE, _card(ensemble))
             if onnx:
-                export_onnx(ensemble, building / ONNX_FILE, fingerprint(building))
+                export_onnx(ensemble, building / ONNX_FILE, fingerprint_metadata(building))
     except (OSError, RuntimeError, SafetensorError) as error:
         # Folders made above the output for it go too: a failed command leaves nothing.
         for folder in [directory.parent, *directory.parent.parents]:

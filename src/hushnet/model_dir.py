@@ -67,6 +67,11 @@ def fingerprint(directory: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def fingerprint_metadata(directory: str | os.PathLike) -> dict[str, str]:
+    """The ONNX metadata an export of ``directory`` carries (see :func:`check_onnx_fingerprint`)."""
+    return {FINGERPRINT_KEY: fingerprint(directory)}
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     value = shift = 0
     while True:

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hushnet.model_dir import FINGERPRINT_KEY
 from hushnet.models.can import CAN
 from hushnet.temporaries import atomic_write
 
@@ -104,11 +103,11 @@ def inference_network(model: CAN) -> nn.Module:
     return FoldedCAN(model) if model.config.norm == "batch" else PerInputCAN(model)
 
 
-def export_onnx(model: CAN, path: str | os.PathLike, fingerprint: str | None = None) -> Path:
+def export_onnx(model: CAN, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model`` as one self-contained ONNX file: input ``audio`` [batch, samples] float32,
     output ``enhanced`` of the same shape, both dimensions dynamic. Written atomically.
-    ``fingerprint``: that of the model directory it comes from (``model_dir.fingerprint``), stored in
-    the file's metadata and checked when the directory is loaded."""
+    ``metadata``: entries for the file's ``metadata_props``, e.g. the fingerprint of the model
+    directory it comes from (``model_dir.fingerprint_metadata``), checked when the directory is loaded."""
     network = inference_network(model.float().cpu().eval())
     # The length must not be a multiple of any dilation while tracing, or the tail logic folds away.
     example = torch.zeros(2, 3 * model.config.receptive_radius + 3)
@@ -126,8 +125,8 @@ def export_onnx(model: CAN, path: str | os.PathLike, fingerprint: str | None = N
                 output_names=["enhanced"],
                 dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}},
             )
-        if fingerprint is not None:
-            set_onnx_metadata(name, {FINGERPRINT_KEY: fingerprint})
+        if metadata:
+            set_onnx_metadata(name, metadata)
 
     atomic_write(path, write)
     return Path(path)
