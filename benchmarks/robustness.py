@@ -1967,6 +1967,8 @@ def table(results: list[Result], seconds: float, load: str, work: str) -> str:
         "TMPDIR that are not reported results (after `kill -9`, checked after the next run, which is what removes them; onnxruntime's",
         "own fixed `.ses` telemetry file in the temp folder is not counted).",
         "Non-finite: a result (an output file, a returned array, an HTTP audio body) holding a NaN or infinite sample.",
+        "Not here, because they need a live server or a full disk: a stalled upload holding a job slot",
+        "(tests/test_serve.py, a real uvicorn) and an ensemble failing mid-write (tests/test_ensemble.py, under a file-size limit).",
         "",
         "| group | cases | tracebacks | inputs changed | with leftovers | HTTP 500 | non-finite results |",
         "|---|---|---|---|---|---|---|",
