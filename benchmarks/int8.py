@@ -523,6 +523,29 @@ def report(quality: list[Path], timings: list[Path]) -> str:
                 for m in TOLERANCE
             ]
             lines.append(f"| {name} | {engine} | {what} | " + " | ".join(cells) + f" | {row['rule']} |")
+    snr_file = RESULTS / "int8-snr.json"
+    if snr_file.is_file():
+        lines += [
+            "",
+            "## Output SNR against float32 on 8 held-out training mixtures (`--snr`)",
+            "",
+            "| model | SNR dB |",
+            "|---|---|",
+        ]
+        lines += [f"| {name} | {value} |" for name, value in json.loads(snr_file.read_text()).items()]
+    search_file = WORK / "hushnet-dfl" / "search-0.001.json"
+    if search_file.is_file():
+        lines += [
+            "",
+            "## Greedy float-layer search (`--search 6`; onnxruntime QDQ, 0.001 % percentile ranges)",
+            "",
+            "| float convs | output SNR dB |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {', '.join(map(str, step['float_convs']))} | {step['snr_db']} |"
+            for step in json.loads(search_file.read_text())
+        ]
     for path in timings:
         record = json.loads(path.read_text())
         cpu = record["cpu"]
