@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, ROOT, WORK
 from hushnet.denoiser import Denoiser
 from hushnet.evaluate import match_folders, score_pairs, summarize, write_reports
 from hushnet.model_dir import resolve_model_dir
 from hushnet.training.state import latest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-SYNTHETIC = ROOT / "benchmarks" / "work" / "synthetic"
+SYNTHETIC = WORK / "synthetic"
 ARMS = {
     "waveform L1": ["--feature-weight", "0", "--l1-weight", "1"],
     "feature loss, authors' loss network": ["--lossnet", "authors-lossnet"],
@@ -156,7 +156,7 @@ def main() -> None:
         for arm in results
         if arm != baseline and baseline in results
     }
-    output = ROOT / "benchmarks" / "results" / "ablation"
+    output = RESULTS / "ablation"
     output.with_suffix(".json").write_text(
         json.dumps({"steps": args.steps, "arms": results, "paired_vs_waveform_l1": paired}, indent=2) + "\n"
     )
@@ -170,7 +170,7 @@ def main() -> None:
         f"| {arm} | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in METRICS) + " |"
         for arm, row in results.items()
     ]
-    peers = ROOT / "benchmarks" / "results" / "peers.json"
+    peers = RESULTS / "peers.json"
     if peers.is_file():  # the other systems on the same files, from benchmarks/peers.py
         rows = json.loads(peers.read_text())["sets"].get("synthetic", {}).get("systems", {})
         lines += [

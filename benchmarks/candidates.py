@@ -29,17 +29,16 @@ import argparse
 import inspect
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hushnet.data.testset import build_test_set  # noqa: E402
-from hushnet.evaluate import Pair, match_folders, score_pairs, summarize  # noqa: E402
-from peers import PEERS, RATE, RESULTS, SHARED, TEST_SETS, WORK, _cell  # noqa: E402
+from common import RATE, RESULTS, SHARED, TEST_SETS, WORK, cell
+from hushnet.data.testset import build_test_set
+from hushnet.evaluate import Pair, match_folders, score_pairs, summarize
+from peers import PEERS
 
 SETS = {
     "valentini_test_dev": SHARED / "data" / "valentini_test_dev",
@@ -303,7 +302,7 @@ def differences(record: dict) -> dict:
     return out
 
 
-def _difference_cell(d) -> str:
+def _differencecell(d) -> str:
     text = f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
     return f"**{text}**" if d.win else text
 
@@ -362,7 +361,7 @@ def markdown(record: dict) -> str:
     ]
     names = list(dict.fromkeys(n for s in sets for n in record["sets"][s]))
     for name in names:
-        cells = [_cell(record["sets"][s].get(name, {}).get(c)) for s in sets for c in present[s]]
+        cells = [cell(record["sets"][s].get(name, {}).get(c)) for s in sets for c in present[s]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     references = record.get("references", {"referenced": "authors-dfl", "dnsmos": "hushnet-dfl"})
     lines += [
@@ -379,7 +378,7 @@ def markdown(record: dict) -> str:
     ]
     lines += ["| system | " + " | ".join(f"{s}: {m}" for s, m in columns) + " |", "|---|" + "---|" * len(columns)]
     for name in dict.fromkeys(n for s, _ in columns for n in found[s]):
-        cells = [_difference_cell(found[s][name][m]) if name in found[s] else "" for s, m in columns]
+        cells = [_differencecell(found[s][name][m]) if name in found[s] else "" for s, m in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     bases = dict.fromkeys(n.split(" dry ")[0] for n in names)
     lines += ["", "Systems:", ""] + [f"- `{n}`: {record['systems'].get(n, '')}" for n in bases]

@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hushnet.data.testset import build_test_set  # noqa: E402
-from hushnet.denoiser import Denoiser  # noqa: E402
-from hushnet.evaluate import match_folders  # noqa: E402
-from hushnet.metrics import dnsmos, pesq_score  # noqa: E402
-from peers import RESULTS, SHARED, TEST_SETS  # noqa: E402
+from common import RESULTS, SHARED, TEST_SETS
+from hushnet.data.testset import build_test_set
+from hushnet.denoiser import Denoiser
+from hushnet.evaluate import match_folders
+from hushnet.metrics import dnsmos, pesq_score
 
 SETS = {
     "synthetic": TEST_SETS["synthetic"],

@@ -16,14 +16,13 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-RECORDINGS = ROOT.parent / "shared" / "data" / "real_noisy_dev"
-RESULTS = ROOT / "benchmarks" / "results"
+from common import RESULTS, SHARED
+
+RECORDINGS = SHARED / "data" / "real_noisy_dev"
 
 
 def cost(model: str, signals: list[np.ndarray], repeats: int) -> dict:

@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hushnet.denoiser import Denoiser  # noqa: E402
-from hushnet.evaluate import match_folders  # noqa: E402
-from hushnet.inference.engines import OnnxEngine, OpenVinoEngine  # noqa: E402
-from hushnet.metrics import dnsmos, paired_bootstrap, pesq_score  # noqa: E402
-from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir  # noqa: E402
-from hushnet.models.config import CANConfig  # noqa: E402
-from peers import RESULTS, SHARED  # noqa: E402
+from common import RESULTS, SHARED
+from common import WORK as BENCH_WORK
+from hushnet.denoiser import Denoiser
+from hushnet.evaluate import match_folders
+from hushnet.inference.engines import OnnxEngine, OpenVinoEngine
+from hushnet.metrics import dnsmos, paired_bootstrap, pesq_score
+from hushnet.model_dir import ONNX_FILE, read_config, resolve_model_dir
+from hushnet.models.config import CANConfig
 
-WORK = Path(__file__).parent / "work" / "int8"
+WORK = BENCH_WORK / "int8"
 VALENTINI = SHARED / "data" / "valentini_test_dev"
 REAL = SHARED / "data" / "real_noisy_dev"
 TOLERANCE = {"pesq_wb": 0.02, "stoi": 0.002, "dnsmos_ovrl": 0.02}
@@ -503,6 +503,20 @@ def report(quality: list[Path], timings: list[Path]) -> str:
         "`hushnet.data.mixing`), never the judged sets. Rule, against onnxruntime float32: PESQ-WB within 0.02 and STOI",
         "within 0.002 on `valentini_test_dev` (25 pairs; mean difference with its paired bootstrap 95 % interval,",
         "`hushnet.metrics.paired_bootstrap`), DNSMOS OVRL within 0.02 on `real_noisy_dev` (16 recordings).",
+        "Scored in process as `benchmarks/engines.py` does (PESQ-WB and STOI of the float output against the clean file).",
+        "",
+        "Commands (1 thread each, `OMP_NUM_THREADS=1`):",
+        "",
+        "    python benchmarks/int8.py --variants a16w8 ends-float --no-speed                      # int8-quality1.json",
+        "    python benchmarks/int8.py --variants onnx:all-int8 openvino:nncf-ends-float onnx:greedy-8-float \\",
+        "        --no-speed --tag=-quality2                                                        # int8-quality2.json",
+        "    python benchmarks/int8.py --variants onnx,openvino:all-int8 openvino:nncf-ends-float \\",
+        "        onnx,openvino:a16w8 onnx:greedy-8-float --no-quality --tag=-speed-native          # int8-speed-native.json",
+        "    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/int8.py --variants openvino:all-int8 \\",
+        "        openvino:nncf-ends-float --no-quality --tag=-speed-avx2                           # int8-speed-avx2.json",
+        "    python benchmarks/int8.py --snr --variants all-int8 ends-float greedy-8-float nncf-ends-float a16w8",
+        "    python benchmarks/int8.py --search 6                                                  # the greedy search",
+        "    python benchmarks/int8.py --report                                                    # this file's tables",
         "",
         "| variant | engine | what | PESQ-WB (delta [95 % CI]) | STOI (delta [95 % CI]) | DNSMOS OVRL (delta [95 % CI]) | rule |",
         "|---|---|---|---|---|---|---|",
@@ -515,7 +529,8 @@ def report(quality: list[Path], timings: list[Path]) -> str:
                 continue
             seen.add(system)
             engine, name = system.split(" ", 1)
-            what = record["variants"].get(name, {}).get("what", "reference" if name == "float32" else "")
+            variants = {v["name"]: v for v in record["variants"].values()}
+            what = variants.get(name, {}).get("what", "reference" if name == "float32" else "")
             cells = [
                 f"{row[m]['mean']:.4f} ({row[m]['delta']:+.4f} [{row[m]['low']:+.4f}, {row[m]['high']:+.4f}])"
                 if m in row
@@ -523,6 +538,12 @@ def report(quality: list[Path], timings: list[Path]) -> str:
                 for m in TOLERANCE
             ]
             lines.append(f"| {name} | {engine} | {what} | " + " | ".join(cells) + f" | {row['rule']} |")
+    lines += [
+        "",
+        "Load average (1, 5, 15 min) at the end of each quality run (they time nothing): "
+        + "; ".join(f"`{path.name}` {json.loads(path.read_text())['load_average'][3:]}" for path in quality)
+        + ".",
+    ]
     snr_file = RESULTS / "int8-snr.json"
     if snr_file.is_file():
         lines += [

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from common import RATE, RESULTS, WORK
 from hushnet.denoiser import Denoiser
 from hushnet.evaluate import Pair, match_folders, score_pairs, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
-SYNTHETIC = ROOT / "benchmarks" / "work" / "synthetic"
-RATE = 16000
+SYNTHETIC = WORK / "synthetic"
 METRICS = ("pesq_wb", "stoi", "si_sdr_db")
 
 
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--gains", nargs="+", type=float, default=[-40.0, -20.0, 0.0, 12.0])
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "levels"))
+    parser.add_argument("--output", default=str(RESULTS / "levels"))
     args = parser.parse_args()
     if not (SYNTHETIC / "manifest.csv").is_file():
         raise SystemExit(f"no synthetic test set in {SYNTHETIC}: run `hushnet make-testset -o {SYNTHETIC}` first")

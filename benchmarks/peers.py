@@ -32,19 +32,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from common import RATE, RESULTS, SHARED, TEST_SETS, WORK, cell
 from hushnet.data.testset import build_test_set
 from hushnet.evaluate import METRICS, Pair, match_folders, score_pairs, summarize
 from hushnet.model_dir import available_models
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-RESULTS = ROOT / "benchmarks" / "results"
-WORK = ROOT / "benchmarks" / "work"
-RATE = 16000
-TEST_SETS = {
-    "valentini_dev": SHARED / "data" / "valentini_dev",
-    "synthetic": WORK / "synthetic",
-}
 
 Enhancer = Callable[[np.ndarray], np.ndarray]
 
@@ -270,15 +261,9 @@ def markdown(record: dict) -> str:
             "|---|" + "---|" * len(present),
         ]
         for system, row in data["systems"].items():
-            lines.append(f"| {system} | " + " | ".join(_cell(row.get(c)) for c in present) + " |")
+            lines.append(f"| {system} | " + " | ".join(cell(row.get(c)) for c in present) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import RESULTS, ROOT, SHARED
+
 RUNS = ROOT / "runs" / "recipe"
-RESULTS = Path(__file__).parent / "results"
-PAIRS = ROOT.parent / "shared" / "data" / "valentini_test_dev"
-WORK = Path(__file__).parent / "work" / "recipe"
+PAIRS = SHARED / "data" / "valentini_test_dev"
+WORK = ROOT / "benchmarks" / "work" / "recipe"
 
 # What each rung changes against the rung above it (the first against the probe).
 CHANGES = {

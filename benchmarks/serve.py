@@ -36,9 +36,9 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-DEV = ROOT.parent / "shared" / "data" / "valentini_dev" / "noisy"
+from common import RESULTS, ROOT, SHARED
+
+DEV = SHARED / "data" / "valentini_dev" / "noisy"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS
+
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 PHASES = """

@@ -1,4 +1,4 @@
-"""audio.py: formats kept on the way out, one-line errors, atomic writes, block reading."""
+"""hushnet.audio and hushnet.errors: formats kept on the way out, one-line errors, atomic writes, block reading."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hushnet.audio import AtomicAudioWriter, AudioError, one_line, open_audio, output_format, read_audio
+from hushnet.audio import AtomicAudioWriter, AudioError, open_audio, output_format, read_audio
+from hushnet.audio.formats import FORMATS, WRITABLE_EXTENSIONS, media_type
+from hushnet.errors import one_line
 
 from helpers import speechlike
 
@@ -42,6 +44,31 @@ def test_wave_format_extensible_round_trips_through_denoise(tmp_path, tiny_model
 )
 def test_one_line_keeps_the_message_whole(message, expected):
     assert one_line(ValueError(message)) == expected
+
+
+def test_one_line_takes_the_last_line_or_with_first_the_first():
+    error = RuntimeError(
+        "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed.\n  at graph.cc:12\n  at session.cc:3"
+    )
+    assert one_line(error) == "at session.cc:3"
+    assert one_line(error, first=True) == "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed"
+    assert one_line(OSError(28, "No space left on device"), first=True) == "No space left on device"
+    assert one_line(KeyError(), first=True) == "KeyError"
+
+
+def test_the_format_table_is_what_is_written_and_served(tmp_path):
+    """Every extension in the one table is written in its own major format and served with its media type."""
+    assert WRITABLE_EXTENSIONS == set(FORMATS)
+    path = tmp_path / "x.wav"
+    sf.write(path, speechlike(0.1)[0], 16000, subtype="PCM_16")
+    with open_audio(path) as (_, info):
+        for extension, known in FORMATS.items():
+            major, subtype = output_format(info, extension)
+            assert major == known.major and sf.check_format(major, subtype)
+            assert media_type(extension.upper()) == known.media_type
+    with pytest.raises(AudioError, match="cannot write .m4a"):
+        output_format(info, ".m4a")
+    assert media_type(".m4a") == "application/octet-stream"
 
 
 def test_read_audio_resamples_and_reports_bad_files(tmp_path):

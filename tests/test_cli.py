@@ -367,6 +367,7 @@ def test_generated_flags_are_named_alike_across_commands(capsys):
         "make-testset",
         "import-reference",
         "ensemble",
+        "build-data",
     }
 
 

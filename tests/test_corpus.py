@@ -21,7 +21,7 @@ import soundfile as sf
 from hushnet.cli import build_parser, main
 from hushnet.inference.engines import installed
 
-from helpers import DEV, speechlike
+from helpers import DEV, needs_shared, require_shared, speechlike
 
 needs_ray = pytest.mark.skipif(not installed("ray"), reason='the Ray tests need the ray extra: pip install -e ".[ray]"')
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -88,6 +88,7 @@ def results(folder: Path) -> list[dict]:
 def corpus(tmp_path) -> Path:
     """Real recordings and synthetic ones in the formats the local command keeps: FLAC 16-bit, float WAV
     (stereo, 22.05 kHz), 16-bit WAV at 44.1 kHz, in a nested folder."""
+    require_shared()
     folder = tmp_path / "corpus"
     (folder / "real").mkdir(parents=True)
     for name in ("p226_001", "p287_001"):
@@ -304,6 +305,7 @@ def test_killing_an_actor_mid_file_loses_nothing(ray2, tmp_path):
 
 
 @needs_ray
+@needs_shared
 def test_evaluate_on_ray_writes_the_local_tables_and_plot(ray2, tmp_path, capsys):
     for role in ("clean", "noisy"):
         (tmp_path / role).mkdir()

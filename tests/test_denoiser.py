@@ -269,7 +269,7 @@ def test_stream_at_another_rate_matches_denoise():
 
 
 def test_stream_latency_of_the_shipped_models():
-    """What the README documents: chunks lag by a chunk plus the receptive radius (at most 1.5 s);
+    """What docs/behaviour.md documents: chunks lag by a chunk plus the receptive radius (at most 1.5 s);
     segments by 1.5 segments."""
     assert Denoiser.from_pretrained("authors-dfl", engine="onnx").stream().latency == pytest.approx(
         (64000 + 48000 - 24000) / 16000

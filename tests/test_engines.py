@@ -12,15 +12,23 @@ import torch
 
 from hushnet.denoiser import Denoiser
 from hushnet.inference import engines
-from hushnet.inference.engines import OnnxEngine, TorchEngine, cpu_bf16_flag, load_engine, resolve_precision
+from hushnet.inference.engines import (
+    OnnxEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    cpu_bf16_flag,
+    installed,
+    load_engine,
+    resolve_precision,
+)
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
 from hushnet.model_dir import ONNX_FILE, ModelError, save_model
 
-from helpers import DEV, speechlike, tiny_can
+from helpers import DEV, needs_shared, speechlike, tiny_can
 
-openvino = pytest.importorskip("openvino")
-from hushnet.inference.engines import OpenVinoEngine  # noqa: E402
+# Only the tests that run OpenVINO need it; the onnxruntime, torch and precision tests run without it.
+needs_openvino = pytest.mark.skipif(not installed("openvino"), reason="needs OpenVINO (extra hushnet[openvino])")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,6 +63,7 @@ def test_fixed_lengths_have_three_significant_bits_and_waste_at_most_a_quarter()
     assert fitted_chunk(100, 8192) == 100 and fitted_chunk(800, 31) == 800  # nothing fits: the chunk asked for
 
 
+@needs_openvino
 @pytest.mark.parametrize("length", [1, 31, 1000, 4096, 5001, 20000])
 def test_padded_fixed_shape_input_gives_the_unpadded_output(batch_onnx, length, tmp_path):
     model, path = batch_onnx
@@ -71,6 +80,7 @@ def test_padded_fixed_shape_input_gives_the_unpadded_output(batch_onnx, length, 
         assert np.abs(reference(padded)[:, :length] - reference(x)).max() > 1e-3
 
 
+@needs_openvino
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_files_of_any_length_run_at_few_compiled_shapes(batch_onnx, tmp_path, precision):
     """float32 pads each input to its own fixed length; bf16, whose compiles are dear, pads every
@@ -95,6 +105,7 @@ def test_files_of_any_length_run_at_few_compiled_shapes(batch_onnx, tmp_path, pr
     assert any(path.is_file() for path in tmp_path.iterdir())  # the compiled model is cached for the next run
 
 
+@needs_openvino
 def test_per_input_model_runs_its_segments_and_other_lengths_exactly(tmp_path):
     model = tiny_can("per-input", dilated_layers=6)
     model.config.segment_seconds = 0.25
@@ -110,6 +121,7 @@ def test_per_input_model_runs_its_segments_and_other_lengths_exactly(tmp_path):
     assert np.abs(Denoiser(engine).denoise(x, 16000) - Denoiser(reference).denoise(x, 16000)).max() < 1e-5
 
 
+@needs_openvino
 def test_stream_of_the_openvino_engine_equals_denoise(batch_onnx, tmp_path):
     model, path = batch_onnx
     denoiser = Denoiser(OpenVinoEngine(path, model.config, threads=1, precision="float32", cache_dir=tmp_path))
@@ -120,6 +132,7 @@ def test_stream_of_the_openvino_engine_equals_denoise(batch_onnx, tmp_path):
     assert stream.latency <= 1.5
 
 
+@needs_openvino
 def test_calls_from_several_threads_get_their_own_requests(batch_onnx, tmp_path):
     model, path = batch_onnx
     engine = OpenVinoEngine(path, model.config, threads=1, precision="float32", cache_dir=tmp_path, streams=2)
@@ -165,11 +178,13 @@ def model_dir(tmp_path_factory):
     return directory
 
 
+@needs_openvino
 def test_auto_engine_is_openvino(model_dir):
     engine = load_engine(model_dir, precision="float32")
     assert engine.name == "openvino" and engine.precision == "float32" and engine.choice.startswith("openvino float32")
 
 
+@needs_openvino
 def test_auto_engine_falls_back_to_onnxruntime_with_one_line_when_openvino_fails(model_dir, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("libopenvino.so: cannot open shared object file\nmore detail")
@@ -194,7 +209,15 @@ def test_torch_bf16_runs_under_autocast_and_stays_close(model_dir):
     assert 0 < error < 0.05 * np.abs(full).max()  # bf16 really ran (not bit-equal), and stays close
 
 
-@pytest.mark.parametrize("engine,precision", [("openvino", "float32"), ("openvino", "bf16"), ("torch", "bf16")])
+@needs_shared
+@pytest.mark.parametrize(
+    "engine,precision",
+    [
+        pytest.param("openvino", "float32", marks=needs_openvino),
+        pytest.param("openvino", "bf16", marks=needs_openvino),
+        ("torch", "bf16"),
+    ],
+)
 def test_quality_rule_on_a_real_recording(engine, precision):
     """The rule of the engine table on one Valentini file: PESQ-WB within 0.02 and STOI within 0.002
     of onnxruntime float32 (the full sets are in benchmarks/results/engines.md)."""
@@ -215,6 +238,7 @@ def test_quality_rule_on_a_real_recording(engine, precision):
     assert abs(stoi(clean, enhanced, rate) - stoi(clean, reference, rate)) <= 0.002
 
 
+@needs_openvino
 def test_per_input_models_stay_float32_under_auto(tmp_path):
     """bf16 missed the quality rule for the authors' per-input model, so auto keeps it float32."""
     model = tiny_can("per-input", dilated_layers=6)

@@ -1,4 +1,5 @@
-"""The README's first block runs as written: the example recording it names ships in the repository."""
+"""The README's first block runs as written (the example recording it names ships in the repository),
+and every page it links exists."""
 
 from __future__ import annotations
 
@@ -35,3 +36,27 @@ def test_readme_first_block_denoises_the_shipped_example(tmp_path, monkeypatch, 
     assert main([*denoise[0][1:], "-q"]) == 0, capsys.readouterr().err
     written = tmp_path / example.parent.name / f"{example.stem}_denoised{example.suffix}"
     assert sf.info(str(written)).frames == sf.info(str(example)).frames
+
+
+MAX_README_LINES = 200
+
+
+def test_readme_is_short_and_every_page_it_links_exists():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= MAX_README_LINES
+    targets = [t.split("#", 1)[0] for t in re.findall(r"\]\(([^)]+)\)", text) if "://" not in t]
+    assert len(targets) > 10  # the links were read
+    missing = [t for t in targets if t and not (ROOT / t).exists()]
+    assert not missing, missing
+
+
+def test_every_page_the_docs_link_exists():
+    pages = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "CHANGELOG.md"]
+    assert len(pages) > 5
+    missing = [
+        f"{page.name}: {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)#]+)[^)]*\)", page.read_text())
+        if "://" not in target and not (page.parent / target).exists()
+    ]
+    assert not missing, missing

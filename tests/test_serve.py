@@ -24,9 +24,9 @@ with warnings.catch_warnings():  # starlette's notice that its test client will 
     from fastapi.testclient import TestClient  # noqa: E402
 
 from hushnet.cli import main  # noqa: E402
-from hushnet.commands.serve import ServeConfig  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
+from hushnet.serve.config import ServeConfig  # noqa: E402
 from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
 from helpers import DEV, needs_shared, speechlike, tiny_can  # noqa: E402

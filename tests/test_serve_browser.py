@@ -1,7 +1,7 @@
 """The page in a real browser: Debian's Chromium driven by Selenium against a real `hushnet serve`.
 
 Uploads a real dev recording, waits for the result, checks both players' durations and the drawn
-spectrograms, moves the dry/wet slider, and saves the screenshot the README shows.
+spectrograms, moves the dry/wet slider, and saves the screenshot docs/serve.md shows.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from hushnet.commands.serve import ServeConfig  # noqa: E402
 from hushnet.denoiser import Denoiser  # noqa: E402
 from hushnet.serve import renders  # noqa: E402
 from hushnet.serve.app import create_app  # noqa: E402
+from hushnet.serve.config import ServeConfig  # noqa: E402
 
 from helpers import DEV, needs_shared  # noqa: E402
 
@@ -138,7 +138,7 @@ def test_upload_listen_compare_mix_and_download(server, browser):
         assert stats["std"] > 10 and 5 < stats["mean"] < 250, stats  # a picture, not a blank canvas
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(RESULTS / "serve_page.png"))  # for the README: the result as it first appears
+    browser.save_screenshot(str(RESULTS / "serve_page.png"))  # for docs/serve.md: the result as it first appears
 
     # A/B at the same position: the original takes over where the denoised one was.
     browser.execute_script("arguments[0].currentTime = 1.0;", players[1])

@@ -2,7 +2,7 @@
 
     python tools/gpu_bundle.py -o .gpu --max-data-mib 48      # then: bash tools/gpu_train.sh (on the GPU machine)
 
-The lent GPU machines (see README "Train your own") have Python 3.12 with torch, numpy, scipy,
+The lent GPU machines (see docs/training.md) have Python 3.12 with torch, numpy, scipy,
 matplotlib, safetensors and tqdm, no network, and take at most 64 MiB with each command. This writes
 ``OUT/wheels/`` (soundfile, soxr, pystoi, crc32c wheels for Python 3.12, manylinux x86-64; the pesq source) and
 ``OUT/data/`` in the layout of ``../shared/data`` (speech/, noise/, rir/ with manifest.csv), holding

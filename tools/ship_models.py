@@ -96,7 +96,7 @@ def lossnet_card(source: Path, run: Path) -> str:
 Training record: `runs/lossnet/` in the repository (`evaluation.jsonl`, `confusion.png`, `log.csv`).
 Chance levels: scene = share of the most frequent held-out class; tagging mAP = mean tag prior.
 
-## Feature distances against SNR (`python benchmarks/lossnet.py`)
+## Feature distances against SNR (`python benchmarks/lossnet_snr.py`)
 
 {_section(lossnet_table)}
 ## Data and licences

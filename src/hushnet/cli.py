@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -79,6 +80,12 @@ COMMANDS = {
         "build the reproducible synthetic test set from held-out speakers and noise",
         needs=("torch", "scipy"),
     ),
+    "build-data": Command(
+        "hushnet.commands.build_data",
+        "BuildDataConfig",
+        "measure, filter and clean a speech set into a new training-data folder",
+        needs=("scipy",),
+    ),
     "import-reference": Command(
         "hushnet.commands.import_reference",
         "ImportConfig",
@@ -107,6 +114,30 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _StderrLines(logging.Handler):
+    """Each record of the package's loggers as one line on stderr, as a ``print`` would have written
+    it: the ``sys.stderr`` of the moment (a test's capture, a redirected stream), not the one at setup."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_HANDLER = _StderrLines()
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """The library logs, the command line shows it: the ``hushnet`` loggers' records on stderr, from
+    INFO (DEBUG with ``-v``). ``-q`` is about progress bars and leaves these lines alone."""
+    logger = logging.getLogger("hushnet")
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _missing(modules: tuple[str, ...]) -> list[str]:
@@ -146,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: hushnet {chosen} needs {", ".join(missing)}: pip install "hushnet[train]"', file=sys.stderr)
         return 2
     args = build_parser(argv).parse_args(argv)
+    configure_logging(verbose=getattr(args, "verbose", False))
     command = COMMANDS[args.command]
     module = importlib.import_module(command.module)
     config_class = getattr(module, command.config)
@@ -153,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         with terminate_as_interrupt():
             if command.trainer:
                 return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
-            return module.run(config_from_args(config_class, args))
+            try:
+                config = config_from_args(config_class, args)
+            except ValueError as error:  # a config that checks its values when it is made (ServeConfig)
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            return module.run(config)
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -19,17 +19,11 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from hushnet.audio import (
-    MODEL_RATE,
-    AudioError,
-    checked_rate,
-    like_input,
-    open_audio,
-    output_format,
-    resample,
-    signal_of,
-    write_resampled,
-)
+from hushnet.audio.arrays import checked_rate, like_input, resample, signal_of
+from hushnet.audio.formats import MODEL_RATE, output_format
+from hushnet.audio.read import open_audio
+from hushnet.audio.write import write_resampled
+from hushnet.errors import AudioError
 from hushnet.inference.engines import Engine, TorchEngine, load_engine
 from hushnet.inference.plan import (
     DEFAULT_CHUNK_SECONDS,

@@ -15,7 +15,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from hushnet.audio import AUDIO_EXTENSIONS, one_line, read_audio
+from hushnet.audio.formats import AUDIO_EXTENSIONS
+from hushnet.audio.read import read_audio
+from hushnet.errors import one_line
 from hushnet.metrics import COMPOSITE_NOTE, dnsmos, score
 
 METRICS = [
@@ -114,7 +116,7 @@ def _mono(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _load_same_rate(clean_path: Path, other_path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    from hushnet.audio import resample
+    from hushnet.audio.arrays import resample
 
     clean, clean_rate = _mono(clean_path)
     other, other_rate = _mono(other_path)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from hushnet.audio import AUDIO_EXTENSIONS, WRITABLE_EXTENSIONS
+from hushnet.audio.formats import AUDIO_EXTENSIONS, WRITABLE_EXTENSIONS
 from hushnet.temporaries import check_folder_writable, clean_stale_partials
 
 OUTPUT_SUFFIX = "_denoised"

@@ -274,7 +274,7 @@ class Alignment:
 
 def align(clean: np.ndarray, enhanced: np.ndarray, rate: int, max_delay_s: float = 0.1) -> Alignment:
     """Resample both to 16 kHz, remove a constant delay, and trim to the common length."""
-    from hushnet.audio import resample
+    from hushnet.audio.arrays import resample
 
     if rate != METRIC_RATE:
         clean, enhanced = (
@@ -330,7 +330,7 @@ def dnsmos(signal: np.ndarray, rate: int = METRIC_RATE) -> dict[str, float]:
         from speechmos import dnsmos as speechmos_dnsmos
     except ImportError:
         raise ImportError("DNSMOS needs the optional extra: pip install 'hushnet[dnsmos]'") from None
-    from hushnet.audio import resample
+    from hushnet.audio.arrays import resample
 
     signal = np.asarray(signal, dtype=np.float32)
     if rate != METRIC_RATE:

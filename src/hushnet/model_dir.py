@@ -174,7 +174,7 @@ def load_model(path_or_name: str | os.PathLike | None, kind: str | None = None):
     network_class, config_class = _network_classes(config["kind"])
     from safetensors import SafetensorError
 
-    from hushnet.audio import one_line
+    from hushnet.errors import one_line
 
     try:
         model = network_class(build_config(config_class, directory, config["config"]))
@@ -190,7 +190,7 @@ def _load_ensemble(directory: Path, config: dict):
     """A ``can-ensemble`` directory's :class:`~hushnet.models.ensemble.CANEnsemble`, in eval mode."""
     from safetensors import SafetensorError
 
-    from hushnet.audio import one_line
+    from hushnet.errors import one_line
     from hushnet.models.ensemble import ensemble_from_config
 
     try:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import logging
 import types
 import typing
 from dataclasses import MISSING, dataclass
 from typing import Any, Callable
 
+log = logging.getLogger(__name__)
 DEVICE_HELP = "cpu or cuda"
 THREADS_HELP = "CPU threads (default: the engine's choice, all cores)"
 MODEL_HELP = "model directory, or the name of a shipped model"
@@ -290,9 +291,9 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
 
 def check_runtime(config: RuntimeOptions) -> None:
     """The one check of runtime options for a command (:mod:`hushnet.runtime_options`): threads, device
-    and memory budget refused in one line, threads above the cores capped with one ``note:`` line on
-    stderr, a CUDA device refused where there is none; before any work. Imports torch only for a CUDA
-    device, so that the onnxruntime path stays torch-free."""
+    and memory budget refused in one line, threads above the cores capped with one ``note:`` line
+    logged (the CLI shows it on stderr), a CUDA device refused where there is none; before any work.
+    Imports torch only for a CUDA device, so that the onnxruntime path stays torch-free."""
     from hushnet.runtime_options import usable_threads, validate_runtime_options
 
     validate_runtime_options(
@@ -301,7 +302,7 @@ def check_runtime(config: RuntimeOptions) -> None:
         memory_budget_mb=getattr(config, "memory_budget_mb", None),
         flags=True,
     )
-    config.threads = usable_threads(config.threads, note=lambda message: print(f"note: {message}", file=sys.stderr))
+    config.threads = usable_threads(config.threads, note=lambda message: log.warning("note: %s", message))
     if config.device and config.device.startswith("cuda"):
         import torch
 

@@ -67,8 +67,8 @@ def available_cores() -> int:
 def usable_threads(threads: int | None, note: Callable[[str], None] | None = None) -> int | None:
     """``threads`` as an engine should use it: None (the engine's choice) passes, fewer than 1 or not a
     whole number is a :class:`RuntimeOptionError`, more than the cores is capped at the cores and said
-    once through ``note`` (default: a Python warning). 100000 threads once took one process to
-    16.7 GB and the load average past 2,700."""
+    once through ``note`` (default: a Python warning): a thread count far above the cores costs
+    memory per thread and swamps the machine (docs/behaviour.md)."""
     if threads is None:
         return None
     _threads(threads, flags=note is not None)

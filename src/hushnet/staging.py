@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hushnet.audio import AudioError, AudioInfo, read_resampled
+from hushnet.audio.formats import AudioInfo
+from hushnet.audio.read import read_resampled
+from hushnet.errors import AudioError
 from hushnet.temporaries import clean_stale_scratch, scratch_folder
 
 # Signals larger than this (bytes at 16 kHz float32, all channels) are staged in memmaps on disk.
@@ -31,7 +33,8 @@ def clean_stale_staging(folder: str | os.PathLike | None = None) -> list[Path]:
 class Staging:
     """[channels, samples] float32 work arrays of one file.
 
-    Pages touched stay mapped and count toward resident memory (a 3-hour file reached 1.6 GB);
+    Pages touched stay mapped and count toward resident memory, which would grow with the file's length
+    (benchmarks/results/inference_long_3h.md);
     ``release()`` hands them back (MADV_DONTNEED; the data stays in the file), so memory stays bounded.
     """
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import soxr
 
-from hushnet.audio import MAX_CHANNELS, MODEL_RATE, AudioError, finite_float
+from hushnet.audio.arrays import MAX_CHANNELS, finite_float
+from hushnet.audio.formats import MODEL_RATE
+from hushnet.errors import AudioError
 
 if TYPE_CHECKING:
-    from hushnet.denoiser import Denoiser
+    from hushnet.inference.plan import Enhancer, Scheme
+
+
+class StreamSource(Protocol):
+    """What a stream needs of its :class:`~hushnet.denoiser.Denoiser`, spelled here so that this module
+    does not import the one that makes its streams."""
+
+    level_db: float | None
+    level_scope: str
+
+    def enhancer(self, channels: int, *, level_scope: str | None = None, streaming: bool = False) -> Enhancer: ...
+
+    def prepare(self, scheme: Scheme | None = None) -> None: ...
 
 
 class DenoiseStream:
@@ -23,7 +37,7 @@ class DenoiseStream:
     output sample before that sample is returned (not counting the resamplers' own short delay).
     """
 
-    def __init__(self, denoiser: "Denoiser", sample_rate: int, channels: int = 1) -> None:
+    def __init__(self, denoiser: StreamSource, sample_rate: int, channels: int = 1) -> None:
         if not 1 <= channels <= MAX_CHANNELS:
             raise AudioError(f"channels must be between 1 and {MAX_CHANNELS}")
         self.sample_rate, self.channels = sample_rate, channels

@@ -47,7 +47,7 @@ def export_model(
 
 def run(config: ExportConfig) -> int:
     """Export, check against torch, print the file and the difference; 2 for a model or output that cannot be used."""
-    from hushnet.audio import one_line
+    from hushnet.errors import one_line
     from hushnet.model_dir import ModelError, onnx_output_error
 
     refusal = onnx_output_error(config.output)

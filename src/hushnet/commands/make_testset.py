@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from hushnet.audio import AudioError, one_line
 from hushnet.data.sources import DEFAULT_DATA
 from hushnet.data.testset import DEFAULT_COUNT, DEFAULT_SEED, build_test_set, reserved_summary
+from hushnet.errors import AudioError, one_line
 from hushnet.options import option
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hushnet.audio import AUDIO_EXTENSIONS, MODEL_RATE, read_audio
+from hushnet.audio.formats import AUDIO_EXTENSIONS, MODEL_RATE
+from hushnet.audio.read import read_audio
 
 _SEGMENT_SUFFIX = re.compile(r"_s\d+$")
 

@@ -1,8 +1,8 @@
 """The memory layout the networks compute in: 1-D signals as one-row images in channels-last memory.
 
 oneDNN (PyTorch's CPU backend) has its fast kernels, float32 and bf16 on AMX / AVX-512 BF16, for
-channels-last 2-D convolutions; a ``Conv1d`` over ``[batch, channels, time]`` misses them (measured
-here: 35-41 GFLOP/s float32 conv1d against 358-399 GFLOP/s bf16 channels-last conv2d on one thread).
+channels-last 2-D convolutions; a ``Conv1d`` over ``[batch, channels, time]`` misses them (the
+figures are in docs/training.md).
 So the networks keep ``nn.Conv1d`` parameters (model files unchanged) and run them through
 :func:`conv`, which applies a 4-D tensor ``[batch, channels, 1, time]`` with the weight viewed as
 ``[out, in, 1, taps]``, and a 3-D tensor as the plain conv1d.

@@ -19,11 +19,11 @@ from fastapi.staticfiles import StaticFiles
 
 import hushnet
 from hushnet.model_dir import DEFAULT_MODEL
+from hushnet.serve.config import ServeConfig
 from hushnet.serve.jobs import JobDeleted, JobStore
 from hushnet.serve.routes import denoise, jobs
 
 if TYPE_CHECKING:
-    from hushnet.commands.serve import ServeConfig
     from hushnet.denoiser import Denoiser
 
 log = logging.getLogger("hushnet.serve")
@@ -119,7 +119,6 @@ def create_app(
     model_name: str | None = None,
 ) -> FastAPI:
     """The application around one loaded Denoiser. ``allowed_hosts`` None: loopback names when bound to loopback, else any."""
-    config.validate()  # an empty token must not turn authentication off here either
     store = store or JobStore(denoiser, config.workers, config.max_jobs, config.keep_minutes)
     if allowed_hosts is None and config.loopback:
         allowed_hosts = LOOPBACK_HOSTS

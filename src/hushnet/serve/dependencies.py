@@ -15,7 +15,7 @@ NO_SUCH_JOB = "no such job (wrong id, deleted, or expired)"
 def require_token(request: Request) -> None:
     """With ``--token``: 'Authorization: Bearer TOKEN' or ``?token=TOKEN``, else 401 (router-wide)."""
     token = request.app.state.config.token
-    if token is None:  # an empty token is refused by ServeConfig.validate: it must not turn the check off
+    if token is None:  # an empty token is refused when a ServeConfig is made: it must not turn the check off
         return
     header = request.headers.get("authorization", "")
     given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("token", "")

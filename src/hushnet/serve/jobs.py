@@ -21,8 +21,9 @@ from typing import Callable, Iterator
 
 import soundfile as sf
 
-from hushnet.audio import AUDIO_EXTENSIONS, one_line, output_extension
+from hushnet.audio.formats import AUDIO_EXTENSIONS, output_extension
 from hushnet.denoiser import DENOISE_ERRORS, Denoiser
+from hushnet.errors import one_line
 from hushnet.files import OUTPUT_SUFFIX
 from hushnet.temporaries import scratch_folder
 

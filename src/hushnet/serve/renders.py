@@ -17,7 +17,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from hushnet.audio import MODEL_RATE, AtomicAudioWriter, open_audio, read_resampled
+from hushnet.audio.formats import MODEL_RATE
+from hushnet.audio.read import open_audio, read_resampled
+from hushnet.audio.write import AtomicAudioWriter
 from hushnet.serve.jobs import FileEntry, Job, JobStore, denoised_name
 
 MAX_MIXES_PER_FILE = 4  # cached dry/wet renders kept per file

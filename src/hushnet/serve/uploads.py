@@ -12,7 +12,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from hushnet.audio import one_line
+from hushnet.errors import one_line
 from hushnet.serve.jobs import FileEntry, Job
 
 MAX_PART_HEADER_BYTES = 65536

@@ -9,24 +9,10 @@ from fastapi import HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
+from hushnet.audio.formats import media_type
 from hushnet.serve.jobs import Job, JobStore, TooManyJobs
 from hushnet.serve.uploads import UploadError, receive_upload
 
-MEDIA_TYPES = {
-    ".wav": "audio/wav",
-    ".flac": "audio/flac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".mp3": "audio/mpeg",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-    ".aifc": "audio/aiff",
-    ".au": "audio/basic",
-    ".caf": "audio/x-caf",
-    ".w64": "application/octet-stream",
-    ".rf64": "audio/wav",
-}
 DRY_HELP = "share of the input mixed back: enhanced + dry * (input - enhanced)"
 DryQuery = Annotated[float, Query(ge=0.0, le=1.0, description=DRY_HELP)]
 OptionalDryQuery = Annotated[float | None, Query(ge=0.0, le=1.0, description=DRY_HELP + " (default: the job's dry)")]
@@ -63,7 +49,7 @@ def audio_response(path: Path, download_name: str, download: bool) -> FileRespon
     """An audio file (Range requests work), inline or as a download under ``download_name``."""
     return FileResponse(
         path,
-        media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+        media_type=media_type(path.suffix),
         filename=download_name,
         content_disposition_type="attachment" if download else "inline",
         headers={"Cache-Control": "no-store"},

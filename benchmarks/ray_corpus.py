@@ -7,7 +7,7 @@ wall time, files/s, audio hours per hour, the overhead per file against the loca
 same threads, the start of a local Ray on its own, peak RSS of the local process and of each actor
 (VmHWM, polled from /proc), and from the 2-actor figure the cluster a 10,000-hour corpus needs in 24 h.
 
-    python benchmarks/corpus.py             # writes benchmarks/results/corpus.{json,md}
+    python benchmarks/ray_corpus.py             # writes benchmarks/results/corpus.{json,md}
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
+from common import RESULTS, ROOT, SHARED
+
+DATA = SHARED / "data"
 SRC = ROOT / "src"
 TARGET_HOURS, TARGET_DAYS_HOURS = 10_000, 24
 RUNS = {
@@ -191,7 +191,7 @@ def report(record: dict) -> str:
     lines = [
         "# A corpus on Ray: `hushnet denoise SRC -o DST` vs `--ray`",
         "",
-        f"`python benchmarks/corpus.py`: {record['files']} real recordings ({record['audio_hours'] * 60:.1f} min of audio: every noisy file of "
+        f"`python benchmarks/ray_corpus.py`: {record['files']} real recordings ({record['audio_hours'] * 60:.1f} min of audio: every noisy file of "
         "real_noisy_dev, valentini_dev and valentini_test_dev, the rest spread over the speech sets), default model (hushnet-dfl, onnxruntime), "
         f"each command in a fresh process, one after the other, at nice 0 (Ray's workers too: `RAY_worker_niceness=0`, against Ray's default 15); `--ray` starts its own local Ray (start and stop alone: {record['ray_start_s']} s). "
         f"{record['cpus']} CPUs, **shared** (the lead's training and other sessions' tests ran at the same time; the load average, "

@@ -1,7 +1,7 @@
 """bf16 against float32 training: the same 100-step job from authors-dfl in each precision.
 
-    python benchmarks/precision.py --run                 # trains runs/parity/{bf16,float32} (1 thread each, one after the other)
-    python benchmarks/precision.py                       # compares them: results/precision.md
+    python benchmarks/bf16_parity.py --run                 # trains runs/parity/{bf16,float32} (1 thread each, one after the other)
+    python benchmarks/bf16_parity.py                       # compares them: results/precision.md
 
 Compared: the per-step training loss (mean relative difference over the steps, and over a 10-step
 running mean), and the validation scores at the end (PESQ-WB, STOI, SI-SDR on the job's 16 held-out
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, ROOT
+
 RUNS = ROOT / "runs" / "parity"
 JOB = [
     "--init",

@@ -8,10 +8,10 @@ and 2 threads, for both normalisation modes:
 Then the peak resident memory of a separate process that denoises a synthetic 1-hour file
 (``Denoiser.denoise_file``, 16 kHz FLAC in and out) with the ``batch`` model.
 
-    python benchmarks/inference.py --compare [--seconds 120 --repeats 3]   # engines and precisions vs peers
-    python benchmarks/inference.py --compare-long --hours 3 [--engines auto onnx]   # peak RSS of a 3-hour file
-    python benchmarks/inference.py [--skip-hour]
-    python benchmarks/inference.py --long-only --hours 3 --model hushnet-dfl   # a 3-hour file, shipped model
+    python benchmarks/speed.py --compare [--seconds 120 --repeats 3]   # engines and precisions vs peers
+    python benchmarks/speed.py --compare-long --hours 3 [--engines auto onnx]   # peak RSS of a 3-hour file
+    python benchmarks/speed.py [--skip-hour]
+    python benchmarks/speed.py --long-only --hours 3 --model hushnet-dfl   # a 3-hour file, shipped model
 
 Results: benchmarks/results/inference.json and inference.md (``--long-only``: inference_long_NNh.json/.md;
 ``--compare``: runtime.json/.md; ``--compare-long``: runtime_long.json/.md).
@@ -43,11 +43,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from common import RESULTS
 from hushnet.denoiser import Denoiser
 from hushnet.model_dir import load_model, save_model
 from hushnet.models.can import CAN, to_batch_mode
 
-RESULTS = Path(__file__).parent / "results"
 DEV_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "valentini_dev" / "noisy" / "p287_003.flac"
 
 
@@ -191,7 +191,6 @@ def in_process(system: str, threads: int, x: np.ndarray, model: str, repeats: in
         denoiser = Denoiser.from_pretrained(model, engine=engine, precision=precision, threads=threads)
         run = lambda: denoiser.denoise(x, 16000)  # noqa: E731
     else:
-        sys.path.insert(0, str(Path(__file__).parent))
         from peer_command import SYSTEMS as PEERS
 
         run = lambda: PEERS[system](x, 16000)  # noqa: E731

@@ -7,8 +7,8 @@ same step with an L1 loss instead of the feature loss (the loss network's share 
 the optimizer step alone, and the data (one batch of on-the-fly mixtures). Also the loss network
 trainer's step. Each configuration runs in its own process (its own threads and peak RSS).
 
-    python benchmarks/training.py                       # every path, 1 and 2 threads: results/training.md
-    python benchmarks/training.py --job OLD_SRC         # also `hushnet train`'s 12-step job, OLD_SRC's code against this one
+    python benchmarks/train_speed.py                       # every path, 1 and 2 threads: results/training.md
+    python benchmarks/train_speed.py --job OLD_SRC         # also `hushnet train`'s 12-step job, OLD_SRC's code against this one
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
+from common import RESULTS, SHARED
 
 PATHS = {
     "conv1d float32 (before)": {"channels_last": False, "precision": "float32", "compile": False},
@@ -252,7 +251,7 @@ def main() -> None:
         metavar="PATH",
         help="paths to measure (default all)",
     )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(SHARED / "data"))
     parser.add_argument(
         "--job",
         metavar="OLD_SRC",

@@ -1,7 +1,7 @@
 """Does a loss network's feature space track noise? Per-layer L1 feature distances between clean speech
 and the same speech with noise at 20, 10 and 0 dB SNR, for the authors' loss network and ours.
 
-    python benchmarks/lossnet.py [--ours runs/lossnet/lossnet]
+    python benchmarks/lossnet_snr.py [--ours runs/lossnet/lossnet]
 
 Clean speech: the 7 ``valentini_dev`` clean files; noise: held-out (test split) recordings of
 ``../shared/data/noise``, 3 per file. Distances are computed as the feature loss computes them (each
@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import RESULTS, SHARED
 from hushnet.data.mixing import random_crop, scale_noise_to_snr
 from hushnet.data.sources import AudioCache, noise_clips
 from hushnet.data.splits import select
 from hushnet.evaluate import match_folders
 from hushnet.model_dir import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 SNRS = (20.0, 10.0, 0.0)
 LAYERS = 14
 
@@ -40,7 +39,7 @@ def distances(network, clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ours", default="hushnet-lossnet", help="our loss network (model directory or shipped name)")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "lossnet"))
+    parser.add_argument("--output", default=str(RESULTS / "lossnet"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     networks = {"authors": load_model("authors-lossnet", kind="lossnet"), "ours": load_model(args.ours, kind="lossnet")}
