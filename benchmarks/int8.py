@@ -1,5 +1,5 @@
 """Can int8 keep the quality rule? Post-training static quantisation of a shipped model's ``model.onnx``
-(onnxruntime ``quantize_static``, QDQ, per-channel int8 weights), mixed with float layers, calibrated on
+(onnxruntime ``quantize_static``, QDQ, per-channel int8 weights, or NNCF), mixed with float layers, calibrated on
 training-split mixtures only (never on the sets it is judged on), then judged by the quality rule against
 the float32 model: PESQ-WB within 0.02 and STOI within 0.002 on ``valentini_test_dev`` (25 pairs, paired
 bootstrap 95 % intervals), DNSMOS OVRL within 0.02 on ``real_noisy_dev`` (16 recordings), and timed in
@@ -7,13 +7,18 @@ process (CPU seconds per audio second, 1 thread, alternating repeats, medians).
 
     python benchmarks/int8.py [--model hushnet-dfl] [--variants all-int8 ...] [--engines onnx openvino]
     python benchmarks/int8.py --search 6      # greedy: which layers to keep float, by output SNR on training mixtures
+    python benchmarks/int8.py --snr --variants ...   # output SNR of built variants, and of int8 weights alone
+    python benchmarks/int8.py --two-part      # two-part int8 activations through ConvInteger: SNR and cost
+    python benchmarks/int8.py --report        # results/int8.md's tables from the result files
 
 Variants (``VARIANTS``): which convolutions stay float (index 0 = the 1-channel input conv, 14 = the 1x1
 output conv), which activation range (min/max or a percentile of the calibration values) and the activation
 type (8-bit, or 16-bit where int8 activations lose too much). ``--search`` picks float layers greedily by
 the SNR of the int8 output against the float output on held-out training mixtures (training split too).
 
-Results: ``benchmarks/results/int8.{md,json}``; per-file scores cached in ``benchmarks/work/int8/``.
+Results: ``benchmarks/results/int8-*.json`` (``--tag``) and ``int8.md``; per-file scores cached in
+``benchmarks/work/int8/scores`` (delete a system's file after rebuilding its model). ``int8.json`` is the
+earlier static int8 run on the AMX machine.
 """
 
 from __future__ import annotations
