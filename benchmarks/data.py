@@ -81,12 +81,42 @@ def data_properties(run: Path) -> dict:
     return facts
 
 
+def property_rows(built: Path) -> list[str]:
+    """Markdown rows: the median properties per speech set of a built folder, and of the Valentini clean files."""
+    import soundfile as sf
+
+    from hushnet.data.build import property_table
+    from hushnet.data.properties import PROPERTY_NAMES, measure
+
+    with open(built / "speech" / "properties.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for name in ("valentini_test_dev", "valentini_dev"):
+        for path in sorted((SHARED / name / "clean").glob("*.flac")):
+            audio, rate = sf.read(path)
+            rows.append({"set": f"Valentini clean ({name})", "seconds": len(audio) / rate, **measure(audio, rate)})
+    lines = [
+        "| speech set | files | minutes | " + " | ".join(PROPERTY_NAMES) + " |",
+        "|---|---|---|" + "---|" * len(PROPERTY_NAMES),
+    ]
+    for entry in property_table(rows):
+        values = " | ".join(f"{entry[k]:.4g}" for k in PROPERTY_NAMES)
+        lines.append(f"| {entry['set']} | {entry['utterances']} | {entry['hours'] * 60:.1f} | {values} |")
+    return lines
+
+
 def main() -> None:
     from hushnet.metrics import paired_bootstrap
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="*", help="run folder names under runs/data (default: all with a best/)")
+    parser.add_argument("--properties", help="a hushnet build-data folder: write its property medians per set")
     args = parser.parse_args()
+    if args.properties:
+        lines = property_rows(Path(args.properties))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "data_properties.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     names = args.runs or sorted(p.parent.parent.name for p in RUNS.glob("*/best/model.safetensors"))
     reference = scores("authors-dfl", "authors-dfl")
     ref_mean = {k: np.mean([r[k] for r in reference["valentini"]]) for k in ("pesq_wb", "stoi")}

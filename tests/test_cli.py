@@ -146,6 +146,22 @@ def test_silence_stays_silence(tmp_path, write_wav, tiny_model_dir, capsys):
     assert digest(path) == before
 
 
+@pytest.mark.parametrize("amplitude", [1e-43, 1e-42, 1e-30])
+def test_near_silent_float_input_gives_silence_not_nan(amplitude, tmp_path, write_wav, capsys):
+    """A level gain to speech level from a subnormal channel overflowed float32 into an all-NaN file."""
+    from hushnet.model_dir import save_model
+
+    from helpers import tiny_can
+
+    model = save_model(tiny_can(input_rms_db=-23.0), tmp_path / "levelled", "# levelled\n")
+    noise = (np.random.default_rng(0).standard_normal((1, 16000)) * amplitude).astype(np.float32)
+    path = write_wav("tiny.wav", noise, subtype="FLOAT")
+    status, out, err = run(["denoise", str(path), "-o", str(tmp_path / "o.wav"), "--model", str(model)], capsys)
+    assert status == 0 and "Warning" not in err, err
+    y, _ = sf.read(tmp_path / "o.wav")
+    assert y.shape == (16000,) and np.isfinite(y).all() and not y.any()
+
+
 def test_clipped_input_is_processed_and_output_clipped_safely(tmp_path, write_wav, tiny_model_dir, capsys):
     x = np.clip(speechlike(0.5) * 40, -1, 1)
     path = write_wav("clipped.wav", x)

@@ -42,6 +42,26 @@ def test_digital_silence_stays_silent_with_level_normalisation():
     assert not np.any(denoiser.denoise(np.zeros(16000, np.float32), 16000))
 
 
+@pytest.mark.parametrize("level_db", [None, "off", -100.0, 0.0])
+@pytest.mark.parametrize("amplitude", [1e-45, 1e-42, 1e-38, 1e-12])
+def test_near_silent_input_is_silence_and_always_finite(amplitude, level_db):
+    denoiser = Denoiser(tiny_can(input_rms_db=-23.0), level_db=level_db)
+    x = (np.random.default_rng(1).standard_normal((2, 8000)) * amplitude).astype(np.float32)
+    with np.errstate(all="raise"):
+        y = denoiser.denoise(x, 16000)
+    assert y.shape == x.shape and np.isfinite(y).all() and not y.any()
+    x[1] = 0.1 * speechlike(0.5)[0]  # a loud channel beside a near-silent one is denoised as usual
+    y = denoiser.denoise(x, 16000)
+    assert not y[0].any() and np.abs(y[1]).max() > 1e-3
+
+
+def test_an_engine_output_that_is_not_finite_is_an_audio_error_not_returned():
+    """Input far above full scale, fed raw, overflows the network: an AudioError, never NaN returned."""
+    denoiser = Denoiser(tiny_can(input_rms_db=None))
+    with pytest.raises(AudioError, match="not finite"):
+        denoiser.denoise(np.full(4000, 3e38, np.float32), 16000)
+
+
 def test_long_file_staging_releases_pages_and_gives_the_same_result(tmp_path, monkeypatch):
     """Files staged on disk (as long ones are) hand their pages back as work proceeds; nothing changes."""
     import soundfile as sf
@@ -325,3 +345,90 @@ def test_a_flushed_stream_refuses_more_input_in_one_line():
     for again in (lambda: stream.feed(np.zeros(800, np.float32)), stream.flush):
         with pytest.raises(AudioError, match="flushed"):
             again()
+
+
+@pytest.mark.parametrize("norm", ["batch", "per-input"])
+@pytest.mark.parametrize("level_db", ["off", -23.0])
+@pytest.mark.parametrize("rate", [16000, 44100])
+@pytest.mark.parametrize("fed", ["nothing", "an empty chunk"])
+def test_a_stream_flushed_with_nothing_fed_returns_an_empty_array(fed, rate, level_db, norm):
+    stream = Denoiser(tiny_can(norm), level_db=level_db).stream(rate)
+    if fed == "an empty chunk":
+        assert stream.feed(np.zeros(0, np.float32)).shape == (0,)
+    out = stream.flush()
+    assert out.shape == (0,) and out.dtype == np.float32
+    stereo = Denoiser(tiny_can(norm), level_db=level_db).stream(rate, channels=2)
+    assert stereo.flush().shape == (2, 0)
+
+
+def test_a_sample_rate_below_1_khz_is_refused_before_any_work():
+    """denoise(x, 1) took a 1-s array for 4.4 hours of audio, resampled to 16 kHz without a word."""
+    with pytest.raises(AudioError, match="unsupported sample rate 1 Hz"):
+        Denoiser(tiny_can()).denoise(np.zeros(16000, np.float32), 1)
+    with pytest.raises(AudioError, match="unsupported sample rate 999 Hz"):
+        Denoiser(tiny_can()).stream(999)
+    assert Denoiser(tiny_can()).denoise(speechlike(0.1, rate=1000)[0], 1000).shape == (100,)
+
+
+def test_property_denoise_gives_a_finite_array_of_the_input_shape_or_an_audio_error():
+    """Property (hypothesis): whatever the dtype, shape, layout, contiguity, rate, amplitude (subnormal
+    to full scale) and NaN/inf positions, denoise returns a finite array of the input's shape and dtype,
+    or raises AudioError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    denoisers = [Denoiser(tiny_can(input_rms_db=-23.0)), Denoiser(tiny_can("per-input"), level_db="off")]
+    dtypes = st.sampled_from(["float16", "float32", "float64", "int8", "int16", "int32", "uint8", "bool", "complex64"])
+    rates = st.one_of(
+        st.sampled_from([1000, 8000, 11025, 16000, 22050, 44100, 48000, 96000, 768000]),
+        st.integers(-5, 10**6),
+        st.sampled_from([16000.0, 44100.5, float("nan"), 0]),
+    )
+
+    @st.composite
+    def signals(draw):
+        dtype = np.dtype(draw(dtypes))
+        channels = draw(st.integers(1, 3))
+        samples = draw(st.integers(1, 2000))
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max, size=(channels, samples), endpoint=True).astype(dtype)
+        else:
+            exponent = draw(
+                st.one_of(st.sampled_from([-45.0, -43.0, -42.0, -39.0, -20.0, -3.0, 0.0]), st.floats(-45.0, 0.0))
+            )
+            amplitude = 10.0**exponent
+            x = (rng.standard_normal((channels, samples)) * amplitude).clip(-1, 1)
+            x = x.astype(dtype) if dtype.kind != "b" else x > 0
+        if dtype.kind in "fc" and draw(st.booleans()):
+            x[draw(st.integers(0, channels - 1)), draw(st.integers(0, samples - 1))] = draw(
+                st.sampled_from([np.nan, np.inf, -np.inf])
+            )
+        form = draw(st.sampled_from(["1-D", "channels_first", "channels_last", "strided", "fortran"]))
+        if form == "1-D" or channels == 1 and draw(st.booleans()):
+            return x[0], "auto"
+        if form == "channels_last":
+            return np.ascontiguousarray(x.T) if draw(st.booleans()) else x.T, draw(st.sampled_from(["auto", form]))
+        if form == "strided":
+            return x[:, ::2] if x.shape[1] > 1 else x, "channels_first"
+        if form == "fortran":
+            return np.asfortranarray(x), draw(st.sampled_from(["auto", "channels_first"]))
+        return x, draw(st.sampled_from(["auto", "channels_first"]))
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(signals(), rates, st.integers(0, 1))
+    def check(signal_and_layout, rate, which):
+        audio, layout = signal_and_layout
+        before = audio.copy()
+        try:
+            with np.errstate(all="raise"):  # no overflow anywhere on the way either
+                y = denoisers[which].denoise(audio, rate, layout=layout)
+        except AudioError:
+            return
+        finally:
+            assert np.array_equal(audio, before, equal_nan=audio.dtype.kind in "fc")  # the input is not touched
+        assert y.shape == audio.shape and y.dtype == audio.dtype
+        assert np.isfinite(y.astype(np.float64)).all()
+
+    check()

@@ -3,7 +3,9 @@ engine and precision, the fallback when OpenVINO cannot load (tiny models, short
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from hushnet.inference.engines import (
 )
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
-from hushnet.model_dir import ONNX_FILE, ModelError, save_model
+from hushnet.model_dir import ONNX_FILE, ModelError, fingerprint, fingerprint_metadata, save_model
 from hushnet.precision import CPU_CLASSES, Cpu, cpu_class, detect_cpu
 
 from helpers import DEV, needs_shared, speechlike, tiny_can
@@ -234,7 +236,7 @@ def model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("models") / "tiny"
     model = tiny_can("batch", dilated_layers=6)
     save_model(model, directory, "# tiny\n")
-    export_onnx(model, directory / ONNX_FILE)
+    export_onnx(model, directory / ONNX_FILE, fingerprint_metadata(directory))
     return directory
 
 
@@ -318,3 +320,118 @@ def test_runtime_options_are_checked_once_on_the_way_to_an_engine(model_dir, mon
     assert len(calls) == 2
     Denoiser(TorchEngine(tiny_can("batch", dilated_layers=6)))  # made by hand: checked by the Denoiser itself
     assert len(calls) == 3
+
+
+def _denoise_in_a_fresh_process(tmp_path, env_changes: dict, cwd) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    import soundfile as sf
+
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.5)[0], 16000)
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "HOME")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1", **env_changes)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hushnet.cli",
+            "denoise",
+            str(source),
+            "-o",
+            str(tmp_path / "out.wav"),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_no_cache_folder_is_made_for_a_home_that_does_not_exist(tmp_path):
+    result = _denoise_in_a_fresh_process(tmp_path, {"HOME": str(tmp_path / "gone" / "home")}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "work").mkdir()
+    result = _denoise_in_a_fresh_process(
+        tmp_path, {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": "relative/cache"}, tmp_path / "work"
+    )
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "work").iterdir()) == []
+    assert any((tmp_path / "home" / ".cache" / "hushnet" / "openvino").iterdir())
+
+
+def test_a_read_only_home_gives_no_openvino_telemetry_warnings(tmp_path):
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o555)
+    # root writes anywhere in a 0555 folder: /sys refuses every new entry to root too.
+    read_only = "/sys" if os.geteuid() == 0 else str(home)
+    result = _denoise_in_a_fresh_process(tmp_path, {"HOME": read_only}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr and "telemetry" not in result.stderr, result.stderr
+
+
+def _model_dir_with_graph(tmp_path, graph_bytes: bytes | None = None) -> Path:
+    """A tiny model directory whose model.onnx is an ONNX graph no engine can run (an unknown op),
+    with the directory's fingerprint (so that only the engines can find fault with it)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hushnet.model_dir import FINGERPRINT_KEY
+
+    directory = tmp_path / "model"
+    save_model(tiny_can(), directory, "# tiny\n")
+    if graph_bytes is not None:
+        (directory / ONNX_FILE).write_bytes(graph_bytes)
+        return directory
+    node = helper.make_node("NoSuchOp", ["audio"], ["enhanced"], domain="example.nowhere")
+    dims = ["batch", "samples"]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("enhanced", TensorProto.FLOAT, dims)],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.nowhere", 1)]
+    )
+    model.metadata_props.add(key=FINGERPRINT_KEY, value=fingerprint(directory))
+    onnx.save(model, str(directory / ONNX_FILE))
+    return directory
+
+
+@pytest.mark.parametrize("graph", ["an unknown op", "random bytes", "cut short"])
+@pytest.mark.parametrize("engine", ["auto", "onnx", "openvino"])
+def test_a_model_onnx_no_engine_can_load_is_one_line(graph, engine, tmp_path, capfd):
+    """Not "OpenVINO failed to load (...); using onnxruntime" and then the same failure again."""
+    import os
+
+    from hushnet.cli import main
+    from hushnet.model_dir import PRETRAINED_DIR
+
+    content = {
+        "an unknown op": None,
+        "random bytes": np.random.default_rng(0).bytes(5000),
+        "cut short": (PRETRAINED_DIR / "hushnet-dfl" / ONNX_FILE).read_bytes()[:300000],
+    }[graph]
+    directory = _model_dir_with_graph(tmp_path, content)
+    source = tmp_path / "in.wav"
+    sf.write(source, speechlike(0.3)[0], 16000)
+    capfd.readouterr()
+    status = main(
+        ["denoise", str(source), "-o", str(tmp_path / "o.wav"), "--model", str(directory), "--engine", engine]
+    )
+    err = capfd.readouterr().err  # capfd: what OpenVINO's own C++ parsers print counts too
+    assert status == 2 and err.startswith("error: cannot load ") and err.count("\n") == 1, err
+    assert not os.path.exists(tmp_path / "o.wav")

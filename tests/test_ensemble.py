@@ -220,3 +220,67 @@ def test_the_light_runtime_runs_an_ensemble_without_torch(ensemble_dir, tmp_path
     assert "STATUS 0" in result.stdout, result.stderr
     expected = Denoiser.from_pretrained(str(ensemble_dir), engine="torch").denoise(x, 16000)
     assert np.abs(sf.read(tmp_path / "out.wav", dtype="float32")[0] - expected).max() < 1e-5
+
+
+def test_ensemble_into_a_folder_of_user_files_refuses_and_keeps_them(members, tmp_path, capsys):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "README.md").write_text("precious\n")
+    (project / "model.onnx").write_bytes(b"the user's own graph")
+    for extra in ([], ["--no-onnx"]):
+        assert main(["ensemble", *members, "-o", str(project), *extra]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and "not an ensemble" in error and error.count("\n") == 1
+    assert (project / "README.md").read_text() == "precious\n"
+    assert (project / "model.onnx").read_bytes() == b"the user's own graph"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"]  # no temporary left beside it
+
+
+def test_ensemble_output_that_is_a_file_is_one_line(members, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    assert main(["ensemble", *members, "-o", str(target)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "is a file" in error and error.count("\n") == 1
+    assert target.read_text() == "mine\n"
+
+
+def test_an_earlier_ensemble_or_an_empty_folder_is_replaced_whole(members, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["ensemble", *members, "-o", str(empty), "--no-onnx"]) == 0
+    assert not (empty / "model.onnx").exists()
+    assert main(["ensemble", *members, "--weights", "0.25", "0.75", "-o", str(empty)]) == 0
+    assert json.loads((empty / "config.json").read_text())["members"][1]["weight"] == 0.75
+    from hushnet.model_dir import FINGERPRINT_KEY, fingerprint, onnx_metadata
+
+    assert onnx_metadata(empty / "model.onnx")[FINGERPRINT_KEY] == fingerprint(empty)  # checked at load
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+ENSEMBLE_WITH_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as a full disk does
+resource.setrlimit(resource.RLIMIT_FSIZE, (30000, 30000))  # the weights fit, model.onnx does not
+from hushnet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_failed_ensemble_leaves_no_half_written_model(members, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "src"
+    target = tmp_path / "models" / "blend"
+    result = subprocess.run(
+        [sys.executable, "-c", ENSEMBLE_WITH_A_FILE_SIZE_LIMIT, "ensemble", *members, "-o", str(target)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and str(target) in result.stderr and result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # neither the model, nor its folder, nor a temporary

@@ -274,3 +274,84 @@ def test_the_onnx_engine_leaves_nothing_in_the_temp_folder(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "in_denoised.wav").is_file() and list(scratch.iterdir()) == []
+
+
+@pytest.fixture
+def two_exported(tmp_path):
+    """Two tiny model directories with their own model.onnx, each written by export-onnx."""
+    folders = []
+    for seed in (0, 1):
+        directory = tmp_path / f"model{seed}"
+        save_model(tiny_can(seed=seed, input_rms_db=-23.0), directory, "# tiny\n")
+        assert main(["export-onnx", str(directory), "-o", str(directory / ONNX_FILE)]) == 0
+        folders.append(directory)
+    return folders
+
+
+def _edit_config(directory: Path, **values) -> None:
+    import json
+
+    config = json.loads((directory / "config.json").read_text())
+    config["config"].update(values)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("engine", ["onnx", "openvino", "auto"])
+@pytest.mark.parametrize("change", ["other weights' graph", "dilated_layers 3", "channels 32"])
+def test_a_model_onnx_of_other_weights_or_another_config_is_refused(change, engine, two_exported, tmp_path, capsys):
+    if engine == "openvino" and not installed("openvino"):
+        pytest.skip("needs OpenVINO")
+    first, second = two_exported
+    if change == "other weights' graph":
+        (second / ONNX_FILE).write_bytes((first / ONNX_FILE).read_bytes())
+    else:
+        name, value = change.split()
+        _edit_config(second, **{name: int(value)})
+    capsys.readouterr()
+    path = tmp_path / "in.wav"
+    sf.write(path, speechlike(0.5)[0], 16000)
+    status, _, err = run(
+        ["denoise", str(path), "-o", str(tmp_path / "out.wav"), "--model", str(second), "--engine", engine], capsys
+    )
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"model.onnx was exported from other weights: re-export with hushnet export-onnx {second} -o " in err
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_plan_fields_of_the_config_need_no_re_export(two_exported, tmp_path, capsys):
+    """dry, the level and the segment length do not shape the graph: editing them keeps model.onnx valid."""
+    directory = two_exported[0]
+    _edit_config(directory, dry=0.2, input_rms_db=-30.0)
+    path = tmp_path / "in.wav"
+    sf.write(path, speechlike(0.5)[0], 16000)
+    capsys.readouterr()
+    status, _, err = run(
+        ["denoise", str(path), "-o", str(tmp_path / "o.wav"), "--model", str(directory), "--engine", "onnx", "-q"],
+        capsys,
+    )
+    assert status == 0 and "note" not in err and "error" not in err, err
+
+
+def test_a_model_onnx_without_fingerprint_still_runs_with_one_note(tmp_path, capsys):
+    """An export made before fingerprints (or by hand) runs, unchecked, and says how to have it checked."""
+    from hushnet.inference.networks import export_onnx
+
+    directory = tmp_path / "old"
+    save_model(tiny_can(), directory, "# tiny\n")
+    export_onnx(tiny_can(), directory / ONNX_FILE)  # no fingerprint
+    path = tmp_path / "in.wav"
+    sf.write(path, speechlike(0.5)[0], 16000)
+    status, _, err = run(
+        ["denoise", str(path), "-o", str(tmp_path / "o.wav"), "--model", str(directory), "--engine", "onnx", "-q"],
+        capsys,
+    )
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert status == 0 and len(notes) == 1 and "has no fingerprint" in notes[0] and "hushnet export-onnx" in notes[0]
+
+
+@pytest.mark.parametrize("name", ["hushnet-dfl", "authors-dfl"])
+def test_the_shipped_model_onnx_files_carry_their_fingerprint(name):
+    from hushnet.model_dir import FINGERPRINT_KEY, PRETRAINED_DIR, fingerprint, onnx_metadata
+
+    directory = PRETRAINED_DIR / name
+    assert onnx_metadata(directory / ONNX_FILE)[FINGERPRINT_KEY] == fingerprint(directory)

@@ -472,11 +472,11 @@ def test_serve_loads_the_model_into_its_engine_precision_threads_and_workers(tmp
     pytest.importorskip("openvino")
     from hushnet.commands.serve import build_app
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import ONNX_FILE, save_model
+    from hushnet.model_dir import ONNX_FILE, fingerprint_metadata, save_model
 
     directory = tmp_path / "tiny"
     save_model(tiny_can(), directory, "# tiny\n")
-    export_onnx(tiny_can(), directory / ONNX_FILE)
+    export_onnx(tiny_can(), directory / ONNX_FILE, fingerprint_metadata(directory))
     app = build_app(ServeConfig(model=str(directory), engine="openvino", precision="float32", threads=1, workers=2))
     try:
         engine = app.state.denoiser.engine
@@ -718,3 +718,40 @@ def test_a_client_that_goes_away_stops_its_denoising(tmp_path):
     assert store.jobs == {} and not created[0].folder.exists()
     assert sent[0]["status"] == 499
     store.close()
+
+
+def test_a_stalled_upload_holds_no_job_slot_and_is_dropped(tmp_path, tiny_model_dir):
+    """--max-jobs 1: a client that declares 1 GB, sends 3 KB and goes silent must not lock everyone out."""
+    import socket
+
+    import httpx
+
+    server, port = start_server(
+        ["--model", str(tiny_model_dir), "--threads", "1", "--max-jobs", "1", "--upload-idle-seconds", "2"], tmp_path
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            assert first_health(http, server).status_code == 200
+            stalled = socket.create_connection(("127.0.0.1", port))
+            body = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n' + b"\0" * 3000
+            stalled.sendall(
+                b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                b"Content-Length: 1000000000\r\n\r\n" + body
+            )
+            time.sleep(0.5)  # the server has the stalled job folder now
+            assert len(list(tmp_path.glob("hushnet-serve-*/*"))) == 1
+            created = http.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))})
+            assert created.status_code == 201, created.text
+            stalled.settimeout(30)
+            answer = b""  # sent once the idle limit is reached
+            while b"}" not in answer and (piece := stalled.recv(65536)):
+                answer += piece
+            answer = answer.decode("latin-1")
+            stalled.close()
+            assert answer.startswith("HTTP/1.1 408") and "upload stalled" in answer, answer
+            assert [p.name for p in tmp_path.glob("hushnet-serve-*/*")] == [created.json()["id"]]
+            refused = http.post("/api/jobs", files={"file": ("a.wav", encoded(speechlike(0.3)))})
+            assert refused.status_code == 429  # the one slot is the finished job's
+    finally:
+        _, err = stop(server)
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []

@@ -367,3 +367,147 @@ def test_a_second_trainer_on_a_busy_run_folder_fails_at_once_and_a_dead_ones_loc
         main(["train", "-o", config.output, "--resume", "--max-steps", str(step + 1), "-q"]) == 0
     )  # the dead trainer's lock is taken over
     assert latest_checkpoint(config.output).name == f"step_{step + 1:07d}"
+
+
+def _train_arguments(output: Path, corpus: Path, lossnet: Path, *extra: str) -> list[str]:
+    return [
+        "train", "-o", str(output), "--data", str(corpus), "--lossnet", str(lossnet), "--channels", "8",
+        "--max-steps", "4", "--checkpoint-every", "2", "--batch-size", "1", "--segment-seconds", "0.25",
+        "--validation-items", "1", "--calibration-steps", "1", "--threads", "1", "--no-compile",
+        "--precision", "float32", "-q", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_corpus, tiny_lossnet_dir):
+    """A 4-step run with checkpoints at steps 2 and 4, made by the command."""
+    from hushnet.cli import main
+
+    output = tmp_path_factory.mktemp("finished") / "run"
+    assert main(_train_arguments(output, tiny_corpus, tiny_lossnet_dir)) == 0
+    return output
+
+
+def _resume(run: Path, tiny_corpus, tiny_lossnet_dir, capsys, *extra: str) -> tuple[int, str]:
+    from hushnet.cli import main
+
+    capsys.readouterr()
+    status = main(_train_arguments(run, tiny_corpus, tiny_lossnet_dir, "--resume", "--max-steps", "6", *extra))
+    return status, capsys.readouterr().err
+
+
+@pytest.fixture
+def copied_run(finished_run, tmp_path):
+    import shutil
+
+    shutil.copytree(finished_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_a_folder_named_lock_in_the_run_folder_is_one_line(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    from hushnet.cli import main
+
+    (tmp_path / "run" / ".lock").mkdir(parents=True)
+    status = main(_train_arguments(tmp_path / "run", tiny_corpus, tiny_lossnet_dir))
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: cannot lock the run folder") and err.count("\n") == 1, err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]  # nothing else written
+
+
+@pytest.mark.parametrize("file", ["training_state.safetensors", "model.safetensors", "training_state.json"])
+def test_a_damaged_last_checkpoint_resumes_from_the_one_before(file, copied_run, tiny_corpus, tiny_lossnet_dir, capsys):
+    path = copied_run / "checkpoints" / "step_0000004" / file
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    status, err = _resume(copied_run, tiny_corpus, tiny_lossnet_dir, capsys)
+    lines = [line for line in err.splitlines() if "damaged" in line]
+    assert status == 0 and len(lines) == 1, err
+    assert lines[0].startswith("checkpoint step 4 is damaged (") and lines[0].endswith("resuming from step 2")
+    assert str(path) in lines[0]  # the file is named
+    assert "Traceback" not in err and (copied_run / "checkpoints" / "step_0000006").is_dir()
+    assert not (copied_run / ".lock").exists()
+
+
+def test_no_undamaged_checkpoint_left_stops_in_one_line(copied_run, tiny_corpus, tiny_lossnet_dir, capsys):
+    for step in ("step_0000002", "step_0000004"):
+        path = copied_run / "checkpoints" / step / "training_state.safetensors"
+        path.write_bytes(path.read_bytes()[:100])
+    status, err = _resume(copied_run, tiny_corpus, tiny_lossnet_dir, capsys)
+    first, last = err.splitlines()  # one line a damaged checkpoint, the last one the error
+    assert status == 2 and first.startswith("checkpoint step 4 is damaged") and first.endswith("resuming from step 2")
+    assert last.startswith("error: checkpoint step 2 is damaged") and "no earlier checkpoint" in last
+    assert "training_state.safetensors" in last and not (copied_run / ".lock").exists()
+
+
+@pytest.mark.parametrize("flag, value, had", [("--channels", "32", "8"), ("--norm", "batch", "per-input")])
+def test_resume_with_another_network_names_the_flag(
+    flag, value, had, copied_run, tiny_corpus, tiny_lossnet_dir, capsys
+):
+    before = (copied_run / "train_config.json").read_text()
+    status, err = _resume(copied_run, tiny_corpus, tiny_lossnet_dir, capsys, flag, value)
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {flag} cannot change on --resume (the run has {had}")
+    assert (copied_run / "train_config.json").read_text() == before and not (copied_run / ".lock").exists()
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--checkpoint-every", "--validate-every"])
+def test_a_zero_count_is_refused_before_any_work(flag, tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    from hushnet.cli import main
+
+    status = main(_train_arguments(tmp_path / "run", tiny_corpus, tiny_lossnet_dir, flag, "0"))
+    err = capsys.readouterr().err
+    assert status == 2 and err == f"error: {flag} must be a whole number of at least 1, got 0\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_max_steps_0_claims_no_best_model(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    from hushnet.cli import main
+
+    status = main(_train_arguments(tmp_path / "run", tiny_corpus, tiny_lossnet_dir, "--max-steps", "0"))
+    out = capsys.readouterr().out
+    assert status == 0 and not (tmp_path / "run" / "best").exists()
+    assert "(best model:" not in out and "no best model" in out
+
+
+def test_training_leaves_no_torch_compile_folder_in_the_temp_folder(tmp_path, tiny_corpus, tiny_lossnet_dir):
+    temp, cache = tmp_path / "temp", tmp_path / "cache"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(TMPDIR=str(temp), XDG_CACHE_HOME=str(cache), OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    arguments = _train_arguments(tmp_path / "run", tiny_corpus, tiny_lossnet_dir, "--max-steps", "1")
+    result = subprocess.run(
+        [sys.executable, "-m", "hushnet.cli", *arguments], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert not list(temp.glob("torchinductor_*"))
+
+
+def test_garbage_and_fifo_files_in_speech_are_skipped_with_one_line(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    import shutil
+
+    from hushnet.cli import main
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "speech" / "spk0" / "garbage.flac").write_bytes(b"not audio at all" * 64)
+    os.mkfifo(corpus / "speech" / "spk1" / "pipe.flac")  # reading it would block the trainer for ever
+    status = main(_train_arguments(tmp_path / "run", corpus, tiny_lossnet_dir, "--max-steps", "1"))
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note: skipping")]
+    assert status == 0 and len(notes) == 1, err
+    assert "garbage.flac (not readable audio)" in notes[0] and "pipe.flac (not a regular file)" in notes[0]
+
+
+def test_an_empty_speech_folder_says_so(tmp_path, tiny_corpus, tiny_lossnet_dir, capsys):
+    import shutil
+
+    from hushnet.cli import main
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    shutil.rmtree(corpus / "speech")
+    (corpus / "speech").mkdir()
+    status = main(_train_arguments(tmp_path / "run", corpus, tiny_lossnet_dir))
+    err = capsys.readouterr().err
+    assert status == 2 and err == f"error: no audio in {corpus / 'speech'}: nothing to train on\n"
+    assert not (tmp_path / "run").exists()

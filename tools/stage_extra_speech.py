@@ -24,6 +24,7 @@ speaker, found by normalised cross-correlation at 16 kHz).
 
 Usage: python tools/stage_extra_speech.py [--mirror-root DIR] [--out DIR] [--shared DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,7 @@ import soxr
 SR = 16000
 RESERVED = {"p232", "p257", "p226", "p287"}
 VCTK_LIC = "CC BY 4.0 (CSTR VCTK Corpus, Univ. of Edinburgh)"
-ARCTIC_LIC = ("CMU ARCTIC licence (free use, modification and redistribution with notice; "
-              "Carnegie Mellon Univ.)")
+ARCTIC_LIC = "CMU ARCTIC licence (free use, modification and redistribution with notice; Carnegie Mellon Univ.)"
 LIBRITTS_LIC = "CC BY 4.0 (LibriTTS, H. Zen et al.; from LibriVox/LibriSpeech)"
 
 # Sex as stated by the demo pages (lvc-vc "pNNN (Male)", StarGANv2-VC F2M/M2F folders,
@@ -52,29 +52,91 @@ LIBRITTS_LIC = "CC BY 4.0 (LibriTTS, H. Zen et al.; from LibriVox/LibriSpeech)"
 # prefixes) or by the shared speech manifest.
 # Speakers not listed here get an empty sex field.
 VCTK_SEX = {
-    "p225": "F", "p227": "M", "p228": "F", "p229": "F", "p230": "F", "p231": "F", "p233": "F",
-    "p236": "F", "p237": "M", "p238": "F", "p239": "F", "p240": "F", "p241": "M", "p243": "M", "p244": "F",
-    "p245": "M", "p247": "M", "p251": "M", "p253": "F", "p254": "M", "p256": "M", "p258": "M",
-    "p259": "M", "p261": "F", "p262": "F", "p264": "F", "p267": "F", "p270": "M", "p272": "M",
-    "p273": "M", "p274": "M", "p276": "F", "p277": "F", "p279": "M", "p280": "F", "p284": "M",
-    "p286": "M", "p293": "F", "p294": "F", "p302": "M", "p308": "F", "p311": "M", "p312": "F",
-    "p314": "F", "p315": "M", "p317": "F", "p318": "F", "p326": "M", "p329": "F", "p334": "M",
-    "p335": "F", "p340": "F", "p347": "M", "p351": "F", "p360": "M", "p362": "F", "p363": "M",
-    "p374": "M", "p376": "M",
+    "p225": "F",
+    "p227": "M",
+    "p228": "F",
+    "p229": "F",
+    "p230": "F",
+    "p231": "F",
+    "p233": "F",
+    "p236": "F",
+    "p237": "M",
+    "p238": "F",
+    "p239": "F",
+    "p240": "F",
+    "p241": "M",
+    "p243": "M",
+    "p244": "F",
+    "p245": "M",
+    "p247": "M",
+    "p251": "M",
+    "p253": "F",
+    "p254": "M",
+    "p256": "M",
+    "p258": "M",
+    "p259": "M",
+    "p261": "F",
+    "p262": "F",
+    "p264": "F",
+    "p267": "F",
+    "p270": "M",
+    "p272": "M",
+    "p273": "M",
+    "p274": "M",
+    "p276": "F",
+    "p277": "F",
+    "p279": "M",
+    "p280": "F",
+    "p284": "M",
+    "p286": "M",
+    "p293": "F",
+    "p294": "F",
+    "p302": "M",
+    "p308": "F",
+    "p311": "M",
+    "p312": "F",
+    "p314": "F",
+    "p315": "M",
+    "p317": "F",
+    "p318": "F",
+    "p326": "M",
+    "p329": "F",
+    "p334": "M",
+    "p335": "F",
+    "p340": "F",
+    "p347": "M",
+    "p351": "F",
+    "p360": "M",
+    "p362": "F",
+    "p363": "M",
+    "p374": "M",
+    "p376": "M",
 }
 # LibriTTS readers with the sex given by the YourTTS demo folder names (<id>_m / <id>_f) or the
 # FreeVC demo file names (F_ / M_).
-LIBRITTS_SEX = {"1089": "M", "1188": "M", "121": "F", "1284": "F", "1580": "F", "1995": "F",
-                "2300": "M", "237": "F", "260": "M", "908": "M", "1320": "M", "5105": "M",
-                "3575": "F", "5142": "F", "8463": "F"}
+LIBRITTS_SEX = {
+    "1089": "M",
+    "1188": "M",
+    "121": "F",
+    "1284": "F",
+    "1580": "F",
+    "1995": "F",
+    "2300": "M",
+    "237": "F",
+    "260": "M",
+    "908": "M",
+    "1320": "M",
+    "5105": "M",
+    "3575": "F",
+    "5142": "F",
+    "8463": "F",
+}
 # CMU ARCTIC speakers (festvox documentation).
-ARCTIC_SEX = {"aew": "M", "axb": "F", "bdl": "M", "clb": "F", "jmk": "M", "ksp": "M",
-              "rms": "M", "slt": "F"}
+ARCTIC_SEX = {"aew": "M", "axb": "F", "bdl": "M", "clb": "F", "jmk": "M", "ksp": "M", "rms": "M", "slt": "F"}
 
 
 def git(gd: Path, *args: str) -> bytes:
-    return subprocess.run(["git", "--git-dir", str(gd), *args], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(["git", "--git-dir", str(gd), *args], check=True, capture_output=True).stdout
 
 
 def list_paths(gd: Path, commit: str) -> list[str]:
@@ -85,6 +147,7 @@ def list_paths(gd: Path, commit: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Source selections. Each returns (path, set, speaker, sex, name, license) tuples.
 # ---------------------------------------------------------------------------------------------
+
 
 def vctk(spk: str, name: str, path: str, sex: str | None = None):
     return (path, "vctk", spk, sex if sex is not None else VCTK_SEX.get(spk, ""), name, VCTK_LIC)
@@ -182,9 +245,11 @@ def sel_yourtts(paths):
     # recordings (not English) and the speaker-adaptation recordings EN-F/EN-M (no corpus or
     # licence stated).
     for p in paths:
-        m = (re.fullmatch(r"audios_demo/GT/VCTK/p\d{3}/(p\d{3})_(\d{3})\.wav", p)
-             or re.fullmatch(r"audios_demo/reference/(p\d{3})_(\d{3})\.wav", p)
-             or re.fullmatch(r"audios_demo/Exp\.6/EN-EN/[FM]-[FM]/reference/(p\d{3})_(\d{3})\.wav", p))
+        m = (
+            re.fullmatch(r"audios_demo/GT/VCTK/p\d{3}/(p\d{3})_(\d{3})\.wav", p)
+            or re.fullmatch(r"audios_demo/reference/(p\d{3})_(\d{3})\.wav", p)
+            or re.fullmatch(r"audios_demo/Exp\.6/EN-EN/[FM]-[FM]/reference/(p\d{3})_(\d{3})\.wav", p)
+        )
         if m:
             yield vctk(m[1], f"{m[1]}_{m[2]}", p)
             continue
@@ -218,8 +283,7 @@ def sel_kuleshov(paths):
 
 
 def arctic(spk: str, utt: str, path: str):
-    return (path, "cmu_arctic", f"arctic_{spk}", ARCTIC_SEX.get(spk, ""), f"arctic_{utt}",
-            ARCTIC_LIC)
+    return (path, "cmu_arctic", f"arctic_{spk}", ARCTIC_SEX.get(spk, ""), f"arctic_{utt}", ARCTIC_LIC)
 
 
 def sel_pyroom(paths):
@@ -235,7 +299,9 @@ def sel_r9y9(paths):
     # natural slt speech of the GAN-TTS post (audio/slt, "自然音声") and natural source (clb)
     # / target (slt) speech of the GAN-VC post (audio/ganvc/src, audio/ganvc/tgt).
     for p in paths:
-        m = re.fullmatch(r"audio/icassp2021-pwg-vuvd/bonus/([a-z]{3})/AnaSyn/\[Test\d+\]-\1_arctic_(b\d{4})_ref-Recording\.wav", p)
+        m = re.fullmatch(
+            r"audio/icassp2021-pwg-vuvd/bonus/([a-z]{3})/AnaSyn/\[Test\d+\]-\1_arctic_(b\d{4})_ref-Recording\.wav", p
+        )
         if m:
             yield arctic(m[1], m[2], p)
             continue
@@ -267,6 +333,7 @@ SOURCES = [
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def decode(data: bytes):
     x, sr = sf.read(io.BytesIO(data), dtype="float64", always_2d=True)
@@ -347,8 +414,10 @@ def write_readme(out: Path, rows: list[dict]) -> None:
     for set_ in sorted({r["set"] for r in rows}):
         rs = [r for r in rows if r["set"] == set_]
         repos = sorted({"/".join(r["source"].split("/")[:2]) for r in rs})
-        lines.append(f"| {set_} | {len({r['speaker'] for r in rs})} | {len(rs)} | "
-                     f"{sum(float(r['seconds']) for r in rs) / 60:.1f} | {', '.join(repos)} |\n")
+        lines.append(
+            f"| {set_} | {len({r['speaker'] for r in rs})} | {len(rs)} | "
+            f"{sum(float(r['seconds']) for r in rs) / 60:.1f} | {', '.join(repos)} |\n"
+        )
     (out / "README.md").write_text("".join(lines))
 
 
@@ -383,54 +452,74 @@ def main() -> int:
         if not gd.exists():
             print(f"missing mirror {gd} (fetch github:{repo}); skipped", file=sys.stderr)
             continue
-        if subprocess.run(["git", "--git-dir", str(gd), "cat-file", "-e", f"{pin}^{{commit}}"],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(
+                ["git", "--git-dir", str(gd), "cat-file", "-e", f"{pin}^{{commit}}"], capture_output=True
+            ).returncode
+            == 0
+        ):
             commit = pin
         else:
             commit = git(gd, "rev-parse", f"{ref}^{{commit}}").decode().strip()
-            print(f"warning: {repo}: pinned commit {pin[:10]} absent, using {ref}={commit[:10]}",
-                  file=sys.stderr)
+            print(f"warning: {repo}: pinned commit {pin[:10]} absent, using {ref}={commit[:10]}", file=sys.stderr)
         n_ok = 0
         for path, set_, spk, sex, name, lic in select(list_paths(gd, commit)):
             src = f"{repo}/{path}"
             tag = f"{src}@{commit[:10]}"
             if spk in RESERVED:
-                skipped.append(f"{tag}: reserved speaker {spk}"); continue
+                skipped.append(f"{tag}: reserved speaker {spk}")
+                continue
             if (spk, name) in shared_keys or src in shared_sources:
-                skipped.append(f"{tag}: already in shared set"); continue
+                skipped.append(f"{tag}: already in shared set")
+                continue
             if (spk, name) in seen_keys:
-                skipped.append(f"{tag}: duplicate utterance {spk}/{name}"); continue
+                skipped.append(f"{tag}: duplicate utterance {spk}/{name}")
+                continue
             data = git(gd, "show", f"{commit}:{path}")
             if data.startswith(b"version https://git-lfs"):
-                skipped.append(f"{tag}: LFS pointer"); continue
+                skipped.append(f"{tag}: LFS pointer")
+                continue
             try:
                 x, sr = decode(data)
             except Exception as e:  # noqa: BLE001
-                skipped.append(f"{tag}: undecodable ({e})"); continue
+                skipped.append(f"{tag}: undecodable ({e})")
+                continue
             if len(x) < sr:
-                skipped.append(f"{tag}: shorter than 1 s"); continue
+                skipped.append(f"{tag}: shorter than 1 s")
+                continue
             nfull = int((np.abs(x) >= 32767 / 32768).sum())
             if nfull > 3:
-                skipped.append(f"{tag}: {nfull} samples at full scale"); continue
+                skipped.append(f"{tag}: {nfull} samples at full scale")
+                continue
             h = hashlib.sha1(np.ascontiguousarray(x.astype(np.float32)).tobytes()).hexdigest()
             if h in hashes:
-                skipped.append(f"{tag}: identical content"); continue
+                skipped.append(f"{tag}: identical content")
+                continue
             y = to16k(x, sr)
             dup = next((k for k, z in accepted.get(spk, []) if contained(y, z)), None)
             if dup is None:
                 dup = next((k for k, z in shared_signals(spk) if contained(y, z)), None)
                 dup = f"shared:{dup}" if dup else None
             if dup is not None:
-                skipped.append(f"{tag}: same recording as {dup}"); continue
+                skipped.append(f"{tag}: same recording as {dup}")
+                continue
             rel = f"{set_}/{spk}/{name}.flac"
             (out / set_ / spk).mkdir(parents=True, exist_ok=True)
             sf.write(out / rel, y, SR, subtype="PCM_16", format="FLAC")
             hashes.add(h)
             seen_keys.add((spk, name))
             accepted.setdefault(spk, []).append((rel, y))
-            rows.append({"path": rel, "set": set_, "speaker": spk, "sex": sex,
-                         "seconds": f"{len(y) / SR:.3f}", "license": lic,
-                         "source": f"{src}@{commit}"})
+            rows.append(
+                {
+                    "path": rel,
+                    "set": set_,
+                    "speaker": spk,
+                    "sex": sex,
+                    "seconds": f"{len(y) / SR:.3f}",
+                    "license": lic,
+                    "source": f"{src}@{commit}",
+                }
+            )
             n_ok += 1
         print(f"{repo}@{commit[:10]}: {n_ok} files")
 
@@ -440,8 +529,7 @@ def main() -> int:
         w.writerows(rows)
     total = sum(float(r["seconds"]) for r in rows)
     write_readme(out, rows)
-    print(f"wrote {len(rows)} files, {total / 60:.1f} min, "
-          f"{len({r['speaker'] for r in rows})} speakers -> {out}")
+    print(f"wrote {len(rows)} files, {total / 60:.1f} min, {len({r['speaker'] for r in rows})} speakers -> {out}")
     for s in skipped:
         print("skip", s)
     return 0

@@ -33,7 +33,9 @@ from hushnet.inference.plan import (
     choose_scheme,
     fitted_chunk,
     gains_from_energy,
+    silent,
 )
+from hushnet.models.config import DRY_RANGE, LEVEL_DB_RANGE
 from hushnet.precision import detect_cpu
 from hushnet.runtime_options import validate_runtime_options
 from hushnet.staging import Staging, stage_input
@@ -65,7 +67,7 @@ def _fraction(dry) -> float:
     if (
         isinstance(dry, (bool, np.bool_))
         or not isinstance(dry, (int, float, np.integer, np.floating))
-        or not 0.0 <= float(dry) <= 1.0
+        or not DRY_RANGE[0] <= float(dry) <= DRY_RANGE[1]
     ):
         raise AudioError(f"dry must be between 0 (fully denoised) and 1 (the input unchanged), got {dry!r}")
     return float(dry)
@@ -79,9 +81,10 @@ def _level(level_db, model_level: float | None) -> float | None:
     if (
         isinstance(level_db, (bool, np.bool_))
         or not isinstance(level_db, (int, float, np.integer, np.floating))
-        or not -100.0 <= float(level_db) <= 0.0
+        or not LEVEL_DB_RANGE[0] <= float(level_db) <= LEVEL_DB_RANGE[1]
     ):
-        raise AudioError(f"level must be a dBFS value between -100 and 0, or 'off'; got {level_db!r}")
+        low, high = LEVEL_DB_RANGE
+        raise AudioError(f"level must be a dBFS value between {low:g} and {high:g}, or 'off'; got {level_db!r}")
     return float(level_db)
 
 
@@ -271,10 +274,14 @@ class Denoiser:
         audio = np.asarray(audio)
         signal, rate, transposed = signal_of(audio, sample_rate, layout)
         x16 = resample(np.ascontiguousarray(signal), rate, MODEL_RATE)
-        enhancer = self.enhancer(x16.shape[0], (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1]))
+        energy = (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1])
+        enhancer = self.enhancer(x16.shape[0], energy)
         out = np.concatenate([y for y, _ in enhancer.blocks(x16, x16.shape[1], progress)], axis=1)
-        out[~np.any(signal != 0, axis=1)] = 0.0
-        return like_input(resample(out, MODEL_RATE, rate), audio, transposed)
+        out[~np.any(signal != 0, axis=1) | silent(*energy)] = 0.0
+        out = resample(out, MODEL_RATE, rate)
+        if not np.isfinite(out).all():
+            raise AudioError("the result is not finite (NaN or infinite samples)")
+        return like_input(out, audio, transposed)
 
     def stream(self, sample_rate: int | float = MODEL_RATE, channels: int = 1):
         """A push streamer (:class:`~hushnet.stream.DenoiseStream`): ``feed(chunk)`` returns what is ready, ``flush()`` the rest."""
@@ -314,7 +321,7 @@ class Denoiser:
                     written += y.shape[1]
                     staging.advanced(consumed)
                 out = out[:, : staged.samples]
-                out[~staged.nonzero] = 0.0
+                out[~staged.nonzero | silent(*staged.energy)] = 0.0
                 result = FileResult(
                     input_path, output_path, info.seconds, info.sample_rate, info.channels, notes=staged.notes(info)
                 )

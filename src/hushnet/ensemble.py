@@ -19,6 +19,7 @@ output depends on the whole segment; fixed-statistics members run on the same se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -70,7 +71,10 @@ def plan_config(members: list[CANConfig], weights: list[float], level_db: float 
         dry=0.0,
         segment_seconds=members[per_input[0]].segment_seconds if per_input else None,
     )
-    return CANConfig.from_dict(values)
+    try:
+        return CANConfig.from_dict(values)
+    except ValueError as error:  # an input level out of range (--level-db)
+        raise ModelError(f"--level-db: {error}") from None
 
 
 def build_ensemble(
@@ -121,27 +125,77 @@ def _card(ensemble: CANEnsemble) -> str:
     )
 
 
+ENSEMBLE_FILES = {WEIGHTS_FILE, CONFIG_FILE, ONNX_FILE, CARD_FILE}
+
+
+def ensemble_output_error(directory: str | os.PathLike) -> str | None:
+    """Why ``directory`` must not receive an ensemble (one line), or None: a file, or a folder that is
+    not empty and is not an ensemble this command made (whose files it would replace)."""
+    directory = Path(directory)
+    if not directory.exists() and not directory.is_symlink():
+        return None
+    if not directory.is_dir():
+        return f"-o {directory} is a file, not a folder: name a new folder for the ensemble"
+    try:
+        entries = {path.name for path in directory.iterdir()}
+    except OSError as error:
+        return f"-o {directory}: cannot read the folder ({error.strerror or error})"
+    if not entries:
+        return None
+    try:
+        ours = entries <= ENSEMBLE_FILES and read_config(directory)["kind"] == ENSEMBLE_KIND
+    except ModelError:
+        ours = False
+    if not ours:
+        return (
+            f"-o {directory} is not empty and is not an ensemble made by hushnet ensemble: "
+            "refusing to replace its files (name a new or empty folder)"
+        )
+    return None
+
+
 def save_ensemble(ensemble: CANEnsemble, directory: str | os.PathLike, onnx: bool = True) -> Path:
-    """Write ``ensemble`` as a model directory (weights, config, card and, with ``onnx``, its one-graph ONNX file)."""
+    """Write ``ensemble`` as a model directory (weights, config, card and, with ``onnx``, its one-graph
+    ONNX file), built in a hidden folder beside it that replaces it only once complete; a folder that
+    holds anything but an earlier ensemble is refused (ModelError), and a failure leaves nothing."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    from hushnet.audio import one_line
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import atomic_write, write_text
+    from hushnet.model_dir import atomic_write, fingerprint_metadata, write_text
+    from hushnet.temporaries import PendingFolder, clean_stale_partials, nearest_existing
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    problem = ensemble_output_error(directory)
+    if problem:
+        raise ModelError(problem)
+    existing = nearest_existing(directory.parent)
+    clean_stale_partials(existing)
     tensors = {name: t.detach().cpu().contiguous() for name, t in ensemble.state_dict().items()}
     members = [
         {"model": source, "weight": weight, "prefix": f"branches.{i}.", "config": member.config.to_dict()}
         for i, (source, weight, member) in enumerate(zip(ensemble.sources, ensemble.weights, ensemble.members))
     ]
     config = {"kind": ENSEMBLE_KIND, "config": ensemble.config.to_dict(), "members": members}
-    (directory / ONNX_FILE).unlink(missing_ok=True)  # never leave the graph of other weights beside these
-    atomic_write(directory / WEIGHTS_FILE, lambda name: save_file(tensors, name, metadata={"kind": ENSEMBLE_KIND}))
-    write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-    write_text(directory / CARD_FILE, _card(ensemble))
-    if onnx:
-        export_onnx(ensemble, directory / ONNX_FILE)
+    try:
+        with PendingFolder(directory) as building:
+            atomic_write(
+                building / WEIGHTS_FILE, lambda name: save_file(tensors, name, metadata={"kind": ENSEMBLE_KIND})
+            )
+            write_text(building / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+            write_text(building / CARD_FILE, _card(ensemble))
+            if onnx:
+                export_onnx(ensemble, building / ONNX_FILE, fingerprint_metadata(building))
+    except (OSError, RuntimeError, SafetensorError) as error:
+        # Folders made above the output for it go too: a failed command leaves nothing.
+        for folder in [directory.parent, *directory.parent.parents]:
+            if folder == existing or not folder.is_relative_to(existing):
+                break
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else one_line(error)
+        raise ModelError(f"cannot write the ensemble {directory}: {reason} (nothing was written)") from None
     return directory
 
 

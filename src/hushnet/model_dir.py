@@ -9,6 +9,7 @@ safetensors are imported only where weights are loaded or saved.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import types
@@ -29,6 +30,125 @@ KINDS = ("can", "lossnet", ENSEMBLE_KIND)
 
 class ModelError(ValueError):
     """A model directory or name that cannot be loaded."""
+
+
+# model.onnx carries the fingerprint of the weights and network config it was exported from (ONNX
+# metadata), so that a graph of other weights, or a config edited after the export, is refused.
+FINGERPRINT_KEY = "hushnet.fingerprint"
+# Config fields that do not shape the exported graph (how the plan feeds it, or training only): editing
+# them needs no re-export.
+NOT_IN_GRAPH = ("input_rms_db", "segment_seconds", "dry", "batch_norm_momentum")
+
+
+def _graph_fields(values) -> dict:
+    return {k: v for k, v in values.items() if k not in NOT_IN_GRAPH} if isinstance(values, dict) else values
+
+
+def fingerprint(directory: str | os.PathLike) -> str:
+    """sha256 of a model directory's weights file and of the config fields that shape its graph
+    (an ensemble's members included)."""
+    directory = Path(directory)
+    config = read_config(directory)
+    shape = {
+        "kind": config["kind"],
+        "config": _graph_fields(config["config"]),
+        "members": [
+            {**m, "config": _graph_fields(m.get("config"))} if isinstance(m, dict) else m
+            for m in config.get("members", [])
+        ],
+    }
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode())
+    try:
+        with open(directory / WEIGHTS_FILE, "rb") as weights:
+            for block in iter(lambda: weights.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise ModelError(f"cannot load model from {directory}: {WEIGHTS_FILE}: {error.strerror or error}") from None
+    return digest.hexdigest()
+
+
+def fingerprint_metadata(directory: str | os.PathLike) -> dict[str, str]:
+    """The ONNX metadata an export of ``directory`` carries (see :func:`check_onnx_fingerprint`)."""
+    return {FINGERPRINT_KEY: fingerprint(directory)}
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("truncated")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(data: bytes):
+    """(field number, value) of a protobuf message's top level; length-delimited values as bytes."""
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+        elif wire == 1:
+            value, at = data[at : at + 8], at + 8
+        elif wire == 5:
+            value, at = data[at : at + 4], at + 4
+        elif wire == 2:
+            size, at = _varint(data, at)
+            value, at = data[at : at + size], at + size
+            if at > len(data):
+                raise ValueError("truncated")
+        else:
+            raise ValueError(f"wire type {wire}")
+        yield number, value
+
+
+def onnx_metadata(path: str | os.PathLike) -> dict[str, str] | None:
+    """The ``metadata_props`` of an ONNX file, read without onnx (the light runtime has only
+    onnxruntime); None for a file that is not a whole protobuf message (damaged, cut short, not ONNX)."""
+    metadata = {}
+    try:
+        data = Path(path).read_bytes()
+        seen = set()
+        for number, value in _fields(data):
+            seen.add(number)
+            if number == 14 and isinstance(value, bytes):  # ModelProto.metadata_props
+                entry = dict(_fields(value))
+                metadata[bytes(entry.get(1, b"")).decode("utf-8", "replace")] = bytes(entry.get(2, b"")).decode(
+                    "utf-8", "replace"
+                )
+    except (OSError, ValueError):
+        return None
+    return metadata if 7 in seen else None  # ModelProto.graph: every model has one
+
+
+def check_onnx_fingerprint(directory: str | os.PathLike) -> str | None:
+    """ModelError where a model directory's ``model.onnx`` was exported from other weights or another
+    network config; a one-line note (returned) where it has no fingerprint (an export made before
+    fingerprints: it is run, unchecked), else None."""
+    directory = Path(directory)
+    metadata = onnx_metadata(directory / ONNX_FILE)
+    if metadata is None:  # before any engine, whose parsers print pages about it
+        raise ModelError(
+            f"cannot load model from {directory}: {ONNX_FILE} is damaged or not an ONNX model: "
+            f"re-export with hushnet export-onnx {directory} -o {directory / ONNX_FILE}"
+        )
+    stored = metadata.get(FINGERPRINT_KEY)
+    if stored is None:
+        return (
+            f"{directory / ONNX_FILE} has no fingerprint of its weights, so it cannot be checked against them: "
+            f"re-export it with hushnet export-onnx {directory} -o {directory / ONNX_FILE}"
+        )
+    if stored != fingerprint(directory):
+        raise ModelError(
+            f"cannot load model from {directory}: {ONNX_FILE} was exported from other weights: "
+            f"re-export with hushnet export-onnx {directory} -o {directory / ONNX_FILE}"
+        )
+    return None
 
 
 def available_models(kind: str | None = None) -> list[str]:

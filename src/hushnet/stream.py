@@ -75,7 +75,8 @@ class DenoiseStream:
             y = np.pad(y, ((0, 0), (0, self.received - self.returned - y.shape[1])))
         self.returned += y.shape[1]
         y = np.ascontiguousarray(y, dtype=np.float32)
-        return y[0] if self._mono else y
+        mono = self._mono if self._mono is not None else self.channels == 1  # flushed before any feed
+        return y[0] if mono else y
 
     def feed(self, chunk) -> np.ndarray:
         """Push samples; returns the denoised samples that are ready (possibly none)."""

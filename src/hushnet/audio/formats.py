@@ -46,12 +46,17 @@ AUDIO_EXTENSIONS = WRITABLE_EXTENSIONS | FFMPEG_ONLY_EXTENSIONS
 # The highest rate audio interfaces record at; above it a "sample rate" is a corrupt header or a
 # mistake (2**31 - 1 Hz read as "no audio samples", 10**9 Hz made the resampler fail).
 MAX_SAMPLE_RATE = 768000
+# Below this no recording is speech (telephone audio is 8 kHz); a rate of 1 Hz read a 1-s array as
+# 4.4 hours of audio.
+MIN_SAMPLE_RATE = 1000
 
 
 def check_sample_rate(rate: int) -> None:
     """AudioError for a rate no recording has."""
     if rate > MAX_SAMPLE_RATE:
         raise AudioError(f"unsupported sample rate {rate} Hz (at most {MAX_SAMPLE_RATE})")
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"unsupported sample rate {rate} Hz (at least {MIN_SAMPLE_RATE})")
 
 
 @dataclass

@@ -74,6 +74,8 @@ class AtomicAudioWriter:
     def write(self, block: np.ndarray) -> None:
         """Append [channels, samples]; clip to [-1, 1] for formats that cannot hold more."""
         data = block.T
+        if not np.isfinite(data).all():  # never a file we would not stand behind
+            raise AudioError(f"cannot write {self.path}: the result has NaN or infinite samples")
         if self.integer:
             over = np.abs(data) > 1.0
             if over.any():

@@ -28,10 +28,10 @@ def export_model(
 
     from hushnet.inference.engines import installed
     from hushnet.inference.networks import export_onnx
-    from hushnet.model_dir import load_model
+    from hushnet.model_dir import fingerprint_metadata, load_model, resolve_model_dir
 
     model = load_model(path_or_name, kind="can")
-    path = export_onnx(model, output)
+    path = export_onnx(model, output, fingerprint_metadata(resolve_model_dir(path_or_name)))
     if not installed("onnxruntime"):
         return path, None
     import onnxruntime as ort

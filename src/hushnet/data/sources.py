@@ -7,16 +7,19 @@ once (resampled to 16 kHz, channels averaged) and keeps it.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from hushnet.audio.formats import AUDIO_EXTENSIONS, MODEL_RATE
+from hushnet.audio.formats import AUDIO_EXTENSIONS, FFMPEG_ONLY_EXTENSIONS, MODEL_RATE
 from hushnet.audio.read import read_audio
 
+log = logging.getLogger(__name__)
 _SEGMENT_SUFFIX = re.compile(r"_s\d+$")
 
 
@@ -90,8 +93,27 @@ def _manifest_of(source: Path) -> Path | None:
 
 
 def audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder``, recursively, in a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    """Audio files under ``folder``, recursively, in a stable order. Names with an audio extension that
+    are not regular files (a FIFO would block the reader) or whose header soundfile cannot read are
+    skipped with one ``note:`` line naming them, not found mid-training."""
+    usable, skipped = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            skipped.append(f"{path.name} (not a regular file)")
+            continue
+        if path.suffix.lower() not in FFMPEG_ONLY_EXTENSIONS:  # those need ffmpeg to tell: read when used
+            try:
+                sf.info(str(path))
+            except (sf.LibsndfileError, RuntimeError, OSError, ValueError):
+                skipped.append(f"{path.name} (not readable audio)")
+                continue
+        usable.append(path)
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        log.warning("note: skipping %d file%s in %s: %s", len(skipped), "s" if len(skipped) > 1 else "", folder, shown)
+    return usable
 
 
 def speech_utterances(source: str | os.PathLike) -> list[Utterance]:

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from hushnet.cache import hushnet_cache_dir
 from hushnet.inference.choice import (
     ENGINES,
     TORCH_AUTO_BF16,  # noqa: F401 - also this module's public name
@@ -39,6 +40,7 @@ from hushnet.model_dir import (
     ONNX_FILE,
     ModelError,
     build_config,
+    check_onnx_fingerprint,
     load_model,
     read_config,
     resolve_model_dir,
@@ -77,11 +79,30 @@ def installed(module: str) -> bool:
         return False
 
 
-def openvino_cache_dir() -> Path:
+def openvino_cache_dir() -> Path | None:
     """Where compiled OpenVINO models are kept between runs: $XDG_CACHE_HOME/hushnet/openvino
-    (default ~/.cache/hushnet/openvino)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hushnet" / "openvino"
+    (default ~/.cache/hushnet/openvino); None where there is no user cache folder (no cache then)."""
+    return hushnet_cache_dir("openvino")
+
+
+def _import_openvino():
+    """``openvino``, with the ``WARNING:root:`` lines its telemetry logs at import where the home
+    folder is read-only (it cannot store its consent file) kept off the user's terminal."""
+    import logging
+
+    root = logging.getLogger()
+    quiet = logging.NullHandler() if not root.handlers else None
+    if quiet is not None:  # else the first warning installs a stderr handler for good
+        root.addHandler(quiet)
+    previous = root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        import openvino
+    finally:
+        logging.disable(previous)
+        if quiet is not None:
+            root.removeHandler(quiet)
+    return openvino
 
 
 def _first_line(error: BaseException) -> str:
@@ -197,15 +218,15 @@ class OpenVinoEngine:
         streams: int = 1,
     ) -> None:
         """``precision``: resolved (``float32`` or ``bf16``, :func:`~hushnet.inference.choice.choose_precision`)."""
-        import openvino as ov
-
+        ov = _import_openvino()
         self.core = ov.Core()
         if "CPU" not in self.core.available_devices:
             raise ModelError("OpenVINO found no CPU device it can run on")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            self.core.set_property({"CACHE_DIR": str(self.cache_dir)})
+            if self.cache_dir is not None:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                self.core.set_property({"CACHE_DIR": str(self.cache_dir)})
         except OSError:  # a read-only home: compile every run instead
             self.cache_dir = None
         try:
@@ -395,6 +416,7 @@ def load_engine(
     config = read_config(directory)
     if config["kind"] not in ("can", ENSEMBLE_KIND):
         raise ModelError(f"{directory} holds a {config['kind']} model, not a denoiser (can)")
+    build_config(CANConfig, directory, config["config"])  # values out of range: one line, before any engine
     on_cpu = device in (None, "cpu")
     if engine in ("onnx", "openvino") and not on_cpu:
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
@@ -405,14 +427,17 @@ def load_engine(
     if engine == "auto" and chosen != order[0]:
         engine_why = f"auto: {order[0]} is not installed or cannot run {directory.name}"
     value, why = choose_precision(precision, chosen, cpu, kind, device or "cpu")
+    # A graph of other weights would run without a word. The lines below are said once an engine has
+    # loaded: a model no engine can load is its one error line, not a note and a fallback before it.
+    unchecked = check_onnx_fingerprint(directory) if chosen in ("openvino", "onnx") else None
+    said = [] if unchecked is None else [f"hushnet: note: {unchecked}"]
     loaded, notes = None, []
     if chosen == "openvino":
         loaded, notes = _load_openvino(directory, config, engine, threads, value, streams)
         if loaded is None:  # OpenVINO failed to load: the next engine that can run this precision
             chosen = "onnx" if installed("onnxruntime") and precision != "bf16" else resolve_engine("torch", directory)
-            print(
-                f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}",
-                file=sys.stderr,
+            said.append(
+                f"hushnet: OpenVINO failed to load ({notes[0]}); using {'onnxruntime' if chosen == 'onnx' else chosen}"
             )
             notes = ["OpenVINO failed to load"]
             value, why = choose_precision(precision, chosen, cpu, kind, device or "cpu")
@@ -421,6 +446,8 @@ def load_engine(
             loaded = OnnxEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads)
         else:
             loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
+    for line in said:
+        print(line, file=sys.stderr)
     loaded.cpu = cpu
     loaded.choice = "; ".join([describe(loaded.name, loaded.precision, engine_why, why), *notes])
     loaded.load_seconds = time.perf_counter() - started

@@ -103,9 +103,11 @@ def inference_network(model: CAN) -> nn.Module:
     return FoldedCAN(model) if model.config.norm == "batch" else PerInputCAN(model)
 
 
-def export_onnx(model: CAN, path: str | os.PathLike) -> Path:
+def export_onnx(model: CAN, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model`` as one self-contained ONNX file: input ``audio`` [batch, samples] float32,
-    output ``enhanced`` of the same shape, both dimensions dynamic. Written atomically."""
+    output ``enhanced`` of the same shape, both dimensions dynamic. Written atomically.
+    ``metadata``: entries for the file's ``metadata_props``, e.g. the fingerprint of the model
+    directory it comes from (``model_dir.fingerprint_metadata``), checked when the directory is loaded."""
     network = inference_network(model.float().cpu().eval())
     # The length must not be a multiple of any dilation while tracing, or the tail logic folds away.
     example = torch.zeros(2, 3 * model.config.receptive_radius + 3)
@@ -123,6 +125,20 @@ def export_onnx(model: CAN, path: str | os.PathLike) -> Path:
                 output_names=["enhanced"],
                 dynamic_axes={"audio": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}},
             )
+        if metadata:
+            set_onnx_metadata(name, metadata)
 
     atomic_write(path, write)
     return Path(path)
+
+
+def set_onnx_metadata(path: str | os.PathLike, values: dict[str, str]) -> None:
+    """Set ``metadata_props`` entries of the ONNX file at ``path`` in place (the graph is untouched)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    for key, value in [*kept, *values.items()]:
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))

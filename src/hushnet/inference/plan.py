@@ -25,6 +25,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from hushnet.audio import AudioError
+
 RunBatch = Callable[[np.ndarray], np.ndarray]  # [batch, samples] float32 -> same shape
 # Most samples (batch x length) in one forward: bounds the engine's activation memory
 # (64 channels x 2^18 samples x 4 bytes = 64 MB per activation).
@@ -40,6 +42,11 @@ CROSSFADE_SECONDS = 1.0
 DEFAULT_SEGMENT_SECONDS = 4.0
 # Activation memory of one whole-input per-input forward, per sample (input, conv output, tail copy).
 WHOLE_BYTES_PER_SAMPLE = 3 * 64 * 4
+# A channel (or segment) whose RMS is below this is silence: -200 dBFS, under the step of any PCM
+# format (32-bit integers: -186 dBFS), where a level gain to speech level would overflow float32.
+SILENCE_RMS = 1e-10
+# The most a level gain may amplify (a channel at SILENCE_RMS brought to 0 dBFS).
+MAX_LEVEL_GAIN = 1.0 / SILENCE_RMS
 
 
 # Input lengths of the fixed-shape engines (OpenVINO compiles once per shape): multiples of
@@ -142,10 +149,17 @@ def choose_scheme(
     return Scheme("segments", length, overlap=min(round(CROSSFADE_SECONDS * sample_rate), length // 3))
 
 
+def silent(sum_of_squares: np.ndarray, count: int) -> np.ndarray:
+    """Per channel: whether its RMS over ``count`` samples is below SILENCE_RMS (its output is silence)."""
+    return np.sqrt(np.asarray(sum_of_squares, dtype=np.float64) / max(count, 1)) < SILENCE_RMS
+
+
 def gains_from_energy(sum_of_squares: np.ndarray, count: int, target_rms: float) -> np.ndarray:
-    """Per-channel gains to ``target_rms`` from each channel's sum of squares over ``count`` samples (1 for silence)."""
+    """Per-channel gains to ``target_rms`` from each channel's sum of squares over ``count`` samples
+    (1 for silence, at most MAX_LEVEL_GAIN)."""
     rms = np.sqrt(np.asarray(sum_of_squares, dtype=np.float64) / max(count, 1))
-    return np.where(rms > 0, target_rms / np.where(rms > 0, rms, 1.0), 1.0)
+    quiet = rms < SILENCE_RMS
+    return np.where(quiet, 1.0, np.minimum(MAX_LEVEL_GAIN, target_rms / np.where(quiet, 1.0, rms)))
 
 
 def level_gains(x: np.ndarray, target_rms: float | None) -> np.ndarray:
@@ -160,7 +174,8 @@ class Enhancer:
 
     ``gains``: fixed per-channel level gains (level per recording), or ``segment_level``: the target
     RMS each segment (each row of each item) is brought to. ``dry``: fraction of the input mixed back.
-    An item whose input is digital silence on a channel gives silence there.
+    An item whose input is silence on a channel (RMS below SILENCE_RMS) gives silence there; an
+    engine output that is not finite is an AudioError, never returned.
     """
 
     def __init__(
@@ -215,6 +230,8 @@ class Enhancer:
                 items.append((max(0, start - s.context), end, start, stop))
             else:
                 start, stop = k * s.hop, k * s.hop + s.length
+                if total == 0:  # flushed with nothing fed: no segment at all
+                    break
                 if total is None:
                     if self.received < stop:
                         break
@@ -252,7 +269,10 @@ class Enhancer:
             y = (self.run(np.ascontiguousarray(flat, dtype=np.float32)) if length else flat).reshape(x.shape) / gains
             if self.dry:
                 y = y + np.float32(self.dry) * (x - y)
-            y = np.where(np.any(x != 0, axis=2, keepdims=True), y, np.float32(0.0))
+            quiet = silent(np.square(x, dtype=np.float64).sum(axis=2), length)[..., None]
+            y = np.where(quiet, np.float32(0.0), y)
+            if not np.isfinite(y).all():
+                raise AudioError("the model's output is not finite (NaN or infinite samples)")
             for (a, _, out_start, out_stop), out in zip(group, y):
                 outputs.append(out[:, out_start - a : out_stop - a].astype(np.float32, copy=False))
             i = j

@@ -3,9 +3,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 NORM_MODES = ("per-input", "batch")
+# The one rate models run at (every input is resampled to it and back).
+MODEL_SAMPLE_RATE = 16000
+# Ranges shared by a model's config.json and the flags that set the same things (--level-db, --dry),
+# so that a value one refuses is not taken from the other.
+LEVEL_DB_RANGE = (-100.0, 0.0)
+DRY_RANGE = (0.0, 1.0)
+SEGMENT_SECONDS_RANGE = (0.01, 3600.0)  # as --chunk-seconds: 0 or less never ends, more is a whole file in memory
+MAX_CHANNELS = 1024
+# 16 dilated layers see 131074 samples (8 s) each side; beyond that a shape overflows what engines take.
+MAX_DILATED_LAYERS = 16
 
 
 class ModelConfig:
@@ -49,10 +60,9 @@ class CANConfig(ModelConfig):
     dry: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.norm not in NORM_MODES:
-            raise ValueError(f"norm must be one of {NORM_MODES}, got {self.norm!r}")
-        if self.channels < 1 or self.dilated_layers < 0:
-            raise ValueError("channels must be >= 1 and dilated_layers >= 0")
+        problem = can_config_problem(self)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def dilations(self) -> list[int]:
@@ -67,3 +77,38 @@ class CANConfig(ModelConfig):
     @property
     def receptive_field(self) -> int:
         return 2 * self.receptive_radius + 1
+
+
+def _outside(value, low: float, high: float) -> bool:
+    return (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and low <= value <= high)
+    )
+
+
+def can_config_problem(config: CANConfig) -> str | None:
+    """Why a CAN config cannot run (one line naming the field and its range), or None."""
+    if config.norm not in NORM_MODES:
+        return f"norm must be one of {', '.join(NORM_MODES)}, got {config.norm!r}"
+    for name, low, high in (("channels", 1, MAX_CHANNELS), ("dilated_layers", 0, MAX_DILATED_LAYERS)):
+        value = getattr(config, name)
+        if _outside(value, low, high) or int(value) != value:
+            return f"{name} must be a whole number from {low} to {high}, got {value!r}"
+    if config.sample_rate != MODEL_SAMPLE_RATE or isinstance(config.sample_rate, bool):
+        return f"sample_rate must be {MODEL_SAMPLE_RATE} (models run at that rate), got {config.sample_rate!r}"
+    ranges = {
+        "eps": (1e-12, 1.0),
+        "negative_slope": (0.0, 1.0),
+        "batch_norm_momentum": (0.0, 1.0),
+        "input_rms_db": LEVEL_DB_RANGE,
+        "segment_seconds": SEGMENT_SECONDS_RANGE,
+        "dry": DRY_RANGE,
+    }
+    for name, (low, high) in ranges.items():
+        value = getattr(config, name)
+        if value is None and name in ("input_rms_db", "segment_seconds"):
+            continue
+        if _outside(value, low, high):
+            return f"{name} must be between {low:g} and {high:g}, got {value!r}"
+    return None

@@ -129,6 +129,7 @@ def create_app(
     app.state.store, app.state.config, app.state.denoiser = store, config, denoiser
     app.state.model_name = model_name or (Path(config.model).name if config.model else DEFAULT_MODEL)
     app.state.limit_bytes = int(config.max_upload_mb * 2**20)
+    app.state.upload_idle_seconds = config.upload_idle_seconds
     app.add_middleware(Guard, refusal=host_and_origin_refusal(allowed_hosts))
 
     @app.exception_handler(JobDeleted)

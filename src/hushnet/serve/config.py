@@ -27,6 +27,9 @@ class ServeConfig(DenoiserOptions):
     max_upload_mb: float = option(4096.0, help="largest request body in MB; larger ones get 413")
     max_jobs: int = option(32, help="jobs held at once, finished or not; more get 429")
     keep_minutes: float = option(60.0, help="delete a job's files this long after it was last used")
+    upload_idle_seconds: float = option(
+        60.0, help="drop an upload (408) that sends nothing for this long, freeing what it held"
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -37,7 +40,7 @@ class ServeConfig(DenoiserOptions):
         for name in ("workers", "max_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("max_upload_mb", "keep_minutes"):
+        for name in ("max_upload_mb", "keep_minutes", "upload_idle_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):  # NaN compares false with everything
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")

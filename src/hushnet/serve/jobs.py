@@ -211,10 +211,7 @@ class JobStore:
         with self.lock:
             if self.closed:
                 raise TooManyJobs("the server is shutting down")
-            if len(self.jobs) >= self.max_jobs:
-                raise TooManyJobs(
-                    f"the server already holds {self.max_jobs} jobs; delete finished ones or try again later"
-                )
+            self._check_room()
             job_id = secrets.token_urlsafe(16)
             folder = self.root / job_id
             folder.mkdir(mode=0o700)
@@ -230,9 +227,18 @@ class JobStore:
             job.touched = time.time()
         return job
 
+    def _check_room(self) -> None:
+        # Only jobs whose body has arrived count: a client that stalls mid-upload must not hold a slot
+        # (its upload is dropped after --upload-idle-seconds anyway).
+        if sum(1 for job in self.jobs.values() if job.uploaded) >= self.max_jobs:
+            raise TooManyJobs(f"the server already holds {self.max_jobs} jobs; delete finished ones or try again later")
+
     def submit(self, job: Job) -> None:
-        """Queue every file of a fully uploaded job on the worker pool."""
-        job.uploaded = True
+        """Queue every file of a fully uploaded job on the worker pool; TooManyJobs where uploads that
+        finished first took the last slots (the job is then the caller's to delete)."""
+        with self.lock:
+            self._check_room()
+            job.uploaded = True
         job.touched = time.time()
         for entry in job.files:
             job.futures.append(self.pool.submit(self._process, job, entry))

@@ -5,7 +5,9 @@ Never holds a whole file in memory, and stops at the byte limit (413) however th
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import AsyncIterator
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
@@ -111,8 +113,23 @@ class MultipartSink:
             self.handle = None
 
 
-async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files: int) -> None:
-    """Stream the request's multipart body into ``job``; UploadError (status, one line) when it cannot be taken."""
+async def _chunks(request: Request, idle_seconds: float | None) -> AsyncIterator[bytes]:
+    """The request body's chunks; UploadError 408 when none arrives for ``idle_seconds``."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            yield await asyncio.wait_for(stream.__anext__(), idle_seconds)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise UploadError(408, f"upload stalled: nothing received for {idle_seconds:g} s") from None
+
+
+async def receive_upload(
+    request: Request, job: Job, limit_bytes: int, max_files: int, idle_seconds: float | None = None
+) -> None:
+    """Stream the request's multipart body into ``job``; UploadError (status, one line) when it cannot
+    be taken, or when the client sends nothing for ``idle_seconds`` (its job is then dropped)."""
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
@@ -125,7 +142,7 @@ async def receive_upload(request: Request, job: Job, limit_bytes: int, max_files
     parser = MultipartParser(boundary, sink.callbacks(), max_header_size=MAX_PART_HEADER_BYTES)
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_seconds):
             received += len(chunk)
             job.touched = time.time()  # a slow upload is in use, not abandoned (see JobStore.expire)
             if received > limit_bytes:

@@ -146,6 +146,9 @@ def _mixture_sets(config: TrainConfig, cache: AudioCache) -> tuple[MixtureDatase
     speech = speech_utterances(root / "speech")
     noise = noise_clips(root / "noise")
     rooms = impulse_responses(root / "rir") if (root / "rir").exists() else []
+    for name, found in (("speech", speech), ("noise", noise)):
+        if not found:
+            raise ValueError(f"no audio in {root / name}: nothing to train on")
     train_speech, validation_speech = select(speech, "train"), select(speech, "validation")
     train_noise, validation_noise = select(noise, "train"), select(noise, "validation")
     # Small user folders can hash every speaker or recording into one split: keep both sides usable.

@@ -20,15 +20,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import SafetensorError
 
 from hushnet.audio import AudioError, one_line
+from hushnet.cache import use_compile_cache
 from hushnet.files import CreatedFolders
-from hushnet.model_dir import load_weights
+from hushnet.model_dir import WEIGHTS_FILE, load_weights
 from hushnet.options import JobOptions, check_runtime, with_overrides
 from hushnet.temporaries import write_text
 from hushnet.training import distrib
 from hushnet.training.state import (
     CHECKPOINTS_DIR,
+    TRAINING_INFO_FILE,
+    TRAINING_STATE_FILE,
     latest_checkpoint,
     publish_checkpoint,
     read_training_state,
@@ -97,7 +101,13 @@ class RunFolderLock:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / self.NAME
-        self.handle = open(self.path, "a+")
+        try:
+            self.handle = open(self.path, "a+")
+        except OSError as error:  # a folder or something unreadable in the way
+            raise FileExistsError(
+                f"cannot lock the run folder: {self.path} is not a lock file we can open "
+                f"({error.strerror or error}); remove it or choose another --output"
+            ) from None
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -167,7 +177,7 @@ class Run:
     def abandon_if_empty(self) -> None:
         """Let go of the run folder, and remove it if this run created it and nothing was written into it."""
         if self.main:
-            self.lock.release(remove=bool(self.folders.created))
+            self.lock.release(remove=True)  # ours, whether or not this run made the folder (a failed --resume)
             self.folders.remove_empty()
 
     def start(self, config_dict: dict) -> None:
@@ -188,8 +198,21 @@ class Run:
         the RNG restored; ({}, {"step": 0}) for a new run."""
         if self.latest is None:
             return {}, {"step": 0}
-        load_weights(model, self.latest)
-        return read_training_state(self.latest, optimizer)
+        check_same_network(model, self.latest)
+        candidates = [self.latest, *reversed([c for c in checkpoints(self.output) if c.name < self.latest.name])]
+        for index, checkpoint in enumerate(candidates):
+            part = checkpoint / WEIGHTS_FILE
+            try:
+                load_weights(model, checkpoint)
+                part = checkpoint / TRAINING_STATE_FILE
+                return read_training_state(checkpoint, optimizer)
+            except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+                damaged = f"checkpoint step {checkpoint_step(checkpoint)} is damaged ({damage(part, error)})"
+            if index + 1 == len(candidates):
+                raise ValueError(f"{damaged}, and there is no earlier checkpoint in {self.output} to resume from")
+            if self.main:
+                print(f"{damaged}: resuming from step {checkpoint_step(candidates[index + 1])}", file=sys.stderr)
+        raise AssertionError("unreachable")
 
     def start_clock(self) -> None:
         """The time budget counts from here: the steps, not the setup or the starting validation."""
@@ -247,6 +270,65 @@ class Run:
             self.lock.release(remove=True)
 
 
+def checkpoints(output: Path) -> list[Path]:
+    """The complete-looking checkpoint folders of a run folder, oldest first."""
+    return sorted(p for p in (Path(output) / CHECKPOINTS_DIR).glob("step_*") if p.is_dir())
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.removeprefix("step_"))
+
+
+def damage(part: Path, error: BaseException) -> str:
+    """What is wrong with a checkpoint, naming the file (``part``: the one being read)."""
+    if isinstance(error, json.JSONDecodeError):
+        return f"{part.parent / TRAINING_INFO_FILE}: {one_line(error)}"
+    if isinstance(error, KeyError):
+        return f"{part.parent} lacks {error}"
+    return f"{part}: {one_line(error)}"
+
+
+def check_same_network(model: torch.nn.Module, checkpoint: Path) -> None:
+    """ValueError naming the flag where the network asked for (``--channels``, ``--norm``, ...) is not
+    the one the run trained: its weights would not fit."""
+    from hushnet.model_dir import CONFIG_FILE, ModelError, read_config
+
+    try:
+        saved = read_config(checkpoint)["config"]
+    except ModelError:
+        return  # a damaged checkpoint: restore says so, and falls back to an earlier one
+    wanted = model.config.to_dict()
+    for name in (
+        "channels",
+        "dilated_layers",
+        "norm",
+        "layers",
+        "base_channels",
+        "max_channels",
+        "double_every",
+        "tags",
+    ):
+        if name in saved and name in wanted and saved[name] != wanted[name]:
+            raise ValueError(
+                f"--{name.replace('_', '-')} cannot change on --resume (the run has {saved[name]}, "
+                f"in {checkpoint / CONFIG_FILE}); start a new run with another --output"
+            )
+
+
+# Whole-number job options and their least value: 0 crops per step stacked nothing once the data was loaded.
+JOB_COUNTS = {"batch_size": 1, "max_steps": 0, "validate_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1}
+
+
+def check_job_counts(config: Any) -> None:
+    """ValueError for a step count or batch size that cannot run, before any folder, lock or data."""
+    for name, least in JOB_COUNTS.items():
+        if not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number of at least {least}, got {value!r}")
+
+
 # --- the command around a trainer ------------------------------------------------------------------
 
 
@@ -276,8 +358,10 @@ def run_job(
     done: Callable[[Path], str],
 ) -> int:
     """Build the job, run ``train``, print ``done(run folder)`` once (rank 0); one line per bad input."""
+    use_compile_cache()  # before anything compiles (torch reads it when it first needs its cache)
     try:
         config = job_config(config_class, options, overrides)
+        check_job_counts(config)
         check_runtime(config)
         folder = train(config, resume=options.resume, progress=not options.quiet)
     except (

@@ -79,12 +79,17 @@ async def upload(request: Request, store: JobStore, max_files: int) -> Job:
     except TooManyJobs as error:
         raise HTTPException(429, str(error), headers={"Retry-After": "10"}) from None
     try:
-        await receive_upload(request, job, request.app.state.limit_bytes, max_files)
+        await receive_upload(
+            request, job, request.app.state.limit_bytes, max_files, request.app.state.upload_idle_seconds
+        )
+        store.submit(job)
     except UploadError as error:
         store.delete(job.id)
         raise HTTPException(error.status, str(error)) from None
+    except TooManyJobs as error:
+        store.delete(job.id)
+        raise HTTPException(429, str(error), headers={"Retry-After": "10"}) from None
     except BaseException:
         store.delete(job.id)
         raise
-    store.submit(job)
     return job
