@@ -65,7 +65,7 @@ def scores(model: str, name: str) -> dict[str, list[dict]]:
     return rows
 
 
-def data_properties(run: Path) -> dict:
+def data_properties(run: Path, keys: tuple[str, ...] = SHOWN) -> dict:
     """Hours and property medians of the speech a run trained on (its ``--data`` folder's manifest)."""
     config = json.loads((run / "train_config.json").read_text())
     manifest = Path(config["data"])
@@ -75,7 +75,7 @@ def data_properties(run: Path) -> dict:
     with open(manifest, newline="") as handle:
         rows = list(csv.DictReader(handle))
     facts = {"hours": sum(float(r["seconds"]) for r in rows) / 3600}
-    for key in SHOWN:
+    for key in keys:
         if rows and key in rows[0]:
             facts[key] = float(np.median([float(r[key]) for r in rows]))
     return facts
@@ -101,6 +101,27 @@ def property_rows(built: Path) -> list[str]:
     for entry in property_table(rows):
         values = " | ".join(f"{entry[k]:.4g}" for k in PROPERTY_NAMES)
         lines.append(f"| {entry['set']} | {entry['utterances']} | {entry['hours'] * 60:.1f} | {values} |")
+    return lines
+
+
+def property_correlations(names: list[str], reference: dict) -> list[str]:
+    """Spearman's rank correlation, across runs, of each property median with the run's PESQ-WB difference."""
+    from scipy.stats import spearmanr
+
+    from hushnet.data.properties import PROPERTY_NAMES
+
+    ref = np.mean([r["pesq_wb"] for r in reference["valentini"]])
+    runs = [(name, data_properties(RUNS / name, PROPERTY_NAMES)) for name in names]
+    deltas = [np.mean([r["pesq_wb"] for r in scores(str(RUNS / n / "best"), n)["valentini"]]) - ref for n, _ in runs]
+    lines = [f"Rank correlation with the PESQ-WB difference over {len(runs)} runs:", ""]
+    lines += ["| property | Spearman rho | p |", "|---|---|---|"]
+    for key in PROPERTY_NAMES:
+        values = [facts.get(key, float("nan")) for _, facts in runs]
+        if len(set(values)) < 2:
+            lines.append(f"| {key} | - (the same in every run) | - |")
+            continue
+        rho, p = spearmanr(values, deltas)
+        lines.append(f"| {key} | {rho:+.2f} | {p:.2f} |")
     return lines
 
 
@@ -148,6 +169,7 @@ def main() -> None:
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
         print(lines[-1], file=sys.stderr)
     table = [header, "|" + "---|" * (len(SHOWN) + 8)] + lines
+    table += ["", *property_correlations(names, reference)]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "data_runs.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
