@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -52,6 +52,8 @@ from hushnet.precision import (
     detect_cpu,
 )
 from hushnet.runtime_options import usable_threads
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -447,7 +449,7 @@ def load_engine(
         else:
             loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
     for line in said:
-        print(line, file=sys.stderr)
+        log.warning(line)
     loaded.cpu = cpu
     loaded.choice = "; ".join([describe(loaded.name, loaded.precision, engine_why, why), *notes])
     loaded.load_seconds = time.perf_counter() - started
