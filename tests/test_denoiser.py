@@ -422,7 +422,8 @@ def test_property_denoise_gives_a_finite_array_of_the_input_shape_or_an_audio_er
         audio, layout = signal_and_layout
         before = audio.copy()
         try:
-            with np.errstate(all="raise"):  # no overflow anywhere on the way either
+            # no overflow or invalid arithmetic anywhere on the way; underflow to zero is what subnormal input is for
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
                 y = denoisers[which].denoise(audio, rate, layout=layout)
         except AudioError:
             return
@@ -432,3 +433,8 @@ def test_property_denoise_gives_a_finite_array_of_the_input_shape_or_an_audio_er
         assert np.isfinite(y.astype(np.float64)).all()
 
     check()
+
+
+def test_an_input_shorter_than_one_sample_at_16_khz_is_an_audio_error():
+    with pytest.raises(AudioError, match="too short to denoise: 1 sample"):
+        Denoiser(tiny_can()).denoise(np.array([89], dtype=np.int8), 44100)

@@ -92,11 +92,6 @@ def test_no_function_over_80_lines():
     assert not long, long
 
 
-# Library modules that still print, each to be converted to logging.getLogger(__name__) and removed
-# from this list: it may only shrink (a module listed here that no longer prints fails the test).
-STILL_PRINTING = {"training/denoiser.py", "training/lossnet.py", "training/skeleton.py"}
-
-
 def printing_modules() -> set[str]:
     """Modules of the package outside the CLI and the commands that call ``print``."""
     found = set()
@@ -111,6 +106,4 @@ def printing_modules() -> set[str]:
 
 
 def test_library_code_logs_and_only_the_cli_and_commands_print():
-    printing = printing_modules()
-    assert printing - STILL_PRINTING == set(), "use logging.getLogger(__name__); the CLI and commands print"
-    assert STILL_PRINTING - printing == set(), "no print left there: take it off STILL_PRINTING"
+    assert printing_modules() == set(), "use logging.getLogger(__name__); the CLI and commands print"

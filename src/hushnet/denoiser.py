@@ -274,6 +274,8 @@ class Denoiser:
         audio = np.asarray(audio)
         signal, rate, transposed = signal_of(audio, sample_rate, layout)
         x16 = resample(np.ascontiguousarray(signal), rate, MODEL_RATE)
+        if x16.shape[1] == 0:
+            raise AudioError(f"too short to denoise: {signal.shape[1]} sample(s) at {rate:g} Hz is under one at 16 kHz")
         energy = (np.square(x16, dtype=np.float64).sum(axis=1), x16.shape[1])
         enhancer = self.enhancer(x16.shape[0], energy)
         out = np.concatenate([y for y, _ in enhancer.blocks(x16, x16.shape[1], progress)], axis=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hushnet.commands.training_job import run_job
 from hushnet.options import JobOptions
 from hushnet.training.denoiser import TrainConfig, train
-from hushnet.training.skeleton import run_job
 
 __all__ = ["TrainConfig", "run"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from hushnet.commands.training_job import run_job
 from hushnet.options import JobOptions
 from hushnet.training.lossnet import LossNetTrainConfig, train_lossnet
-from hushnet.training.skeleton import run_job
 
 __all__ = ["LossNetTrainConfig", "run"]
 

@@ -13,9 +13,9 @@ The schedule, logs, checkpoints and time budget are the shared skeleton's
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,6 +46,8 @@ from hushnet.options import DEVICE_HELP, THREADS_HELP, Sub, nested, option
 from hushnet.precision import detect_cpu
 from hushnet.training import distrib, fastpath
 from hushnet.training.skeleton import RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -526,7 +528,7 @@ def train(
     run.start(config.to_dict())
     step = job.step
     if run.main:
-        print(fastpath.describe(config.precision, job.precision, job.forward.enabled), file=sys.stderr)
+        logger.info(fastpath.describe(config.precision, job.precision, job.forward.enabled))
     if config.loss.calibrate_before_training and job.loss.feature is not None and job.loss.feature.calibrating:
         calibrate_before_training(job, config, run.world)
     log, validation_log = run.log("log.csv", LOG_COLUMNS, step), run.log("validation.csv", VALIDATION_COLUMNS, step)

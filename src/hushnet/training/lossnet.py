@@ -9,8 +9,8 @@ the shared skeleton's (:mod:`hushnet.training.skeleton`), as for the denoiser.
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -50,6 +50,9 @@ ESC10_CLASSES = (
     "rooster",
     "sea_waves",
 )
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -383,7 +386,7 @@ def train_lossnet(
     precision, _ = choose_precision(config.precision, "train", detect_cpu(), device=device.type)
     forward = fastpath.CompiledStep(_task_losses(network, device, precision), config.compile, print)
     if run.main:
-        print(fastpath.describe(config.precision, precision, forward.enabled), file=sys.stderr)
+        logger.info(fastpath.describe(config.precision, precision, forward.enabled))
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     run.start_clock()
     while step < config.max_steps:

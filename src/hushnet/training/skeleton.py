@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,11 +22,10 @@ from typing import Any, Callable
 import torch
 from safetensors import SafetensorError
 
-from hushnet.audio import AudioError, one_line
-from hushnet.cache import use_compile_cache
+from hushnet.audio import one_line
 from hushnet.files import CreatedFolders
 from hushnet.model_dir import WEIGHTS_FILE, load_weights
-from hushnet.options import JobOptions, check_runtime, with_overrides
+from hushnet.options import JobOptions, with_overrides
 from hushnet.temporaries import write_text
 from hushnet.training import distrib
 from hushnet.training.state import (
@@ -38,6 +37,8 @@ from hushnet.training.state import (
     read_training_state,
     write_training_state,
 )
+
+logger = logging.getLogger(__name__)
 
 RUN_CONFIG_FILE = "train_config.json"
 
@@ -172,7 +173,7 @@ class Run:
             self.abandon_if_empty()
             raise
         if resume and self.latest is None and self.main:
-            print(f"no checkpoint in {self.output}: starting from step 0", file=sys.stderr)
+            logger.warning("no checkpoint in %s: starting from step 0", self.output)
 
     def abandon_if_empty(self) -> None:
         """Let go of the run folder, and remove it if this run created it and nothing was written into it."""
@@ -211,7 +212,7 @@ class Run:
             if index + 1 == len(candidates):
                 raise ValueError(f"{damaged}, and there is no earlier checkpoint in {self.output} to resume from")
             if self.main:
-                print(f"{damaged}: resuming from step {checkpoint_step(candidates[index + 1])}", file=sys.stderr)
+                logger.warning("%s: resuming from step %d", damaged, checkpoint_step(candidates[index + 1]))
         raise AssertionError("unreachable")
 
     def start_clock(self) -> None:
@@ -348,30 +349,3 @@ def job_config(config_class: type, options: JobOptions, overrides: dict[str, Any
     else:
         base = config_file or config_class()
     return with_overrides(base, {**overrides, "output": output})
-
-
-def run_job(
-    config_class: type,
-    train: Callable[..., Path],
-    options: JobOptions,
-    overrides: dict[str, Any],
-    done: Callable[[Path], str],
-) -> int:
-    """Build the job, run ``train``, print ``done(run folder)`` once (rank 0); one line per bad input."""
-    use_compile_cache()  # before anything compiles (torch reads it when it first needs its cache)
-    try:
-        config = job_config(config_class, options, overrides)
-        check_job_counts(config)
-        check_runtime(config)
-        folder = train(config, resume=options.resume, progress=not options.quiet)
-    except (
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-        AudioError,
-    ) as error:  # JSON and model errors are ValueErrors
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
-    if distrib.is_main():
-        print(done(folder))
-    return 0
