@@ -16,6 +16,7 @@ import types
 import typing
 from pathlib import Path
 
+from hushnet import protobuf
 from hushnet.temporaries import atomic_write, write_text
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -72,41 +73,6 @@ def fingerprint_metadata(directory: str | os.PathLike) -> dict[str, str]:
     return {FINGERPRINT_KEY: fingerprint(directory)}
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise ValueError("truncated")
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at += 1
-        if byte < 0x80:
-            return value, at
-        shift += 7
-
-
-def _fields(data: bytes):
-    """(field number, value) of a protobuf message's top level; length-delimited values as bytes."""
-    at = 0
-    while at < len(data):
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _varint(data, at)
-        elif wire == 1:
-            value, at = data[at : at + 8], at + 8
-        elif wire == 5:
-            value, at = data[at : at + 4], at + 4
-        elif wire == 2:
-            size, at = _varint(data, at)
-            value, at = data[at : at + size], at + size
-            if at > len(data):
-                raise ValueError("truncated")
-        else:
-            raise ValueError(f"wire type {wire}")
-        yield number, value
-
-
 def onnx_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     """The ``metadata_props`` of an ONNX file, read without onnx (the light runtime has only
     onnxruntime); None for a file that is not a whole protobuf message (damaged, cut short, not ONNX)."""
@@ -114,10 +80,10 @@ def onnx_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     try:
         data = Path(path).read_bytes()
         seen = set()
-        for number, value in _fields(data):
+        for number, value in protobuf.fields(data):
             seen.add(number)
             if number == 14 and isinstance(value, bytes):  # ModelProto.metadata_props
-                entry = dict(_fields(value))
+                entry = dict(protobuf.fields(value))
                 metadata[bytes(entry.get(1, b"")).decode("utf-8", "replace")] = bytes(entry.get(2, b"")).decode(
                     "utf-8", "replace"
                 )

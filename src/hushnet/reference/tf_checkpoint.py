@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from hushnet import protobuf
+
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_LENGTH = 48
 # TensorFlow DataType enum values -> numpy dtypes (the ones a float model can hold).
@@ -36,41 +38,18 @@ class CheckpointError(ValueError):
 
 
 def _varint(buffer: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if position >= len(buffer):
-            raise CheckpointError("truncated varint")
-        byte = buffer[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
+    try:
+        return protobuf.varint(buffer, position)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def _protobuf_fields(message: bytes) -> list[tuple[int, int | bytes]]:
     """(field number, value) pairs of a serialized protobuf message; enough for BundleEntryProto."""
-    out: list[tuple[int, int | bytes]] = []
-    position = 0
-    while position < len(message):
-        tag, position = _varint(message, position)
-        number, wire_type = tag >> 3, tag & 7
-        if wire_type == 0:
-            value, position = _varint(message, position)
-        elif wire_type == 1:
-            value = struct.unpack_from("<Q", message, position)[0]
-            position += 8
-        elif wire_type == 2:
-            length, position = _varint(message, position)
-            value = message[position : position + length]
-            position += length
-        elif wire_type == 5:
-            value = struct.unpack_from("<I", message, position)[0]
-            position += 4
-        else:
-            raise CheckpointError(f"unsupported protobuf wire type {wire_type}")
-        out.append((number, value))
-    return out
+    try:
+        return protobuf.fields(message)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def _block_entries(block: bytes) -> list[tuple[bytes, bytes]]:
