@@ -2,6 +2,7 @@
 
     python tools/ship_models.py denoiser runs/hushnet-dfl/best hushnet-dfl
     python tools/ship_models.py lossnet runs/lossnet/lossnet hushnet-lossnet
+    python tools/ship_models.py candidate benchmarks/work/long_run/long-vctk/step_N hushnet-vctk runs/long-vctk
 
 The cards are built from what the runs and benchmarks recorded: the run's summary, the peer,
 ablation and long-file tables (``benchmarks/results/``) and the data licences of ``../shared/data``.
@@ -104,8 +105,59 @@ Chance levels: scene = share of the most frequent held-out class; tagging mAP = 
 {licence_table(DATA, ("speech", "noise"))}"""
 
 
+def candidate_card(source: Path, run: Path, name: str) -> str:
+    """The card of a shipped non-default model: what it is, its dev-set numbers and why it is not the default."""
+    step = read_config(source).get("training", {}).get("step")
+    results = ROOT / "benchmarks" / "results"
+    extra = ROOT / "data" / "extra_speech" / "README.md"
+    extra_credits = extra.read_text().split("Attribution:", 1)[-1].split("|", 1)[0].strip() if extra.is_file() else ""
+    return f"""# {name}: a shipped candidate, not the default
+
+The authors' CAN (`authors-dfl`, per-input normalisation, input at -23 dBFS) fine-tuned with the deep
+feature loss (the authors' loss network) on VCTK-chain speech only (`hushnet build-data --sets vctk
+--extra-speech data/extra_speech`: the shared set's VCTK files and 199 staged VCTK recordings of 66
+speakers, never p232/p257/p226/p287) mixed with our noise set, Valentini-like SNRs (0-15 dB), batches
+of 4 x 2 s, learning rate 5e-5. This is step {step} of `{run.relative_to(ROOT)}`
+(`train_config.json` there; the run continues with `--resume`).
+
+Why this data: fine-tunes on any other speech of `../shared/data` lose 0.05-0.23 PESQ-WB on the
+Valentini test speakers against `authors-dfl`; VCTK-chain speech does not
+(`benchmarks/results/data.md`).
+
+## Dev-set numbers (`python benchmarks/long_run.py report`)
+
+{_section(results / "long_run.md")}
+## Why it is not the default
+
+The ship rule asks for a PESQ-WB gain over `authors-dfl` on `valentini_test_dev` with the interval
+above 0, no STOI loss outside its interval, and DNSMOS OVRL and SIG above `hushnet-dfl` on
+`real_noisy_dev`. The table above says where this step stands; the default stays `hushnet-dfl`.
+Use it with `--model {name}`.
+
+## Data and licences
+
+Trained on mixtures of the VCTK speech of these sets and the noise and rooms below (train split only):
+
+{licence_table(DATA)}
+Staged extra speech (`tools/stage_extra_speech.py`): {extra_credits}
+
+The starting weights are the authors' release:
+
+```
+{authors_license()}```
+Cite: F. G. Germain, Q. Chen, V. Koltun, *Speech Denoising with Deep Feature Losses*, Interspeech 2019 (arXiv:1806.10522).
+"""
+
+
 def main() -> None:
     kind, source, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    if kind == "candidate":
+        model = load_model(source)
+        card = candidate_card(source, Path(sys.argv[4]).resolve(), name)
+        extra = {k: v for k, v in read_config(source).items() if k not in ("kind", "config")}
+        target = save_model(model, PRETRAINED_DIR / name, card, extra)
+        print(f"shipped {source} as {target}; now: hushnet export-onnx {target} -o {target}/model.onnx")
+        return
     model = load_model(source)
     if kind == "denoiser":
         card = denoiser_card(source, source.parent)
