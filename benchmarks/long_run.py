@@ -55,6 +55,7 @@ def report(run: Path) -> None:
     config = __import__("json").loads((run / "train_config.json").read_text())
     audio_per_step = config["batch_size"] * config["mixing"]["segment_seconds"]
     references = {name: scores(name, name) for name in ("authors-dfl", "hushnet-dfl")}
+    shown = run.resolve().relative_to(ROOT) if run.resolve().is_relative_to(ROOT) else run
     points = []
     for folder in sorted((WORK / run.name).glob("step_*")):
         step = int(folder.name.split("_")[1])
@@ -66,7 +67,7 @@ def report(run: Path) -> None:
     lines = [
         f"# The long run `{run.name}`: its dev curve",
         "",
-        f"Recipe: `{run}/train_config.json` (data: `{config['data']}`). Each point is a committed checkpoint,",
+        f"Recipe: `{shown}/train_config.json` (data: `{config['data']}`). Each point is a committed checkpoint,",
         "scored by `python benchmarks/long_run.py report` (torch engine, one file at a time). PESQ-WB difference",
         "to `authors-dfl` with its paired bootstrap 95 % interval.",
         "",

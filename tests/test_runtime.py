@@ -349,7 +349,7 @@ def test_a_model_onnx_without_fingerprint_still_runs_with_one_note(tmp_path, cap
     assert status == 0 and len(notes) == 1 and "has no fingerprint" in notes[0] and "hushnet export-onnx" in notes[0]
 
 
-@pytest.mark.parametrize("name", ["hushnet-dfl", "authors-dfl"])
+@pytest.mark.parametrize("name", ["hushnet-dfl", "authors-dfl", "hushnet-vctk"])
 def test_the_shipped_model_onnx_files_carry_their_fingerprint(name):
     from hushnet.model_dir import FINGERPRINT_KEY, PRETRAINED_DIR, fingerprint, onnx_metadata
 

@@ -110,6 +110,9 @@ def candidate_card(source: Path, run: Path, name: str) -> str:
     step = read_config(source).get("training", {}).get("step")
     results = ROOT / "benchmarks" / "results"
     extra = ROOT / "data" / "extra_speech" / "README.md"
+    curve = "".join(
+        line + "\n" for line in _section(results / "long_run.md").splitlines() if not line.startswith(("# ", "!["))
+    )
     extra_credits = extra.read_text().split("Attribution:", 1)[-1].split("|", 1)[0].strip() if extra.is_file() else ""
     return f"""# {name}: a shipped candidate, not the default
 
@@ -126,7 +129,7 @@ Valentini test speakers against `authors-dfl`; VCTK-chain speech does not
 
 ## Dev-set numbers (`python benchmarks/long_run.py report`)
 
-{_section(results / "long_run.md")}
+{curve}
 ## Why it is not the default
 
 The ship rule asks for a PESQ-WB gain over `authors-dfl` on `valentini_test_dev` with the interval
