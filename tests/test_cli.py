@@ -508,3 +508,20 @@ def test_kill_9_while_writing_a_result_leaves_no_partial_file_nor_folder(extensi
     assert result.returncode == -9, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [source.name, "scratch"] and digest(source) == before
     assert list(scratch.iterdir()) == []
+
+
+def test_ctrl_c_while_the_command_is_still_importing_is_one_line(tmp_path, tiny_model_dir):
+    """The first Ctrl-C can land before any work starts (imports, parsing): one line and 130 all the same."""
+    import signal
+    import sys
+    import time
+
+    sf.write(tmp_path / "in.wav", speechlike(1.0)[0], 16000)
+    command = [sys.executable, "-m", "hushnet.cli", "denoise", str(tmp_path / "in.wav"), "--model", str(tiny_model_dir)]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    time.sleep(0.1)  # Python's own handler is in place, hushnet's imports are not done
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert child.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -168,6 +168,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; Ctrl-C at any point, imports and parsing included, is one line and status 130."""
+    try:
+        return _main(argv)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from hushnet.options import JobOptions, config_from_args, overrides_from_args
 
     as_program = argv is None  # not a call from Python (a test, a script), which must keep its process
@@ -186,22 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[args.command]
     module = importlib.import_module(command.module)
     config_class = getattr(module, command.config)
-    try:
-        with terminate_as_interrupt():
-            if command.trainer:
-                return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
-            try:
-                config = config_from_args(config_class, args)
-            except ValueError as error:  # a config that checks its values when it is made (ServeConfig)
-                print(f"error: {error}", file=sys.stderr)
-                return 2
-            return module.run(config)
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with terminate_as_interrupt():
+        if command.trainer:
+            return module.run(config_from_args(JobOptions, args), overrides_from_args(config_class, args))
+        try:
+            config = config_from_args(config_class, args)
+        except ValueError as error:  # a config that checks its values when it is made (ServeConfig)
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return module.run(config)
 
 
 if __name__ == "__main__":
