@@ -779,7 +779,8 @@ def signal_cases(work: Path, models: dict[str, Path]) -> list[Result]:
 
     results = []
     long_wav = work / "long.wav"
-    sf.write(long_wav, speechlike(240.0, 8000)[0], 8000)
+    # long enough that the tiny model is still at work when the signal comes (it runs hundreds of times real time)
+    sf.write(long_wav, speechlike(1800.0, 8000)[0], 8000)
     sources = {"wav": long_wav}
     if shutil.which("ffmpeg"):
         sources["m4a"] = ffmpeg(work / "long.m4a", "-i", str(long_wav), "-c:a", "aac", "-b:a", "32k")
