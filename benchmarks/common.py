@@ -6,6 +6,9 @@ Scripts run as ``python benchmarks/NAME.py``, so this folder is first on ``sys.p
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,3 +27,25 @@ def cell(value) -> str:
     if value is None:
         return ""
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def timed_command(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ``command`` (stdout dropped, stderr kept); the process and, when it succeeded, its wall seconds,
+    CPU seconds (user + system) and peak RSS (MB).
+
+    Through GNU time: a child forked from a torch-laden benchmark would report that process's resident
+    size as its own peak (Linux carries the pre-exec high-water mark over into ru_maxrss)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        start = time.perf_counter()
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            return result, {}
+        user, system, peak_kb = report.read().split()[-3:]
+    return result, {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_rss_mb": float(peak_kb) / 1024}

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from common import timed_command
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SPEECH = ROOT.parent / "shared" / "data" / "valentini_dev" / "noisy"
@@ -67,27 +69,12 @@ def make_file(seconds: float, path: Path) -> None:
 
 
 def run_once(command: list[str], env: dict) -> dict:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of one command, through GNU time."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        start = time.perf_counter()
-        result = subprocess.run(
-            ["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *command],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        wall = time.perf_counter() - start
-        if result.returncode != 0:
-            return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
-        user, system, peak_kb = report.read().split()[-3:]
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of one command, and the choice it printed."""
+    result, measured = timed_command(command, env)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
     choice = next((line for line in result.stderr.splitlines() if "engine:" in line), "")
-    return {
-        "wall_s": wall,
-        "cpu_s": float(user) + float(system),
-        "peak_rss_mb": float(peak_kb) / 1024,
-        "choice": choice.strip(),
-    }
+    return {**measured, "choice": choice.strip()}
 
 
 def cpu_description(env: dict) -> dict:

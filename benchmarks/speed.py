@@ -43,7 +43,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from common import RESULTS
+from common import RESULTS, timed_command
 from hushnet.denoiser import Denoiser
 from hushnet.model_dir import load_model, save_model
 from hushnet.models.can import CAN, to_batch_mode
@@ -117,23 +117,11 @@ def hour_memory(model_dir: Path | str, threads: int, hours: float = 1.0) -> dict
 
 
 def _child(command: list[str]) -> dict:
-    """Run ``command``; wall seconds, CPU seconds (user + system) and peak RSS (MB) of that process.
-
-    Through GNU time: a child forked from this (torch-laden) process would report this process's
-    resident size as its own peak (Linux carries the pre-exec high-water mark over into ru_maxrss)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        start = time.perf_counter()
-        result = subprocess.run(
-            ["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *command],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wall = time.perf_counter() - start
-        if result.returncode != 0:
-            raise RuntimeError(f"{command} failed: {result.stderr[-500:]}")
-        user, system, peak_kb = report.read().split()[-3:]
-    return {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_rss_mb": float(peak_kb) / 1024}
+    """Run ``command``; wall seconds, CPU seconds (user + system) and peak RSS (MB) of that process."""
+    result, measured = timed_command(command)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command} failed: {result.stderr[-500:]}")
+    return measured
 
 
 def _median(rows: list[dict], key: str) -> float:
