@@ -153,30 +153,29 @@ def vctk(spk: str, name: str, path: str, sex: str | None = None):
     return (path, "vctk", spk, sex if sex is not None else VCTK_SEX.get(spk, ""), name, VCTK_LIC)
 
 
+def vctk_matching(paths, pattern: str):
+    """VCTK rows for the paths that match ``pattern`` whole: group 1 the speaker, group 2 the utterance."""
+    for p in paths:
+        m = re.fullmatch(pattern, p)
+        if m:
+            yield vctk(m[1], f"{m[1]}_{m[2]}", p)
+
+
 def sel_lvc(paths):
     # LVC-VC demo (gh-pages): audio/vctk_orig/pNNN_UUU.wav = unmodified VCTK source/target
     # utterances; every other audio/* folder holds converted speech.
-    for p in paths:
-        m = re.fullmatch(r"audio/vctk_orig/(p\d{3})_(\d{3})\.wav", p)
-        if m:
-            yield vctk(m[1], f"{m[1]}_{m[2]}", p)
+    yield from vctk_matching(paths, r"audio/vctk_orig/(p\d{3})_(\d{3})\.wav")
 
 
 def sel_diffwave_sr(paths):
     # docs/samples/origin and docs/samples/16k/origin = "Target" (ground truth) column.
-    for p in paths:
-        m = re.fullmatch(r"docs/samples/(?:16k/)?origin/((?:p\d{3}|s5))_(\d{3})_mic(\d)\.wav", p)
-        if m:
-            yield vctk(m[1], f"{m[1]}_{m[2]}", p)
+    yield from vctk_matching(paths, r"docs/samples/(?:16k/)?origin/((?:p\d{3}|s5))_(\d{3})_mic(\d)\.wav")
 
 
 def sel_sganvc(paths):
     # samples/<pair>/source_*.wav and target_*.wav = VCTK recordings (source utterance and
     # target-speaker reference); the other files of each folder are converted speech.
-    for p in paths:
-        m = re.fullmatch(r"samples/[^/]+/(?:source|target)_(p\d{3})_(\d{3})_mic\d\.wav", p)
-        if m:
-            yield vctk(m[1], f"{m[1]}_{m[2]}", p)
+    yield from vctk_matching(paths, r"samples/[^/]+/(?:source|target)_(p\d{3})_(\d{3})_mic\d\.wav")
 
 
 def sel_starganv2(paths):
