@@ -22,6 +22,7 @@ from hushnet.inference.engines import (
     cpu_bf16_flag,
     installed,
     load_engine,
+    resolve_engine,
 )
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
@@ -321,6 +322,27 @@ def test_runtime_options_are_checked_once_on_the_way_to_an_engine(model_dir, mon
     assert len(calls) == 2
     Denoiser(TorchEngine(tiny_can("batch", dilated_layers=6)))  # made by hand: checked by the Denoiser itself
     assert len(calls) == 3
+
+
+def test_an_unknown_engine_is_refused_by_the_one_check_in_the_same_line():
+    expected = "engine must be one of auto, openvino, onnx, torch, got 'tensorrt'"
+    for refuse in (
+        lambda: choice.check_engine("tensorrt"),
+        lambda: resolve_engine("tensorrt", None),
+        lambda: engine_order("tensorrt", "auto", cpu("amx"), "fixed"),
+        lambda: load_engine("hushnet-dfl", engine="tensorrt"),
+    ):
+        with pytest.raises(ModelError) as refused:
+            refuse()
+        assert str(refused.value) == expected
+
+
+def test_a_denoiser_given_an_engine_checks_no_precision_it_does_not_use(batch_onnx):
+    model, path = batch_onnx
+    denoiser = Denoiser(OnnxEngine(path, model.config), precision="fp16")  # the engine's own precision runs
+    assert denoiser.precision == "float32"
+    with pytest.raises(ModelError, match="precision must be one of auto, float32, bf16, got 'fp16'"):
+        Denoiser(tiny_can("batch", dilated_layers=6), precision="fp16")  # a torch model runs at it: checked
 
 
 def _denoise_in_a_fresh_process(tmp_path, env_changes: dict, cwd) -> subprocess.CompletedProcess:

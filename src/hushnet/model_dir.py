@@ -252,7 +252,12 @@ def load_weights(module, directory: str | os.PathLike) -> None:
 def load_model(path_or_name: str | os.PathLike | None, kind: str | None = None):
     """Rebuild a network (CAN, loss network or CAN ensemble) from a model directory (or shipped name), in eval mode."""
     directory = resolve_model_dir(path_or_name)
-    config = read_config(directory)
+    return network_from_config(directory, read_config(directory), kind)
+
+
+def network_from_config(directory: Path, config: dict, kind: str | None = None):
+    """The network of ``directory`` whose ``config.json`` was read already (``config``, from
+    :func:`read_config`), weights loaded, in eval mode; ``kind`` as for :func:`load_model`."""
     if config["kind"] == ENSEMBLE_KIND and kind in (None, "can"):  # an ensemble denoises like a CAN
         return _load_ensemble(directory, config)
     if kind is not None and config["kind"] != kind:

@@ -5,10 +5,12 @@ the ``chunk_input`` it runs best at, ``prepare`` and ``__call__``. ``OpenVinoEng
 directory's ``model.onnx`` in OpenVINO, in float32 or bf16 on the CPU's matrix units, compiled once
 per fixed input shape; ``OnnxEngine`` runs it in onnxruntime (float32; both import no torch);
 ``TorchEngine`` runs the folded (fixed statistics) or exportable per-input form of the torch model,
-bf16 through autocast. ``load_engine`` loads the engine and precision :mod:`hushnet.inference.choice`
-decides (``auto``: the fastest measured for the CPU class, then the next that is installed and
-loads); engines receive resolved values and do not check them again. A new engine is one class with
-those members, one entry in ``load_engine`` and its rows in the choice table.
+bf16 through autocast. ``load_engine`` reads the model directory once into a
+:class:`~hushnet.inference.load.ModelRecord` and loads the engine and precision
+:mod:`hushnet.inference.choice` decides (``auto``: the fastest measured for the CPU class, then the
+next that is installed and loads); engines receive resolved values taken from the record (a graph's
+path, the validated config, a precision) and neither read the directory nor check them again. A new
+engine is one class with those members, one entry in ``load_engine`` and its rows in the choice table.
 """
 
 from __future__ import annotations
@@ -26,25 +28,17 @@ import numpy as np
 
 from hushnet.cache import hushnet_cache_dir
 from hushnet.inference.choice import (
-    ENGINES,
     TORCH_AUTO_BF16,  # noqa: F401 - also this module's public name
+    check_engine,
     check_precision,
     choose_precision,
     describe,
     engine_order,
     kind_of,
 )
+from hushnet.inference.load import ModelRecord, read_model, torch_network
 from hushnet.inference.plan import fixed_length
-from hushnet.model_dir import (
-    ENSEMBLE_KIND,
-    ONNX_FILE,
-    ModelError,
-    build_config,
-    check_onnx_fingerprint,
-    load_model,
-    read_config,
-    resolve_model_dir,
-)
+from hushnet.model_dir import ONNX_FILE, ModelError
 from hushnet.models.config import CANConfig
 from hushnet.precision import (
     Cpu,
@@ -368,8 +362,7 @@ def resolve_engine(engine: str, directory: Path | None, order: list[str] | None 
     """``openvino``, ``onnx`` or ``torch`` for the requested ``engine`` and model directory, or a ModelError.
     ``auto`` names the first of ``order`` (default: OpenVINO, onnxruntime, torch) that is installed
     and can run the directory; whether OpenVINO then loads is :func:`load_engine`'s to find out."""
-    if engine not in ENGINES:
-        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    check_engine(engine)
     has_onnx = directory is not None and (directory / ONNX_FILE).is_file()
     if engine == "auto":
         modules = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
@@ -414,28 +407,28 @@ def load_engine(
     check_precision(precision)
     if precision == "bf16" and engine == "onnx":
         choose_precision(precision, engine, detect_cpu())  # the one-line refusal, before any loading
-    directory = resolve_model_dir(path_or_name)
-    config = read_config(directory)
-    if config["kind"] not in ("can", ENSEMBLE_KIND):
-        raise ModelError(f"{directory} holds a {config['kind']} model, not a denoiser (can)")
-    build_config(CANConfig, directory, config["config"])  # values out of range: one line, before any engine
+    record = read_model(path_or_name)  # a wrong kind or a config out of range: one line, before any engine
+    directory = record.directory
     on_cpu = device in (None, "cpu")
     if engine in ("onnx", "openvino") and not on_cpu:
         raise ModelError(f"the {engine} engine runs on the CPU; use --engine torch for --device {device}")
     cpu = cpu or detect_cpu()
-    kind = kind_of(config["config"].get("norm", CANConfig.norm))
+    kind = kind_of(record.config.norm)
     order, engine_why = engine_order(engine, precision, cpu, kind, on_cpu)
     chosen = resolve_engine(engine, directory, order)
     if engine == "auto" and chosen != order[0]:
-        engine_why = f"auto: {order[0]} is not installed or cannot run {directory.name}"
+        engine_why = f"auto: {order[0]} is not installed or cannot run {record.name}"
     value, why = choose_precision(precision, chosen, cpu, kind, device or "cpu")
     # A graph of other weights would run without a word. The lines below are said once an engine has
     # loaded: a model no engine can load is its one error line, not a note and a fallback before it.
-    unchecked = check_onnx_fingerprint(directory) if chosen in ("openvino", "onnx") else None
-    said = [] if unchecked is None else [f"hushnet: note: {unchecked}"]
+    said = []
+    if chosen in ("openvino", "onnx"):
+        record.runnable_onnx()  # a damaged graph, or one of other weights: its one line, now
+        if record.onnx_note is not None:
+            said.append(f"hushnet: note: {record.onnx_note}")
     loaded, notes = None, []
     if chosen == "openvino":
-        loaded, notes = _load_openvino(directory, config, engine, threads, value, streams)
+        loaded, notes = _load_openvino(record, engine, threads, value, streams)
         if loaded is None:  # OpenVINO failed to load: the next engine that can run this precision
             chosen = "onnx" if installed("onnxruntime") and precision != "bf16" else resolve_engine("torch", directory)
             said.append(
@@ -445,9 +438,9 @@ def load_engine(
             value, why = choose_precision(precision, chosen, cpu, kind, device or "cpu")
     if loaded is None:
         if chosen == "onnx":
-            loaded = OnnxEngine(directory / ONNX_FILE, build_config(CANConfig, directory, config["config"]), threads)
+            loaded = OnnxEngine(record.runnable_onnx(), record.config, threads)
         else:
-            loaded = TorchEngine(load_model(directory, kind="can"), device=device, threads=threads, precision=value)
+            loaded = TorchEngine(torch_network(record), device=device, threads=threads, precision=value)
     for line in said:
         log.warning(line)
     loaded.cpu = cpu
@@ -456,22 +449,17 @@ def load_engine(
     return loaded
 
 
-def _load_openvino(directory: Path, config: dict, engine: str, threads: int | None, precision: str, streams: int):
+def _load_openvino(record: ModelRecord, engine: str, threads: int | None, precision: str, streams: int):
     """(the OpenVINO engine, notes), or (None, [why it failed]) where ``auto`` may fall back; a
     ModelError where it may not (``--engine openvino``)."""
+    path = record.runnable_onnx()
     try:
-        loaded = OpenVinoEngine(
-            directory / ONNX_FILE,
-            build_config(CANConfig, directory, config["config"]),
-            threads,
-            precision,
-            streams=streams,
-        )
+        loaded = OpenVinoEngine(path, record.config, threads, precision, streams=streams)
     except Exception as error:  # a broken install, an unsupported CPU: anything OpenVINO raises
         if engine == "openvino":
             if isinstance(error, ModelError):
                 raise
-            raise ModelError(f"OpenVINO cannot run {directory / ONNX_FILE}: {_first_line(error)}") from None
+            raise ModelError(f"OpenVINO cannot run {path}: {_first_line(error)}") from None
         return None, [_first_line(error)]
     notes = [] if loaded.masked else ["inputs other than a whole segment: onnxruntime float32"]
     return loaded, notes
