@@ -34,7 +34,10 @@ RUNS = {
     "local --threads 1": ["--threads", "1"],
     "--ray, 1 actor": ["--ray", "--actors", "1"],
     "--ray, 2 actors": ["--ray", "--actors", "2"],
+    "--ray on a running cluster, 1 actor": ["--ray", "auto", "--actors", "1"],
 }
+# The runs that join a cluster started beforehand with `ray start --head` (a one-off, not a per-corpus cost).
+ON_RUNNING_CLUSTER = {"--ray on a running cluster, 1 actor"}
 
 
 def pick_recordings(count: int) -> list[Path]:
@@ -76,6 +79,32 @@ def _watch_actors(stop: threading.Event, peaks: dict[int, int], cpu: dict[int, f
             peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
             cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
         stop.wait(0.2)
+
+
+def ray_daemon_cpu_seconds() -> float:
+    """CPU seconds so far of a running cluster's own processes (GCS, raylet, dashboard, log monitor...)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            command = (stat.parent / "cmdline").read_bytes()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if b"ray" in command and b"DenoiseActor" not in command and b"hushnet.cli" not in command:
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def start_cluster() -> None:
+    """`ray start --head` with this machine's cores, as a user would once before many corpora."""
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    environment = dict(os.environ, RAY_worker_niceness="0")
+    subprocess.run(
+        ["ray", "start", "--head", f"--num-cpus={os.cpu_count()}", "--disable-usage-stats"],
+        check=True,
+        capture_output=True,
+        env=environment,
+    )
 
 
 def timed(arguments: list[str]) -> dict:
@@ -149,9 +178,18 @@ def main() -> None:
             )
             started_at = time.strftime("%H:%M UTC", time.gmtime())
             load = [round(x, 2) for x in os.getloadavg()]
-            run = timed(
-                [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(out), "-q", *RUNS[name]]
-            )
+            command = [sys.executable, "-m", "hushnet.cli", "denoise", str(source), "-o", str(out), "-q", *RUNS[name]]
+            if name in ON_RUNNING_CLUSTER:
+                start_cluster()
+                time.sleep(5)  # let the fresh cluster's start-up work settle before counting its daemons
+                daemons_before = ray_daemon_cpu_seconds()
+                try:
+                    run = timed(command)
+                    run["cluster_daemon_cpu_s"] = round(ray_daemon_cpu_seconds() - daemons_before, 1)
+                finally:
+                    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+            else:
+                run = timed(command)
             run.update(
                 started=started_at,
                 load_average_at_start=load,
@@ -181,6 +219,12 @@ def derive(record: dict) -> None:
     record["overhead_cpu_percent"] = round(100 * (one["total_cpu_s"] / local1["total_cpu_s"] - 1), 1)
     record["overhead_cpu_per_file_ms"] = round(1000 * (one["total_cpu_s"] - local1["total_cpu_s"]) / files, 1)
     record["two_vs_one_actor"] = round(one["wall_s"] / two["wall_s"], 2)
+    running = runs.get("--ray on a running cluster, 1 actor")
+    if running:
+        with_daemons = running["total_cpu_s"] + running.get("cluster_daemon_cpu_s", 0.0)
+        record["overhead_running_cpu_percent"] = round(100 * (running["total_cpu_s"] / local1["total_cpu_s"] - 1), 1)
+        record["overhead_running_cpu_with_daemons_percent"] = round(100 * (with_daemons / local1["total_cpu_s"] - 1), 1)
+        record["overhead_running_wall_percent"] = round(100 * (running["wall_s"] / local1["wall_s"] - 1), 1)
     # On paper: an actor that has a core to itself does audio / (its CPU seconds) real time.
     per_actor = audio_seconds / one["actor_cpu_s"]
     record["per_actor_realtime_on_a_core"] = round(per_actor, 1)
@@ -219,6 +263,17 @@ def report(record: dict) -> str:
         f"- Overhead of `--ray` with 1 actor against the local command with `--threads 1` (Ray's start included): CPU "
         f"{record['overhead_cpu_percent']} % ({record['overhead_cpu_per_file_ms']} ms per file); wall {record['overhead_wall_percent']} % "
         f"({record['overhead_wall_per_file_ms']} ms per file).",
+        *(
+            [
+                f"- Overhead of `--ray auto` with 1 actor on a cluster already running (`ray start --head` beforehand) against the "
+                f"local command with `--threads 1`: CPU {record['overhead_running_cpu_percent']} % (command and actor); "
+                f"{record['overhead_running_cpu_with_daemons_percent']} % counting the cluster's own daemons during the run "
+                f"({record['runs']['--ray on a running cluster, 1 actor'].get('cluster_daemon_cpu_s')} s); wall "
+                f"{record['overhead_running_wall_percent']} %."
+            ]
+            if "overhead_running_cpu_percent" in record
+            else []
+        ),
         f"- 2 actors against 1: {record['two_vs_one_actor']}x the throughput (wall time, runs minutes apart under a changing load: "
         "not a clean measure of scaling).",
         f"- On paper: an actor with a core of its own runs at {record['per_actor_realtime_on_a_core']}x real time (audio seconds per actor CPU "
