@@ -30,7 +30,9 @@ from hushnet.data.scenes import (
     speech_and_noise_tags,
 )
 from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
+from hushnet.evaluate import plot_confusion
 from hushnet.inference.choice import PRECISION_HELP, PRECISIONS, choose_precision
+from hushnet.metrics import average_precision, equal_error_rate
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
 from hushnet.options import DEVICE_HELP, THREADS_HELP, option
@@ -158,31 +160,6 @@ def build_tasks(config: LossNetTrainConfig) -> Tasks:
     )
 
 
-# --- metrics (hand-written: two short formulas, not worth a scikit-learn dependency) --------------
-
-
-def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the precision-recall curve as the mean precision at each positive (no interpolation)."""
-    order = np.argsort(-scores, kind="stable")
-    hits = truth[order] > 0
-    if not hits.any():
-        return float("nan")
-    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
-    return float(precision[hits].mean())
-
-
-def equal_error_rate(scores: np.ndarray, truth: np.ndarray) -> float:
-    """The error rate where false-positive and false-negative rates are equal (DCASE 2016 task 4's metric)."""
-    positives, negatives = truth > 0, truth <= 0
-    if not positives.any() or not negatives.any():
-        return float("nan")
-    thresholds = np.unique(scores)
-    fpr = np.array([(scores[negatives] >= t).mean() for t in thresholds])
-    fnr = np.array([(scores[positives] < t).mean() for t in thresholds])
-    best = int(np.argmin(np.abs(fpr - fnr)))
-    return float((fpr[best] + fnr[best]) / 2)
-
-
 def evaluate(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, device: torch.device) -> dict:
     """Held-out scene accuracy (+ confusion matrix) and tagging mAP / mean EER."""
     samples = int(config.evaluation_seconds * MODEL_RATE)
@@ -219,28 +196,6 @@ def evaluate(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, device:
         "tag_ap": {name: round(ap, 4) for name, ap in zip(tasks.tag_names, precisions)},
         "confusion": confusion.tolist(),
     }
-
-
-def plot_confusion(confusion: list[list[int]], names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(confusion)
-    figure, axes = plt.subplots(figsize=(7, 6))
-    axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axes.set_yticks(range(len(names)), names, fontsize=7)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    for (row, column), value in np.ndenumerate(matrix):
-        if value:
-            axes.text(column, row, str(value), ha="center", va="center", fontsize=6)
-    axes.set_title("held-out scene confusion")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks) -> str:
