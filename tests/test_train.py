@@ -69,6 +69,25 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
         config_with(config, {"model.colour": 1})
 
 
+def test_legacy_keys_are_read_by_both_configs_and_a_new_name_given_too_wins(tmp_path):
+    from hushnet.training.lossnet import LossNetTrainConfig
+
+    saved = tiny_config(tmp_path, tmp_path, tmp_path).to_dict()
+    del saved["precision"]
+    assert TrainConfig.from_dict({**saved, "autocast": True}).precision == "bf16"
+    assert TrainConfig.from_dict({**saved, "autocast": False}).precision == "float32"
+    assert TrainConfig.from_dict({**saved, "autocast": True, "precision": "float32"}).precision == "float32"
+    lossnet = LossNetTrainConfig(crop_seconds=(0.5, 1.0)).to_dict()
+    del lossnet["validate_every"]
+    again = LossNetTrainConfig.from_dict(json.loads(json.dumps({**lossnet, "evaluate_every": 7})))
+    assert again.validate_every == 7 and again.crop_seconds == (0.5, 1.0)
+    assert LossNetTrainConfig.from_dict({**lossnet, "evaluate_every": 7, "validate_every": 9}).validate_every == 9
+    with pytest.raises(ValueError, match=r"unknown loss-network training keys: \['colour'\]"):
+        LossNetTrainConfig.from_dict({**lossnet, "colour": 1})
+    with pytest.raises(ValueError, match=r"unknown training config keys: \['colour'\]"):
+        TrainConfig.from_dict({**saved, "colour": 1})
+
+
 def test_learning_rate_warms_up_then_decays(tmp_path):
     config = tiny_config(tmp_path, tmp_path, tmp_path, max_steps=100, warmup_steps=10)
     rates = [learning_rate_at(step, config) for step in range(100)]
