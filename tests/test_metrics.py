@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hushnet.metrics import align, composite, estimate_delay, paired_bootstrap, score, segmental_snr, si_sdr, snr
+from hushnet.metrics import (
+    align,
+    average_precision,
+    composite,
+    equal_error_rate,
+    estimate_delay,
+    paired_bootstrap,
+    score,
+    segmental_snr,
+    si_sdr,
+    snr,
+)
 
 from helpers import DEV, REFERENCE, needs_shared, require_shared, speechlike
 
@@ -137,3 +148,34 @@ def test_paired_bootstrap_is_reproducible_and_drops_nan_pairs():
     )  # a constant shift: a point interval
     with pytest.raises(ValueError, match="one length"):
         paired_bootstrap([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_average_precision_and_equal_error_rate_on_known_cases():
+    truth = np.array([1, 0, 1, 0])
+    assert average_precision(np.array([0.9, 0.1, 0.8, 0.2]), truth) == 1.0
+    # Ranked: neg, neg, pos (precision 1/3), pos (2/4).
+    assert average_precision(np.array([0.1, 0.9, 0.2, 0.8]), truth) == pytest.approx((1 / 3 + 2 / 4) / 2)
+    # Ranked: pos (1/1), neg, neg, pos (2/4), neg.
+    assert average_precision(np.array([0.9, 0.7, 0.6, 0.5, 0.1]), np.array([1, 0, 0, 1, 0])) == pytest.approx(0.75)
+    assert equal_error_rate(np.array([0.9, 0.1, 0.8, 0.2]), truth) == 0.0
+    assert equal_error_rate(np.array([0.1, 0.9, 0.2, 0.8]), truth) == 1.0
+    # Positives 0.8, 0.4; negatives 0.6, 0.2: at 0.6 one of two negatives passes and one positive misses.
+    assert equal_error_rate(np.array([0.8, 0.6, 0.4, 0.2]), np.array([1, 0, 1, 0])) == 0.5
+    assert np.isnan(average_precision(np.array([0.3]), np.array([0])))
+    assert np.isnan(equal_error_rate(np.array([0.3, 0.4]), np.array([1, 1])))
+    assert np.isnan(equal_error_rate(np.array([0.3, 0.4]), np.array([0, 0])))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_precision_and_equal_error_rate_match_scikit_learn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(200) < 0.3).astype(np.float32)
+    scores = np.clip(0.3 * truth + rng.random(200), 0, None)  # informative, distinct scores
+    assert average_precision(scores, truth) == pytest.approx(metrics.average_precision_score(truth, scores), abs=1e-12)
+    fpr, tpr, thresholds = metrics.roc_curve(truth, scores, drop_intermediate=False)
+    fnr = 1 - tpr[1:]  # the first point is scikit-learn's threshold above every score
+    gap = np.abs(fpr[1:] - fnr)
+    nearest = {round(float(v), 12) for v in ((fpr[1:] + fnr) / 2)[gap == gap.min()]}
+    assert round(equal_error_rate(scores, truth), 12) in nearest
+    assert 0.1 < equal_error_rate(scores, truth) < 0.45  # informative scores, so neither 0 nor chance

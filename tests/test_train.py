@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -67,6 +68,25 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
     assert again == config and again.mixing.snr_db == (0.0, 5.0)
     with pytest.raises(ValueError, match="unknown"):
         config_with(config, {"model.colour": 1})
+
+
+def test_legacy_keys_are_read_by_both_configs_and_a_new_name_given_too_wins(tmp_path):
+    from hushnet.training.lossnet import LossNetTrainConfig
+
+    saved = tiny_config(tmp_path, tmp_path, tmp_path).to_dict()
+    del saved["precision"]
+    assert TrainConfig.from_dict({**saved, "autocast": True}).precision == "bf16"
+    assert TrainConfig.from_dict({**saved, "autocast": False}).precision == "float32"
+    assert TrainConfig.from_dict({**saved, "autocast": True, "precision": "float32"}).precision == "float32"
+    lossnet = LossNetTrainConfig(crop_seconds=(0.5, 1.0)).to_dict()
+    del lossnet["validate_every"]
+    again = LossNetTrainConfig.from_dict(json.loads(json.dumps({**lossnet, "evaluate_every": 7})))
+    assert again.validate_every == 7 and again.crop_seconds == (0.5, 1.0)
+    assert LossNetTrainConfig.from_dict({**lossnet, "evaluate_every": 7, "validate_every": 9}).validate_every == 9
+    with pytest.raises(ValueError, match=r"unknown loss-network training keys: \['colour'\]"):
+        LossNetTrainConfig.from_dict({**lossnet, "colour": 1})
+    with pytest.raises(ValueError, match=r"unknown training config keys: \['colour'\]"):
+        TrainConfig.from_dict({**saved, "colour": 1})
 
 
 def test_learning_rate_warms_up_then_decays(tmp_path):
@@ -277,12 +297,15 @@ def test_precision_auto_is_float32_where_the_cpu_has_no_bf16_units(
         assert {r["precision"] for r in csv.DictReader(handle)} == {"bf16"}
 
 
-def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_corpus, tiny_lossnet_dir, capfd):
+def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_corpus, tiny_lossnet_dir, caplog, capfd):
+    # The arithmetic line is a log record: caught here whether or not a CLI test set up its stderr handler.
+    caplog.set_level(logging.INFO, logger="hushnet")
     eager = train(tiny_config(tmp_path / "eager", tiny_corpus, tiny_lossnet_dir, max_steps=3), progress=False)
     compiled = train(
         tiny_config(tmp_path / "compiled", tiny_corpus, tiny_lossnet_dir, max_steps=3, compile=True), progress=False
     )
-    assert "torch.compile on" in capfd.readouterr().err
+    assert "torch.compile on" in caplog.text
+    assert "torch.compile's compilation included" in capfd.readouterr().out
     with open(eager / "log.csv") as a, open(compiled / "log.csv") as b:
         eager_loss = [float(r["loss"]) for r in csv.DictReader(a)]
         compiled_loss = [float(r["loss"]) for r in csv.DictReader(b)]

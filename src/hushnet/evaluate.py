@@ -1,4 +1,5 @@
-"""Scoring folders of recordings: matching files, metrics in parallel, tables, summaries and plots."""
+"""Scoring folders of recordings: matching files, metrics in parallel, tables, summaries and plots
+(also the loss-network trainer's scene confusion plot)."""
 
 from __future__ import annotations
 
@@ -282,6 +283,29 @@ def write_reports(rows: list[dict], summary: dict, folder: Path, title: str = ""
         plt.close(figure)
         written.append(folder / "pesq_vs_snr.png")
     return written
+
+
+def plot_confusion(confusion: list[list[int]], names: list[str], path: Path) -> None:
+    """A confusion matrix (rows: true class, columns: predicted) as a PNG, counts written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(confusion)
+    figure, axes = plt.subplots(figsize=(7, 6))
+    axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    axes.set_yticks(range(len(names)), names, fontsize=7)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for (row, column), value in np.ndenumerate(matrix):
+        if value:
+            axes.text(column, row, str(value), ha="center", va="center", fontsize=6)
+    axes.set_title("held-out scene confusion")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def default_jobs() -> int:

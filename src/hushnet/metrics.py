@@ -6,9 +6,11 @@
 - the composite measures CSIG, CBAK, COVL of Hu & Loizou (2008), with wide-band PESQ plugged in as
   most papers since SEGAN do. No maintained PyPI package computes them, so LLR, WSS and segmental SNR
   are written here from the definitions in Loizou's ``composite.m`` (30 ms Hann frames, 75 % overlap,
-  its frame count, which drops the last full frame, and the 95 % trimmed means of LLR and WSS).
+  its frame count, which drops the last full frame, and the 95 % trimmed means of LLR and WSS);
+- for the loss network's sound tagging, average precision and the equal error rate (DCASE 2016
+  task 4's metric), hand-written: two short formulas, not worth a scikit-learn dependency.
 
-All functions take 1-D float arrays at the same sample rate. ``score`` aligns a constant delay, trims
+The signal metrics take 1-D float arrays at the same sample rate. ``score`` aligns a constant delay, trims
 lengths and resamples to 16 kHz first.
 """
 
@@ -355,6 +357,30 @@ class PairedDifference:
     def win(self) -> bool:
         """Whether the interval lies wholly on one side of 0 (a difference inside it is noise)."""
         return not self.low <= 0.0 <= self.high
+
+
+def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the precision-recall curve as the mean precision at each positive (no interpolation);
+    NaN when ``truth`` has no positive."""
+    order = np.argsort(-scores, kind="stable")
+    hits = truth[order] > 0
+    if not hits.any():
+        return float("nan")
+    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float(precision[hits].mean())
+
+
+def equal_error_rate(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The error rate where false-positive and false-negative rates are equal (DCASE 2016 task 4's
+    metric), at the score threshold that brings them closest; NaN without both classes."""
+    positives, negatives = truth > 0, truth <= 0
+    if not positives.any() or not negatives.any():
+        return float("nan")
+    thresholds = np.unique(scores)
+    fpr = np.array([(scores[negatives] >= t).mean() for t in thresholds])
+    fnr = np.array([(scores[positives] < t).mean() for t in thresholds])
+    best = int(np.argmin(np.abs(fpr - fnr)))
+    return float((fpr[best] + fnr[best]) / 2)
 
 
 def paired_bootstrap(

@@ -1,1 +1,1 @@
-"""Training: the shared skeleton (schedule, run log, checkpoints, time budget), DDP helpers, and the two loops."""
+"""Training: the shared skeleton (the loop, schedule, run log, checkpoints, time budget), DDP helpers, and the two trainers."""

@@ -1,4 +1,4 @@
-"""The denoiser's training loop: one readable loop in the manner of nanoGPT.
+"""The denoiser's trainer: its data, model, loss and validation, run by the shared loop.
 
 ``TrainConfig`` is the whole job. Checkpoints go to ``OUTPUT/checkpoints/step_NNNNNNN/`` (a model
 directory plus the training state, all safetensors/JSON, no pickle), published by atomically
@@ -6,18 +6,17 @@ rewriting ``OUTPUT/checkpoints/latest``; a run killed at any instant resumes fro
 one and continues bit-exactly on CPU, because the data a step sees is a function of the step alone.
 Data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): ``batch_size`` is per process, and
 process r of w takes the samples ``(step * w + r) * batch ... + batch - 1`` of the seeded stream.
-The schedule, logs, checkpoints and time budget are the shared skeleton's
-(:mod:`hushnet.training.skeleton`).
+The loop itself (one flat loop in the manner of nanoGPT), the schedule, logs, checkpoints, resume
+and time budget are the shared skeleton's (:mod:`hushnet.training.skeleton`); ``DenoiserTrainer``
+supplies the rest.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,17 +36,22 @@ from hushnet.data.sources import (
     speech_utterances,
 )
 from hushnet.data.splits import select
-from hushnet.inference.choice import PRECISION_HELP, PRECISIONS, choose_precision
+from hushnet.inference.choice import PRECISION_HELP, PRECISIONS
 from hushnet.loss import LossConfig, TrainingLoss
 from hushnet.metrics import pesq_score, si_sdr
 from hushnet.model_dir import load_model, read_config, resolve_model_dir, save_model
 from hushnet.models.can import CAN, NORM_MODES, CANConfig, to_batch_mode
 from hushnet.options import DEVICE_HELP, THREADS_HELP, Sub, nested, option
-from hushnet.precision import detect_cpu
 from hushnet.training import distrib, fastpath
-from hushnet.training.skeleton import RUN_CONFIG_FILE, Run, get_lr, read_log, set_learning_rate
-
-logger = logging.getLogger(__name__)
+from hushnet.training.skeleton import (
+    RUN_CONFIG_FILE,
+    Trainer,
+    config_from_dict,
+    get_lr,
+    model_card,
+    read_log,
+    run_training,
+)
 
 
 @dataclass
@@ -122,22 +126,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        values = dict(values)
-        nested_kinds = {"mixing": MixingConfig, "model": CANConfig, "loss": LossConfig}
-        for key, kind in nested_kinds.items():
-            if isinstance(values.get(key), dict):
-                sub = dict(values[key])
-                for name, value in sub.items():
-                    if isinstance(value, list):
-                        sub[name] = tuple(value)
-                values[key] = kind(**sub)
-        if "autocast" in values:  # written before ``precision`` existed: keep what that run did
-            values.setdefault("precision", "bf16" if values.pop("autocast") else "float32")
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, LEGACY_KEYS, NESTED_CONFIGS, "training config keys")
+
+
+# Keys of run folders written before they were renamed: (the new name, what the old value becomes).
+LEGACY_KEYS = {
+    "autocast": ("precision", lambda on: "bf16" if on else "float32"),  # before ``precision``: keep what that run did
+}
+NESTED_CONFIGS = {"mixing": MixingConfig, "model": CANConfig, "loss": LossConfig}
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -203,20 +199,19 @@ def build_datasets(config: TrainConfig) -> tuple[torch.utils.data.Dataset, torch
 
 
 class StepBatches(torch.utils.data.Sampler):
-    """Index batches of the seeded sample stream for one process, from a given step on."""
+    """Index batches of the seeded sample stream for one process, one for each of ``steps``
+    (``length``: that of a finite dataset, whose indices wrap around)."""
 
-    def __init__(
-        self, start_step: int, max_steps: int, batch_size: int, rank: int = 0, world: int = 1, length: int | None = None
-    ) -> None:
-        self.start_step, self.max_steps = start_step, max_steps
+    def __init__(self, steps: range, batch_size: int, rank: int = 0, world: int = 1, length: int | None = None) -> None:
+        self.steps = steps
         self.batch_size, self.rank, self.world = batch_size, rank, world
         self.length = length
 
     def __len__(self) -> int:
-        return self.max_steps - self.start_step
+        return len(self.steps)
 
     def __iter__(self):
-        for step in range(self.start_step, self.max_steps):
+        for step in self.steps:
             first = (step * self.world + self.rank) * self.batch_size
             indices = range(first, first + self.batch_size)
             yield [i % self.length for i in indices] if self.length else list(indices)
@@ -274,41 +269,28 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
 # --- checkpoints --------------------------------------------------------------------------------
 
 
-def model_card(config: TrainConfig, step: int, extra: dict) -> str:
+def card(config: TrainConfig, step: int, best: dict) -> str:
+    """The model card of a checkpoint, ``initial/`` or ``best/``: which step of which job it is."""
     source = config.valentini or (f"{config.clean} + {config.noisy}" if config.clean else config.data)
     lines = [
-        "# hushnet CAN (training checkpoint)",
-        "",
         f"- Step {step} of {config.max_steps}, batch {config.batch_size} x {config.mixing.segment_seconds} s, init `{config.init}`.",
         f"- Normalisation `{config.model.norm}`, input level {config.model.input_rms_db} dBFS, {config.model.channels} channels.",
         f"- Loss: feature {config.loss.feature} (loss network `{config.loss.lossnet}`), L1 {config.loss.l1}, L2 {config.loss.l2}.",
         f"- Data: `{source}`.",
     ]
-    if extra.get("best"):
-        lines.append(f"- Best validation so far: {json.dumps(extra['best'])}.")
-    return "\n".join(lines) + "\n"
+    if best:
+        lines.append(f"- Best validation so far: {json.dumps(best)}.")
+    return model_card("hushnet CAN (training checkpoint)", lines)
 
 
-def _save(
-    model: CAN, directory: Path, config: TrainConfig, step: int, best: dict, validation: dict | None = None
-) -> None:
-    """``model`` as a model directory whose config.json says which step of which job it is."""
-    training = {
-        "step": step,
-        "config": config.to_dict(),
-        **({"validation": validation} if validation is not None else {}),
-    }
-    save_model(model, directory, model_card(config, step, {"best": best} if best else {}), {"training": training})
-
-
-# --- the loop -----------------------------------------------------------------------------------
+# --- validation ---------------------------------------------------------------------------------
 
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in ("noisy", "clean")}
 
 
-def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, device: torch.device) -> dict:
+def validation_scores(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, device: torch.device) -> dict:
     """Validation loss, PESQ-WB, STOI and SI-SDR over the validation items (each processed whole)."""
     from pystoi import stoi
 
@@ -332,6 +314,8 @@ def validate(model: CAN, dataset, loss: TrainingLoss, config: TrainConfig, devic
     return {key: round(float(np.mean(values)), 4) for key, values in totals.items() if values}
 
 
+# --- the trainer: what the shared loop (skeleton.run_training) runs ------------------------------
+
 LOG_COLUMNS = [
     "step",
     "learning_rate",
@@ -350,246 +334,161 @@ VALIDATION_COLUMNS = ["step", "loss", "pesq", "stoi", "si_sdr"]
 LOGGED_TERMS = ("feature", "l1", "l2", "stft", "anchor")
 
 
-@dataclass
-class _Job:
-    """What the loop works with, once set up (fresh or restored from a checkpoint)."""
+class DenoiserTrainer(Trainer):
+    """The CAN denoiser's data (mixtures or pairs), model, loss (with the layer-weight calibration and
+    the L2-SP anchor) and validation (PESQ-tracked ``best/``)."""
 
-    model: CAN
-    trained: torch.nn.Module  # the model, or its DDP wrapper
-    loss: TrainingLoss
-    optimizer: torch.optim.Optimizer
-    anchor: list[torch.Tensor] | None
-    training_data: torch.utils.data.Dataset
-    validation_data: torch.utils.data.Dataset
-    device: torch.device
-    step: int
-    best: dict
-    precision: str  # what runs: float32 or bf16
-    forward: fastpath.CompiledStep  # (noisy, clean) -> (total loss, terms), compiled
+    log_columns = LOG_COLUMNS
 
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.grad_clip = config.grad_clip
+        self.best: dict = {}  # the best validation so far, with its step
 
-def _forward_loss(trained: torch.nn.Module, loss: TrainingLoss, device: torch.device, precision: str) -> Callable:
-    """The part of a step that torch.compile fuses: the CAN's forward and the loss through the loss network."""
+    def build(self) -> None:
+        config = self.config
+        self.training_data, self.validation_data = build_datasets(config)
+        calibration = None
+        if (
+            config.init not in ("identity", "default")
+            and config.model.norm == "batch"
+            and read_config(resolve_model_dir(config.init))["config"]["norm"] != "batch"
+        ):
+            calibration = level_normalise(
+                *_collate([self.training_data[len(self.training_data) - 1 - i] for i in range(16)]).values(),
+                config.model.input_rms_db,
+            )[0]
+        self.model = build_model(config, calibration).to(self.device)
+        # The starting weights, for the L2-SP pull (taken before a checkpoint replaces them on resume).
+        self.anchor = [p.detach().clone() for p in self.model.parameters()] if config.loss.anchor else None
+        lossnet = load_model(config.loss.lossnet, kind="lossnet") if config.loss.feature else None
+        self.criterion = TrainingLoss(config.loss, lossnet).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99)
+        )
 
-    def forward(noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with fastpath.autocast(device, precision):
-            denoised = trained(noisy)
-            return loss(denoised.float(), clean)
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
+        loss_state = {k[len("loss.") :]: v for k, v in tensors.items() if k.startswith("loss.")}
+        self.criterion.load_state_dict(loss_state, strict=False)
+        self.best = info.get("best", {})
+        set_training_mode(self.model, self.config)
+        # Wrapped once the weights are final: DDP's construction hands rank 0's weights to every process.
+        self.trained = distrib.wrap(self.model, self.device, self.run.world)
 
-    return forward
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The loss calibration (the frozen loss network is not saved) and the best validation."""
+        loss = {f"loss.{k}": v for k, v in self.criterion.state_dict().items() if not k.startswith("feature.lossnet.")}
+        return loss, {"best": self.best}
 
+    def save(self, directory: Path, step: int) -> None:
+        self._save(directory, step, self.best)
 
-def _set_up(config: TrainConfig, run: Run) -> _Job:
-    device = distrib.device_for(config.device, run.rank, run.world)
-    training_data, validation_data = build_datasets(config)
-    calibration = None
-    if (
-        config.init not in ("identity", "default")
-        and config.model.norm == "batch"
-        and read_config(resolve_model_dir(config.init))["config"]["norm"] != "batch"
-    ):
-        calibration = level_normalise(
-            *_collate([training_data[len(training_data) - 1 - i] for i in range(16)]).values(),
-            config.model.input_rms_db,
-        )[0]
-    model = build_model(config, calibration).to(device)
-    # The starting weights, for the L2-SP pull (taken before a checkpoint replaces them on resume).
-    anchor = [p.detach().clone() for p in model.parameters()] if config.loss.anchor else None
-    lossnet = load_model(config.loss.lossnet, kind="lossnet") if config.loss.feature else None
-    loss = TrainingLoss(config.loss, lossnet).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99)
-    )
-    tensors, info = run.restore(model, optimizer)
-    loss.load_state_dict({k[len("loss.") :]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
-    set_training_mode(model, config)
-    trained = distrib.wrap(model, device, run.world)
-    precision, _ = choose_precision(config.precision, "train", detect_cpu(), device=device.type)
-    say = print if run.main else (lambda line: None)
-    forward = fastpath.CompiledStep(_forward_loss(trained, loss, device, precision), config.compile, say)
-    return _Job(
-        model,
-        trained,
-        loss,
-        optimizer,
-        anchor,
-        training_data,
-        validation_data,
-        device,
-        info["step"],
-        info.get("best", {}),
-        precision,
-        forward,
-    )
+    def _save(self, directory: Path, step: int, best: dict, validation: dict | None = None) -> None:
+        """The model as a model directory whose config.json says which step of which job it is."""
+        training = {
+            "step": step,
+            "config": self.config.to_dict(),
+            **({"validation": validation} if validation is not None else {}),
+        }
+        save_model(self.model, directory, card(self.config, step, best), {"training": training})
 
+    def batches(self, start: int) -> torch.utils.data.DataLoader:
+        config, run = self.config, self.run
+        length = len(self.training_data) if isinstance(self.training_data, PairDataset) else None
+        return torch.utils.data.DataLoader(
+            self.training_data,
+            batch_sampler=StepBatches(range(start, config.max_steps), config.batch_size, run.rank, run.world, length),
+            num_workers=config.workers,
+            collate_fn=_collate,
+            persistent_workers=False,
+        )
 
-def calibrate_before_training(job: _Job, config: TrainConfig, world: int) -> None:
-    """Layer weights from the starting model's distances on ``calibration_steps`` batches of items
-    that training never draws (counted down from the end of the item stream)."""
-    feature = job.loss.feature
-    job.model.eval()
-    with torch.no_grad():
-        for step in range(config.loss.calibration_steps):
-            last = len(job.training_data) - 1 - step * config.batch_size
-            batch = _collate([job.training_data[last - i] for i in range(config.batch_size)])
-            noisy, clean = level_normalise(
-                batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db
-            )
-            with fastpath.autocast(job.device, job.precision):
-                _, distances = feature(job.model(noisy).float(), clean)
-            if feature.record(distances):
-                feature.finish_calibration((lambda t: distrib.average(t, world)) if world > 1 else None)
-    set_training_mode(job.model, config)
+    def forward(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The CAN's forward and the loss through the loss network."""
+        return self.criterion(self.trained(noisy).float(), clean)
 
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        noisy, clean = level_normalise(
+            batch["noisy"].to(self.device), batch["clean"].to(self.device), self.config.model.input_rms_db
+        )
+        total, terms = self.compiled(noisy, clean)
+        if self.anchor is not None:
+            terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(self.model.parameters(), self.anchor))
+            total = total + self.config.loss.anchor * terms["anchor"]
+        return total, terms
 
-def _train_step(
-    job: _Job, batch: dict[str, torch.Tensor], config: TrainConfig, world: int
-) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """One optimisation step: (total loss, its terms, gradient norm)."""
-    noisy, clean = level_normalise(
-        batch["noisy"].to(job.device), batch["clean"].to(job.device), config.model.input_rms_db
-    )
-    total, terms = job.forward(noisy, clean)
-    if job.anchor is not None:
-        terms["anchor"] = sum((p - a).pow(2).sum() for p, a in zip(job.model.parameters(), job.anchor))
-        total = total + config.loss.anchor * terms["anchor"]
-    job.optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    grad_norm = (
-        torch.nn.utils.clip_grad_norm_(job.model.parameters(), config.grad_clip)
-        if config.grad_clip
-        else torch.tensor(0.0)
-    )
-    job.optimizer.step()
-    if job.loss.feature is not None and job.loss.feature.record(terms["feature_layers"]):
-        job.loss.feature.finish_calibration((lambda t: distrib.average(t, world)) if world > 1 else None)
-    return total, terms, grad_norm
+    def after_step(
+        self, total: torch.Tensor, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, seconds: float
+    ) -> tuple[dict, dict]:
+        """Record the layer distances while calibrating; log the loss terms averaged over every
+        process (not rank 0's share alone: all ranks take part)."""
+        config, world = self.config, self.run.world
+        feature = self.criterion.feature
+        if feature is not None and feature.record(terms["feature_layers"]):
+            feature.finish_calibration(self._average())
+        logged = {"loss": total, **{k: v for k, v in terms.items() if k in LOGGED_TERMS}}
+        averaged = {k: distrib.average(v.detach(), world).item() for k, v in logged.items()}
+        row = {
+            **{k: f"{v:.6g}" for k, v in averaged.items()},
+            "grad_norm": f"{float(grad_norm):.4g}",
+            "seconds": f"{seconds:.3f}",
+            "audio_seconds_per_second": f"{config.batch_size * world * config.mixing.segment_seconds / seconds:.3f}",
+        }
+        return row, {"loss": f"{averaged['loss']:.4g}"}
 
+    def _average(self) -> Callable | None:
+        """How the layer calibration averages its distances over the processes (None: one process)."""
+        world = self.run.world
+        return (lambda t: distrib.average(t, world)) if world > 1 else None
 
-def _validate(job: _Job, config: TrainConfig, run: Run, log, step: int, bar: tqdm, keep_best: bool = True) -> None:
-    """Score the validation set, log it, and save ``best/`` when PESQ improved (rank 0)."""
-    scores = validate(job.model, job.validation_data, job.loss, config, job.device)
-    log.write({"step": step, **scores})
-    if keep_best and "pesq" in scores and scores["pesq"] > job.best.get("pesq", -math.inf):
-        job.best = {"step": step, **scores}
-        _save(job.model, run.output / "best", config, step, job.best, scores)
-    bar.write(f"step {step}: validation {scores}")
+    def before_steps(self, step: int) -> None:
+        """Calibrate before step one when asked; a new run keeps ``initial/`` and validates it."""
+        config, feature = self.config, self.criterion.feature
+        if config.loss.calibrate_before_training and feature is not None and feature.calibrating:
+            self._calibrate_before_training()
+        self.validation_log = self.run.log("validation.csv", VALIDATION_COLUMNS, step)
+        if self.run.main and step == 0:
+            # The starting point as a model directory, so that a run can be compared with where it began.
+            self._save(self.run.output / "initial", 0, {})
+            if config.validate_every <= config.max_steps:
+                self.validate(0, keep_best=False)  # the starting point, for the curve
 
+    def _calibrate_before_training(self) -> None:
+        """Layer weights from the starting model's distances on ``calibration_steps`` batches of items
+        that training never draws (counted down from the end of the item stream)."""
+        config, feature = self.config, self.criterion.feature
+        self.model.eval()
+        with torch.no_grad():
+            for step in range(config.loss.calibration_steps):
+                last = len(self.training_data) - 1 - step * config.batch_size
+                batch = _collate([self.training_data[last - i] for i in range(config.batch_size)])
+                noisy, clean = level_normalise(
+                    batch["noisy"].to(self.device), batch["clean"].to(self.device), config.model.input_rms_db
+                )
+                with fastpath.autocast(self.device, self.precision):
+                    _, distances = feature(self.model(noisy).float(), clean)
+                if feature.record(distances):
+                    feature.finish_calibration(self._average())
+        set_training_mode(self.model, config)
 
-def _averaged(total: torch.Tensor, terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:
-    """The logged loss terms, averaged over every process (not rank 0's share alone; all ranks call this)."""
-    logged = {"loss": total, **{k: v for k, v in terms.items() if k in LOGGED_TERMS}}
-    return {k: distrib.average(v.detach(), world).item() for k, v in logged.items()}
+    def validate(self, step: int, keep_best: bool = True) -> None:
+        """Score the validation set, log it, and save ``best/`` when PESQ improved."""
+        scores = validation_scores(self.model, self.validation_data, self.criterion, self.config, self.device)
+        self.validation_log.write({"step": step, **scores})
+        if keep_best and "pesq" in scores and scores["pesq"] > self.best.get("pesq", -math.inf):
+            self.best = {"step": step, **scores}
+            self._save(self.run.output / "best", step, self.best, scores)
+        tqdm.write(f"step {step}: validation {scores}")
 
-
-def _log_row(
-    step: int,
-    learning_rate: float,
-    logged: dict[str, float],
-    grad_norm: torch.Tensor,
-    seconds: float,
-    config: TrainConfig,
-    world: int,
-    precision: str,
-) -> dict[str, str]:
-    return {
-        "step": step,
-        "learning_rate": f"{learning_rate:.3e}",
-        **{k: f"{v:.6g}" for k, v in logged.items()},
-        "grad_norm": f"{float(grad_norm):.4g}",
-        "seconds": f"{seconds:.3f}",
-        "audio_seconds_per_second": f"{config.batch_size * world * config.mixing.segment_seconds / seconds:.3f}",
-        "precision": precision,
-    }
-
-
-def _checkpoint(job: _Job, config: TrainConfig, run: Run, step: int) -> None:
-    """Model directory plus optimizer, loss calibration and RNG (the frozen loss network is not saved)."""
-    loss_state = {f"loss.{k}": v for k, v in job.loss.state_dict().items() if not k.startswith("feature.lossnet.")}
-    run.checkpoint(
-        step,
-        job.optimizer,
-        lambda staging: _save(job.model, staging, config, step, job.best),
-        loss_state,
-        {"config": config.to_dict(), "best": job.best},
-    )
+    def finish(self, step: int) -> None:
+        write_run_summary(self.run.output)
 
 
 def train(
     config: TrainConfig, resume: bool = False, progress: bool = True, on_step: Callable[[int], None] | None = None
 ) -> Path:
     """Run (or resume) a training job; returns the run folder. ``best/`` holds the best validated model."""
-    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
-    try:
-        job = _set_up(config, run)
-    except BaseException:
-        run.abandon_if_empty()
-        raise
-    run.start(config.to_dict())
-    step = job.step
-    if run.main:
-        logger.info(fastpath.describe(config.precision, job.precision, job.forward.enabled))
-    if config.loss.calibrate_before_training and job.loss.feature is not None and job.loss.feature.calibrating:
-        calibrate_before_training(job, config, run.world)
-    log, validation_log = run.log("log.csv", LOG_COLUMNS, step), run.log("validation.csv", VALIDATION_COLUMNS, step)
-    length = len(job.training_data) if isinstance(job.training_data, PairDataset) else None
-    loader = torch.utils.data.DataLoader(
-        job.training_data,
-        batch_sampler=StepBatches(step, config.max_steps, config.batch_size, run.rank, run.world, length),
-        num_workers=config.workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-    )
-    bar = tqdm(
-        total=config.max_steps, initial=step, disable=not progress or not run.main, unit="step", dynamic_ncols=True
-    )
-    if run.main and step == 0:
-        # The starting point as a model directory, so that a run can be compared with where it began.
-        _save(job.model, run.output / "initial", config, 0, {})
-        if config.validate_every <= config.max_steps:
-            _validate(job, config, run, validation_log, 0, bar, keep_best=False)  # the starting point, for the curve
-    run.start_clock()
-    for batch in loader:
-        started = time.perf_counter()
-        learning_rate = learning_rate_at(step, config)
-        set_learning_rate(job.optimizer, learning_rate)
-        total, terms, grad_norm = _train_step(job, batch, config, run.world)
-        step += 1
-        logged = _averaged(total, terms, run.world)
-        bar.update(1)
-        bar.set_postfix(loss=f"{logged['loss']:.4g}")
-        if log is not None:
-            log.write(
-                _log_row(
-                    step,
-                    learning_rate,
-                    logged,
-                    grad_norm,
-                    time.perf_counter() - started,
-                    config,
-                    run.world,
-                    job.precision,
-                )
-            )
-        if step == job.step + 1 and job.forward.enabled and run.main:
-            bar.write(f"first step {time.perf_counter() - started:.1f} s, torch.compile's compilation included")
-        if run.main and (step % config.validate_every == 0 or step == config.max_steps):
-            _validate(job, config, run, validation_log, step, bar)
-        if run.end_step(
-            step,
-            config.checkpoint_every,
-            config.max_steps,
-            job.device,
-            lambda: _checkpoint(job, config, run, step),
-            on_step,
-            bar.write,
-        ):
-            break
-    bar.close()
-    if run.main:
-        write_run_summary(run.output)
-    run.finish()
-    return run.output
+    return run_training(DenoiserTrainer(config), resume, progress, on_step)
 
 
 def _arithmetic(log: list[dict], config: dict) -> str:

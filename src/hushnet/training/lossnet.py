@@ -1,19 +1,19 @@
-"""Training the loss network on acoustic scene classification and sound tagging (its own loop).
+"""Training the loss network on acoustic scene classification and sound tagging.
 
 Each step draws one crop length, log-uniform in ``crop_seconds`` (the authors used crops of varying
 length), and a batch for each task; the task losses (cross-entropy for scenes, binary cross-entropy
-for tags) are summed or alternated. Schedule, log, checkpoints, ``--resume`` and the time budget are
-the shared skeleton's (:mod:`hushnet.training.skeleton`), as for the denoiser.
+for tags) are summed or alternated. ``LossNetTrainer`` supplies the data, model, losses and held-out
+evaluation; the loop, schedule, log, checkpoints, ``--resume`` and the time budget are the shared
+skeleton's (:mod:`hushnet.training.skeleton`), as for the denoiser.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,13 +30,13 @@ from hushnet.data.scenes import (
     speech_and_noise_tags,
 )
 from hushnet.data.sources import DATA_HELP, DEFAULT_DATA, AudioCache, check_data_root
-from hushnet.inference.choice import PRECISION_HELP, PRECISIONS, choose_precision
+from hushnet.evaluate import plot_confusion
+from hushnet.inference.choice import PRECISION_HELP, PRECISIONS
+from hushnet.metrics import average_precision, equal_error_rate
 from hushnet.model_dir import save_model
 from hushnet.models.lossnet import LossNet, LossNetConfig
 from hushnet.options import DEVICE_HELP, THREADS_HELP, option
-from hushnet.precision import detect_cpu
-from hushnet.training import fastpath
-from hushnet.training.skeleton import Run, get_lr, set_learning_rate
+from hushnet.training.skeleton import Trainer, config_from_dict, model_card, run_training
 
 ESC10_CLASSES = (
     "baby_cry",
@@ -50,9 +50,6 @@ ESC10_CLASSES = (
     "rooster",
     "sea_waves",
 )
-
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,13 +103,12 @@ class LossNetTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "LossNetTrainConfig":
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        if "evaluate_every" in values:  # run folders written before the flag was named as the denoiser's
-            values["validate_every"] = values.pop("evaluate_every")
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown loss-network training keys: {sorted(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, LEGACY_KEYS, {}, "loss-network training keys")
+
+
+# Keys of run folders written before they were renamed: (the new name, what the old value becomes).
+# ``evaluate_every`` took the denoiser's name, ``validate_every``.
+LEGACY_KEYS = {"evaluate_every": ("validate_every", lambda steps: steps)}
 
 
 @dataclass
@@ -158,31 +154,6 @@ def build_tasks(config: LossNetTrainConfig) -> Tasks:
     )
 
 
-# --- metrics (hand-written: two short formulas, not worth a scikit-learn dependency) --------------
-
-
-def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the precision-recall curve as the mean precision at each positive (no interpolation)."""
-    order = np.argsort(-scores, kind="stable")
-    hits = truth[order] > 0
-    if not hits.any():
-        return float("nan")
-    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
-    return float(precision[hits].mean())
-
-
-def equal_error_rate(scores: np.ndarray, truth: np.ndarray) -> float:
-    """The error rate where false-positive and false-negative rates are equal (DCASE 2016 task 4's metric)."""
-    positives, negatives = truth > 0, truth <= 0
-    if not positives.any() or not negatives.any():
-        return float("nan")
-    thresholds = np.unique(scores)
-    fpr = np.array([(scores[negatives] >= t).mean() for t in thresholds])
-    fnr = np.array([(scores[positives] < t).mean() for t in thresholds])
-    best = int(np.argmin(np.abs(fpr - fnr)))
-    return float((fpr[best] + fnr[best]) / 2)
-
-
 def evaluate(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, device: torch.device) -> dict:
     """Held-out scene accuracy (+ confusion matrix) and tagging mAP / mean EER."""
     samples = int(config.evaluation_seconds * MODEL_RATE)
@@ -221,29 +192,8 @@ def evaluate(network: LossNet, tasks: Tasks, config: LossNetTrainConfig, device:
     }
 
 
-def plot_confusion(confusion: list[list[int]], names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(confusion)
-    figure, axes = plt.subplots(figsize=(7, 6))
-    axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axes.set_yticks(range(len(names)), names, fontsize=7)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    for (row, column), value in np.ndenumerate(matrix):
-        if value:
-            axes.text(column, row, str(value), ha="center", va="center", fontsize=6)
-    axes.set_title("held-out scene confusion")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks) -> str:
+def card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks) -> str:
+    """The model card of a checkpoint and of the result: architecture, tasks, held-out scores."""
     scene_source = (
         f"DCASE 2016 task 1 fold {config.dcase_fold} (`{config.dcase_scenes}`)"
         if config.dcase_scenes
@@ -255,8 +205,6 @@ def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks
         else f"mixtures of `{config.data}` speech and noise"
     )
     lines = [
-        "# hushnet loss network",
-        "",
         f"{config.layers} strided 3-tap conv layers ({config.base_channels}/64/128 channels), per-input batch norm, LeakyReLU(0.2),",
         "as in Germain, Chen & Koltun (2018); trained here, step {0} of {1}, batch {2} per task, crops of {3[0]}-{3[1]} s.".format(
             step, config.max_steps, config.batch_size, config.crop_seconds
@@ -271,95 +219,124 @@ def model_card(config: LossNetTrainConfig, step: int, scores: dict, tasks: Tasks
             f"{scores['scene_classes_evaluated']} classes evaluated).",
             f"- Held-out tagging mAP **{scores['tag_map']:.3f}** (chance = tag prior {scores['tag_map_chance']:.3f}), mean EER {scores['tag_eer']:.3f}.",
         ]
-    return "\n".join(lines) + "\n"
+    return model_card("hushnet loss network", lines)
 
+
+# --- the trainer: what the shared loop (skeleton.run_training) runs ------------------------------
 
 LOG_COLUMNS = ["step", "learning_rate", "scene_loss", "tag_loss", "precision"]
 
 
-def _task_losses(network: LossNet, device: torch.device, precision: str) -> Callable:
-    """(scene audio, labels, tag audio, targets) -> (scene loss, tag loss): what torch.compile fuses.
-    A task left out of this step is given as None."""
+class LossNetTrainer(Trainer):
+    """The loss network's data (a scene and a tag batch a step, one crop length each), model, task
+    losses and held-out evaluation (``evaluation.jsonl``, ``confusion.png``)."""
 
-    def losses(scene_audio, scene_labels, tag_audio, tag_targets):
+    log_columns = LOG_COLUMNS
+    grad_clip = 5.0
+
+    def __init__(self, config: LossNetTrainConfig) -> None:
+        super().__init__(config)
+        self.scores: dict = {}  # the last held-out evaluation
+
+    @property
+    def min_learning_rate(self) -> float:
+        return 0.05 * self.config.learning_rate  # the denoiser's schedule, decaying to 5% of the peak
+
+    def build(self) -> None:
+        config = self.config
+        self.tasks = build_tasks(config)
+        torch.manual_seed(config.seed)
+        shape = LossNetConfig(
+            layers=config.layers,
+            base_channels=config.base_channels,
+            scene_classes=len(self.tasks.scene_names),
+            tags=len(self.tasks.tag_names),
+            scene_names=self.tasks.scene_names,
+            tag_names=self.tasks.tag_names,
+        )
+        self.model = LossNet(shape).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
+        self.scores = info.get("scores", {})
+        self.model.train()
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"scores": dict(self.scores)}
+
+    def save(self, directory: Path, step: int) -> None:
+        card_text = card(self.config, step, self.scores, self.tasks)
+        save_model(self.model, directory, card_text, {"training": {"step": step}})
+
+    def batches(self, start: int) -> Iterator[tuple]:
+        """Per step one crop length, log-uniform in ``crop_seconds``, and the tasks' audio and targets
+        (a task left out of the step, when they alternate, as None)."""
+        config, tasks, device = self.config, self.tasks, self.device
+        for step in range(start, config.max_steps):
+            low, high = config.crop_seconds
+            rng = np.random.default_rng([config.seed, step, 7])
+            samples = int(MODEL_RATE * math.exp(rng.uniform(math.log(low), math.log(high))))
+            indices = range(step * config.batch_size, (step + 1) * config.batch_size)
+            scene_audio = scene_labels = tag_audio = tag_targets = None
+            if config.tasks == "sum" or step % 2 == 0:
+                items = [tasks.scene_train.item(len(tasks.scene_train) + i, samples) for i in indices]
+                scene_audio = torch.from_numpy(np.stack([a for a, _ in items])).to(device)
+                scene_labels = torch.tensor([label for _, label in items], device=device)
+            if config.tasks == "sum" or step % 2 == 1:
+                items = [tasks.tag_train.item(i, samples) for i in indices]
+                tag_audio = torch.from_numpy(np.stack([a for a, _ in items])).to(device)
+                tag_targets = torch.from_numpy(np.stack([t for _, t in items])).to(device)
+            yield scene_audio, scene_labels, tag_audio, tag_targets
+
+    def forward(
+        self,
+        scene_audio: torch.Tensor | None,
+        scene_labels: torch.Tensor | None,
+        tag_audio: torch.Tensor | None,
+        tag_targets: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(scene loss, tag loss): cross-entropy for scenes, binary cross-entropy for tags; None for a
+        task left out of this step."""
         scene = tag = None
-        with fastpath.autocast(device, precision):
-            if scene_audio is not None:
-                scene = F.cross_entropy(network.classify(scene_audio)[0].float(), scene_labels)
-            if tag_audio is not None:
-                tag = F.binary_cross_entropy_with_logits(network.classify(tag_audio)[1].float(), tag_targets)
+        if scene_audio is not None:
+            scene = F.cross_entropy(self.model.classify(scene_audio)[0].float(), scene_labels)
+        if tag_audio is not None:
+            tag = F.binary_cross_entropy_with_logits(self.model.classify(tag_audio)[1].float(), tag_targets)
         return scene, tag
 
-    return losses
+    def loss(self, batch: tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        scene, tag = self.compiled(*batch)
+        losses = {name: value for name, value in (("scene_loss", scene), ("tag_loss", tag)) if value is not None}
+        return sum(losses.values()), losses
 
+    def after_step(
+        self, total: torch.Tensor, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, seconds: float
+    ) -> tuple[dict, dict]:
+        return {k: v.item() for k, v in terms.items()}, {k: f"{v.item():.3f}" for k, v in terms.items()}
 
-def _train_step(
-    network: LossNet,
-    tasks: Tasks,
-    optimizer: torch.optim.Optimizer,
-    config: LossNetTrainConfig,
-    step: int,
-    device: torch.device,
-    forward: Callable,
-) -> dict[str, torch.Tensor]:
-    """One step on one crop length: the task losses it took (scenes, tags or both)."""
-    low, high = config.crop_seconds
-    rng = np.random.default_rng([config.seed, step, 7])
-    samples = int(MODEL_RATE * math.exp(rng.uniform(math.log(low), math.log(high))))
-    indices = range(step * config.batch_size, (step + 1) * config.batch_size)
-    scene_audio = scene_labels = tag_audio = tag_targets = None
-    if config.tasks == "sum" or step % 2 == 0:
-        items = [tasks.scene_train.item(len(tasks.scene_train) + i, samples) for i in indices]
-        scene_audio = torch.from_numpy(np.stack([a for a, _ in items])).to(device)
-        scene_labels = torch.tensor([label for _, label in items], device=device)
-    if config.tasks == "sum" or step % 2 == 1:
-        items = [tasks.tag_train.item(i, samples) for i in indices]
-        tag_audio = torch.from_numpy(np.stack([a for a, _ in items])).to(device)
-        tag_targets = torch.from_numpy(np.stack([t for _, t in items])).to(device)
-    scene, tag = forward(scene_audio, scene_labels, tag_audio, tag_targets)
-    losses = {name: value for name, value in (("scene_loss", scene), ("tag_loss", tag)) if value is not None}
-    optimizer.zero_grad(set_to_none=True)
-    sum(losses.values()).backward()
-    torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-    optimizer.step()
-    return losses
+    def validate(self, step: int) -> None:
+        """Evaluate on the held-out sets; append to ``evaluation.jsonl``, redraw ``confusion.png``."""
+        self.scores = evaluate(self.model, self.tasks, self.config, self.device)
+        output = self.run.output
+        with open(output / "evaluation.jsonl", "a") as handle:
+            handle.write(
+                json.dumps({"step": step, **{k: v for k, v in self.scores.items() if k != "confusion"}}) + "\n"
+            )
+        plot_confusion(self.scores["confusion"], self.tasks.scene_names, output / "confusion.png")
+        scores = self.scores
+        tqdm.write(
+            f"step {step}: scene accuracy {scores['scene_accuracy']} (chance {scores['scene_chance']}), "
+            f"tag mAP {scores['tag_map']} (chance {scores['tag_map_chance']}), EER {scores['tag_eer']}"
+        )
 
-
-def _evaluate_and_report(
-    network: LossNet, tasks: Tasks, config: LossNetTrainConfig, output: Path, step: int, device: torch.device, bar: tqdm
-) -> dict:
-    scores = evaluate(network, tasks, config, device)
-    with open(output / "evaluation.jsonl", "a") as handle:
-        handle.write(json.dumps({"step": step, **{k: v for k, v in scores.items() if k != "confusion"}}) + "\n")
-    plot_confusion(scores["confusion"], tasks.scene_names, output / "confusion.png")
-    bar.write(
-        f"step {step}: scene accuracy {scores['scene_accuracy']} (chance {scores['scene_chance']}), "
-        f"tag mAP {scores['tag_map']} (chance {scores['tag_map_chance']}), EER {scores['tag_eer']}"
-    )
-    return scores
-
-
-def _new_network(config: LossNetTrainConfig, tasks: Tasks, device: torch.device) -> LossNet:
-    """A fresh loss network with one head per task (seeded)."""
-    torch.manual_seed(config.seed)
-    names = {"scene_names": tasks.scene_names, "tag_names": tasks.tag_names}
-    shape = LossNetConfig(
-        layers=config.layers,
-        base_channels=config.base_channels,
-        scene_classes=len(tasks.scene_names),
-        tags=len(tasks.tag_names),
-        **names,
-    )
-    return LossNet(shape).to(device)
-
-
-def _save_result(
-    network: LossNet, config: LossNetTrainConfig, output: Path, step: int, scores: dict, tasks: Tasks
-) -> None:
-    """The frozen result: OUTPUT/lossnet, a model directory with its card."""
-    kept = {k: v for k, v in scores.items() if k != "confusion"}
-    training = {"training": {"step": step, "config": config.to_dict(), "scores": kept}}
-    save_model(network.eval(), output / "lossnet", model_card(config, step, scores, tasks), training)
+    def finish(self, step: int) -> None:
+        """The frozen result: OUTPUT/lossnet, a model directory with its card."""
+        kept = {k: v for k, v in self.scores.items() if k != "confusion"}
+        training = {"training": {"step": step, "config": self.config.to_dict(), "scores": kept}}
+        card_text = card(self.config, step, self.scores, self.tasks)
+        save_model(self.model.eval(), self.run.output / "lossnet", card_text, training)
 
 
 def train_lossnet(
@@ -369,61 +346,4 @@ def train_lossnet(
     on_step: Callable[[int], None] | None = None,
 ) -> Path:
     """Run or resume a loss-network job; the frozen result goes to OUTPUT/lossnet (a model directory)."""
-    device = torch.device(config.device)
-    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
-    try:
-        tasks = build_tasks(config)
-    except BaseException:
-        run.abandon_if_empty()
-        raise
-    network = _new_network(config, tasks, device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    _, info = run.restore(network, optimizer)
-    step, scores = info["step"], info.get("scores", {})
-    run.start(config.to_dict())
-    log = run.log("log.csv", LOG_COLUMNS, step)
-    network.train()
-    precision, _ = choose_precision(config.precision, "train", detect_cpu(), device=device.type)
-    forward = fastpath.CompiledStep(_task_losses(network, device, precision), config.compile, print)
-    if run.main:
-        logger.info(fastpath.describe(config.precision, precision, forward.enabled))
-    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    run.start_clock()
-    while step < config.max_steps:
-        # As the denoiser's schedule, decaying to 5% of the peak.
-        learning_rate = get_lr(
-            step, config.learning_rate, 0.05 * config.learning_rate, config.warmup_steps, config.max_steps
-        )
-        set_learning_rate(optimizer, learning_rate)
-        losses = _train_step(network, tasks, optimizer, config, step, device, forward)
-        step += 1
-        log.write(
-            {
-                "step": step,
-                "learning_rate": f"{learning_rate:.3e}",
-                **{k: v.item() for k, v in losses.items()},
-                "precision": precision,
-            }
-        )
-        bar.update(1)
-        bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-        if run.main and (step % config.validate_every == 0 or step == config.max_steps):
-            scores = _evaluate_and_report(network, tasks, config, run.output, step, device, bar)
-
-        def checkpoint() -> None:
-            card = model_card(config, step, scores, tasks)
-            run.checkpoint(
-                step,
-                optimizer,
-                lambda staging: save_model(network, staging, card, {"training": {"step": step}}),
-                {},
-                {"config": config.to_dict(), "scores": dict(scores)},
-            )
-
-        if run.end_step(step, config.checkpoint_every, config.max_steps, device, checkpoint, on_step, bar.write):
-            break
-    bar.close()
-    if run.main:
-        _save_result(network, config, run.output, step, scores, tasks)
-    run.finish()
-    return run.output
+    return run_training(LossNetTrainer(config), resume, progress, on_step)

@@ -1,10 +1,14 @@
-"""The skeleton both trainers share: run folder, schedule, run log, checkpoint/resume, time budget.
+"""The skeleton both trainers share: the loop, run folder, schedule, run log, checkpoint/resume,
+time budget, config loading and the model card's frame.
 
-A trainer builds its model and data, then asks :class:`Run` where to start (``resume``), writes one
-row a step (``log``), checkpoints through :mod:`hushnet.training.state`, and stops when the step
-budget or the wall-clock budget (``out_of_time``) is spent. A run killed at any instant resumes from
-its last complete checkpoint; log rows written after that checkpoint are dropped, so a resumed run's
-logs read as if it had never stopped.
+A trainer is a :class:`Trainer`: it supplies its data, model, loss and validation, and
+:func:`run_training` runs it in one flat loop (as facebookresearch/denoiser's and nanoGPT's): set-up
+and resume in one block, then each step's learning rate, forward and loss under the precision's
+autocast, backward, clipping and optimizer step, the log row, a due validation, a due checkpoint,
+and the time budget. :class:`Run` is the run folder: where to start, one log row a step, checkpoints
+through :mod:`hushnet.training.state`, the wall-clock budget (``out_of_time``). A run killed at any
+instant resumes from its last complete checkpoint; log rows written after that checkpoint are
+dropped, so a resumed run's logs read as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -16,18 +20,23 @@ import logging
 import math
 import os
 import time
+from abc import ABC, abstractmethod
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from safetensors import SafetensorError
+from tqdm import tqdm
 
 from hushnet.audio import one_line
 from hushnet.files import CreatedFolders
+from hushnet.inference.choice import choose_precision
 from hushnet.model_dir import WEIGHTS_FILE, load_weights
 from hushnet.options import JobOptions, with_overrides
+from hushnet.precision import detect_cpu
 from hushnet.temporaries import write_text
-from hushnet.training import distrib
+from hushnet.training import distrib, fastpath
 from hushnet.training.state import (
     CHECKPOINTS_DIR,
     TRAINING_INFO_FILE,
@@ -243,28 +252,6 @@ class Run:
 
         return publish_checkpoint(self.output, step, write, self.keep_checkpoints)
 
-    def end_step(
-        self,
-        step: int,
-        checkpoint_every: int,
-        max_steps: int,
-        device: torch.device,
-        checkpoint: Callable[[], None],
-        on_step: Callable[[int], None] | None,
-        say: Callable[[str], None],
-    ) -> bool:
-        """After a step: checkpoint when due or when the budget is spent, tell ``on_step``; whether to stop now."""
-        out_of_time = self.out_of_time(device)
-        if step % checkpoint_every == 0 or step == max_steps or out_of_time:
-            checkpoint()
-        if on_step is not None:
-            on_step(step)
-        if out_of_time:
-            say(
-                f"time budget of {self.budget_minutes} min spent at step {step}: checkpoint written, --resume continues"
-            )
-        return out_of_time
-
     def finish(self) -> None:
         distrib.barrier(self.world)
         if self.main:
@@ -328,6 +315,199 @@ def check_job_counts(config: Any) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number of at least {least}, got {value!r}")
+
+
+# --- what a trainer supplies, and the loop ----------------------------------------------------------
+
+
+class Trainer(ABC):
+    """One trainer: its data, model, loss and validation; :func:`run_training` does the rest.
+
+    Before ``build`` the loop sets ``run`` (the run folder), ``device`` and ``precision`` (``float32``
+    or ``bf16``, what the step's autocast runs); after it, ``compiled``: ``forward`` under that
+    autocast, through torch.compile when the job asks (falling back to eager if compiling fails).
+    ``config`` is the job: a dataclass with the fields the loop reads (``output``, ``max_steps``,
+    ``learning_rate``, ``warmup_steps``, ``validate_every``, ``checkpoint_every``, ``keep_checkpoints``,
+    ``time_budget_minutes``, ``device``, ``threads``, ``precision``, ``compile``) and ``to_dict``.
+    """
+
+    log_columns: list[str]  # of log.csv: step, learning_rate and precision are the loop's
+    grad_clip: float  # the gradient-norm ceiling (0: no clipping, the logged norm is 0)
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.run: Run
+        self.device: torch.device
+        self.precision: str
+        self.compiled: fastpath.CompiledStep
+        self.model: torch.nn.Module
+        self.optimizer: torch.optim.Optimizer
+
+    @property
+    def min_learning_rate(self) -> float:
+        """Where the cosine decay ends at ``max_steps``."""
+        return self.config.min_learning_rate
+
+    # Data and model.
+    @abstractmethod
+    def build(self) -> None:
+        """Data, ``model`` and ``optimizer``, as for a new run (resuming then restores them)."""
+
+    @abstractmethod
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
+        """This trainer's part of the checkpoint resumed from (``({}, {"step": 0})`` for a new run)."""
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """This trainer's part of a checkpoint: (tensors, information beside the config)."""
+
+    @abstractmethod
+    def save(self, directory: Path, step: int) -> None:
+        """The model directory of the checkpoint at ``step``."""
+
+    @abstractmethod
+    def batches(self, start: int) -> Iterable[Any]:
+        """One batch a step, for the steps from ``start`` to ``max_steps``."""
+
+    # Loss.
+    @abstractmethod
+    def forward(self, *inputs: Any) -> Any:
+        """The part of a step that runs under autocast and is compiled (called through ``compiled``)."""
+
+    @abstractmethod
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total loss to minimise, its terms) of one batch."""
+
+    @abstractmethod
+    def after_step(
+        self, total: torch.Tensor, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, seconds: float
+    ) -> tuple[dict, dict]:
+        """After the optimizer step, on every process: (this trainer's log-row values, progress-bar postfix)."""
+
+    # Validation.
+    def before_steps(self, step: int) -> None:
+        """Once set up, before the clock starts, on every process (nothing unless a trainer says)."""
+
+    @abstractmethod
+    def validate(self, step: int) -> None:
+        """A due validation (rank 0)."""
+
+    @abstractmethod
+    def finish(self, step: int) -> None:
+        """After the last step (rank 0): the run's result."""
+
+
+def run_training(trainer: Trainer, resume: bool, progress: bool, on_step: Callable[[int], None] | None) -> Path:
+    """Run (or resume) ``trainer``'s job; returns the run folder. ``on_step(step)`` after each step's
+    checkpoint (tests interrupt a run there)."""
+    config = trainer.config
+    run = Run(config.output, resume, config.time_budget_minutes, config.keep_checkpoints, config.threads)
+    trainer.run = run
+    try:
+        trainer.device = distrib.device_for(config.device, run.rank, run.world)
+        trainer.precision, _ = choose_precision(config.precision, "train", detect_cpu(), device=trainer.device.type)
+        trainer.build()
+        # Resume, in one block: weights, optimizer and RNG from the last sound checkpoint, then the
+        # trainer's own part of it; a new run starts at step 0.
+        tensors, info = run.restore(trainer.model, trainer.optimizer)
+        trainer.load_state(tensors, info)
+        say = tqdm.write if run.main else (lambda line: None)
+        trainer.compiled = fastpath.CompiledStep(_under_autocast(trainer), config.compile, say)
+    except BaseException:
+        run.abandon_if_empty()
+        raise
+    run.start(config.to_dict())
+    first = step = info["step"]
+    if run.main:
+        logger.info(fastpath.describe(config.precision, trainer.precision, trainer.compiled.enabled))
+    log = run.log("log.csv", trainer.log_columns, step)
+    bar = tqdm(
+        total=config.max_steps, initial=step, disable=not progress or not run.main, unit="step", dynamic_ncols=True
+    )
+    trainer.before_steps(step)
+    run.start_clock()
+    # One flat loop; what differs between the trainers is behind their hooks.
+    for batch in trainer.batches(step):
+        started = time.perf_counter()
+        learning_rate = get_lr(
+            step, config.learning_rate, trainer.min_learning_rate, config.warmup_steps, config.max_steps
+        )
+        set_learning_rate(trainer.optimizer, learning_rate)
+        total, terms = trainer.loss(batch)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip)
+            if trainer.grad_clip
+            else torch.tensor(0.0)
+        )
+        trainer.optimizer.step()
+        step += 1
+        values, postfix = trainer.after_step(total, terms, grad_norm, time.perf_counter() - started)
+        log.write({"step": step, "learning_rate": f"{learning_rate:.3e}", **values, "precision": trainer.precision})
+        bar.update(1)
+        bar.set_postfix(postfix)
+        if step == first + 1 and trainer.compiled.enabled and run.main:
+            bar.write(f"first step {time.perf_counter() - started:.1f} s, torch.compile's compilation included")
+        if run.main and (step % config.validate_every == 0 or step == config.max_steps):
+            trainer.validate(step)
+        out_of_time = run.out_of_time(trainer.device)  # every process stops at rank 0's step
+        if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
+            own_tensors, own_info = trainer.state()
+            run.checkpoint(
+                step,
+                trainer.optimizer,
+                lambda staging: trainer.save(staging, step),
+                own_tensors,
+                {"config": config.to_dict(), **own_info},
+            )
+        if on_step is not None:
+            on_step(step)
+        if out_of_time:
+            bar.write(
+                f"time budget of {config.time_budget_minutes} min spent at step {step}: checkpoint written, --resume continues"
+            )
+            break
+    bar.close()
+    if run.main:
+        trainer.finish(step)
+    run.finish()
+    return run.output
+
+
+def _under_autocast(trainer: Trainer) -> Callable:
+    """``trainer.forward`` under the precision's autocast: what torch.compile fuses."""
+
+    def forward(*inputs: Any) -> Any:
+        with fastpath.autocast(trainer.device, trainer.precision):
+            return trainer.forward(*inputs)
+
+    return forward
+
+
+def config_from_dict(
+    config_class: type, values: dict, legacy: dict[str, tuple[str, Callable]], nested: dict[str, type], what: str
+) -> Any:
+    """A job config from its saved dict (``train_config.json``, ``--config``): nested configs made
+    from their dicts, JSON lists back to tuples, then each ``legacy`` key (a name written by an older
+    version) read as ``(its new name, what its value becomes)`` unless the new name is given too;
+    ValueError naming any key left unknown (``what``: what the keys are, for that message)."""
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+    for key, kind in nested.items():
+        if isinstance(values.get(key), dict):
+            values[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()})
+    for old, (new, convert) in legacy.items():
+        if old in values:
+            values.setdefault(new, convert(values.pop(old)))
+    unknown = set(values) - {f.name for f in fields(config_class)}
+    if unknown:
+        raise ValueError(f"unknown {what}: {sorted(unknown)}")
+    return config_class(**values)
+
+
+def model_card(title: str, lines: list[str]) -> str:
+    """The README.md of a trained model directory: its title, then the trainer's lines."""
+    return "\n".join([f"# {title}", "", *lines]) + "\n"
 
 
 # --- the command around a trainer ------------------------------------------------------------------
