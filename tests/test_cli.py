@@ -260,7 +260,7 @@ def test_shipped_authors_model_on_a_real_dev_file_matches_the_authors(tmp_path, 
 
 @needs_shared
 def test_default_model_denoises_a_real_dev_file(tmp_path, capsys):
-    """`hushnet denoise FILE` with no --model: the shipped hushnet-dfl, which must improve the recording."""
+    """`hushnet denoise FILE` with no --model: the shipped default, which must improve the recording."""
     from hushnet.metrics import pesq_score, si_sdr
     from hushnet.model_dir import DEFAULT_MODEL
 

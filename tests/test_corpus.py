@@ -21,6 +21,7 @@ import soundfile as sf
 
 from hushnet.cli import build_parser, main
 from hushnet.inference.engines import installed
+from hushnet.model_dir import DEFAULT_MODEL
 
 from helpers import DEV, needs_shared, require_shared, speechlike
 
@@ -162,7 +163,7 @@ def test_ray_matches_the_local_command_sample_for_sample(ray2, corpus, tmp_path,
     rows = results(tmp_path / "ray")
     assert sorted(row["path"] for row in rows) == sorted(str(p.resolve()) for p in corpus.rglob("*") if p.is_file())
     assert {row["status"] for row in rows} == {"ok"} and {row["engine"] for row in rows} == {"onnx"}
-    assert {row["model"] for row in rows} == {"hushnet-dfl"}
+    assert {row["model"] for row in rows} == {DEFAULT_MODEL}
     stereo = next(row for row in rows if row["path"].endswith("stereo.wav"))
     assert stereo["audio_seconds"] == pytest.approx(int(0.7 * 22050) / 22050) and stereo["compute_seconds"] > 0
     assert stereo["output"] == str((tmp_path / "ray" / "stereo.wav").resolve())

@@ -16,6 +16,7 @@ from hushnet.inference.engines import OnnxEngine, OpenVinoEngine, TorchEngine, i
 from hushnet.inference.load import ModelRecord, read_model, torch_network
 from hushnet.inference.networks import export_onnx
 from hushnet.model_dir import (
+    DEFAULT_MODEL,
     ONNX_FILE,
     PRETRAINED_DIR,
     WEIGHTS_FILE,
@@ -53,7 +54,7 @@ def test_the_record_of_the_shipped_model():
     assert record.weights == directory / WEIGHTS_FILE and record.weights.is_file()
     assert record.onnx == directory / ONNX_FILE and record.runnable_onnx() == record.onnx
     assert record.onnx_note is None and record.onnx_error is None  # the shipped graph carries its fingerprint
-    assert read_model(None).directory == directory  # the default model
+    assert read_model(None).directory == PRETRAINED_DIR / DEFAULT_MODEL
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.name = "other"
 
