@@ -6,6 +6,8 @@ Scripts run as ``python benchmarks/NAME.py``, so this folder is first on ``sys.p
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import tempfile
 import time
@@ -20,6 +22,37 @@ TEST_SETS = {
     "valentini_dev": SHARED / "data" / "valentini_dev",
     "synthetic": WORK / "synthetic",
 }
+
+
+# The flags that decide the int8, bf16 and AMX kernels, recorded with every benchmark row.
+DECIDING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_facts() -> dict:
+    """This machine's CPU as every benchmark records it: model name, family/model numbers, the
+    deciding flags it has, the class hushnet's ``auto`` sees, and the core count."""
+    from hushnet.precision import detect_cpu
+
+    cpu = detect_cpu()
+    numbers = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in numbers:
+                numbers[key.strip()] = value.strip()
+            if not line.strip():
+                break
+    except OSError:
+        pass
+    return {
+        "model": cpu.model,
+        "family": numbers.get("cpu family"),
+        "model_number": numbers.get("model"),
+        "flags": [flag for flag in DECIDING_FLAGS if flag in cpu.flags],
+        "class": cpu.name,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+    }
 
 
 def cell(value) -> str:

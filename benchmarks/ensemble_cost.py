@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
 import soundfile as sf
 
-from common import RESULTS, SHARED
+from common import RESULTS, SHARED, cpu_facts
 
 RECORDINGS = SHARED / "data" / "real_noisy_dev"
 
@@ -58,8 +57,7 @@ def main() -> None:
         rows[model] = {**cost(model, signals, args.repeats), "load": round(max(load_before, os.getloadavg()[0]), 2)}
         print(model, rows[model], flush=True)
     record = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
+        "cpu": cpu_facts(),
         "threads": 1,
         "engine": "onnx",
         "models": rows,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from common import RESULTS, SHARED
+from common import RESULTS, SHARED, cpu_facts
 from common import WORK as BENCH_WORK
 from hushnet.denoiser import Denoiser
 from hushnet.evaluate import match_folders
@@ -327,22 +326,6 @@ def speeds(denoisers: dict[str, Denoiser], seconds: float = 60.0, repeats: int =
         for name, denoiser in denoisers.items():
             spent[name].append(cpu_seconds(denoiser, signal))
     return {name: round(statistics.median(values), 4) for name, values in spent.items()}
-
-
-def cpu_facts() -> dict:
-    """The CPU model and the flags that decide int8 and bf16 kernels."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    return {"model": model, "flags": [f for f in wanted if f in flags], "cores": os.cpu_count()}
 
 
 def parse_variant(text: str) -> Variant:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import shutil
 import signal
@@ -36,7 +35,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from common import RESULTS, ROOT, SHARED
+from common import RESULTS, ROOT, SHARED, cpu_facts
 
 DEV = SHARED / "data" / "valentini_dev" / "noisy"
 
@@ -337,8 +336,7 @@ def main() -> int:
         "cli_reference_wall_s": cli_seconds,
         "failures": failures,
         "load_average_before": load_before,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
+        "cpu": cpu_facts(),
     }
     shutil.rmtree(work, ignore_errors=True)
     output = Path(args.output)

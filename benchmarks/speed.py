@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from common import RESULTS, timed_command
+from common import RESULTS, cpu_facts, timed_command
 from hushnet.denoiser import Denoiser
 from hushnet.model_dir import load_model, save_model
 from hushnet.models.can import CAN, to_batch_mode
@@ -198,11 +197,7 @@ def compare(seconds: float, repeats: int, model: str, systems: tuple[str, ...] =
     """Every engine and precision vs DeepFilterNet3 and RNNoise, whole command and in process."""
     configurations = [(s, t) for s in systems for t in ((1, 2) if s.startswith("hushnet") else (PEER_THREADS[s],))]
     record: dict = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": {**cpu_facts(), "torch": torch.__version__},
         "model": model,
         "audio_s": seconds,
         "repeats": repeats,
@@ -339,7 +334,7 @@ def main() -> None:
         long = {
             "model": args.model,
             "hours": args.hours,
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_facts(),
             "torch": torch.__version__,
             "load_before": round(os.getloadavg()[0], 2),
             **hour_memory(args.model, threads=2, hours=args.hours),
@@ -357,11 +352,7 @@ def main() -> None:
     calibration, _ = sf.read(DEV_FILE, dtype="float32")
     frozen = frozen_copy(authors, calibration)
     results: dict = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": {**cpu_facts(), "torch": torch.__version__},
         "rtf": [],
     }
     for mode, model in (("batch", frozen), ("per-input", authors)):

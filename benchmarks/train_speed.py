@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, SHARED
+from common import RESULTS, SHARED, cpu_facts
 
 PATHS = {
     "conv1d float32 (before)": {"channels_last": False, "precision": "float32", "compile": False},
@@ -346,6 +346,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     record = {
         "cpu": _cpu_class(),
+        "machine": cpu_facts(),
         "torch": torch.__version__,
         **common,
         "load_average": load,
