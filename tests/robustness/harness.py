@@ -9,11 +9,10 @@ and its private TMPDIR that are not results the command reported). Cases that ki
 ``kill -9`` are judged after the next run, which is what the README promises to clean up.
 
 Bounded: each case has a wall-clock limit, the process an address-space limit, models are tiny.
+The tests in ``test_robustness.py`` run the groups (one test per group); to rewrite the table:
 
-    python benchmarks/robustness.py            # every case, a few minutes on 2 cores
-    python benchmarks/robustness.py --only http serve --no-write   # some groups, table to stdout
-
-Results: benchmarks/results/robustness.md (one row per case) and robustness.json.
+    python -m pytest -q tests/robustness --robustness-table   # benchmarks/results/robustness.md and .json
+    python -m pytest -q tests/robustness -k "http or serve"   # some groups
 """
 
 from __future__ import annotations
@@ -33,10 +32,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-SRC = ROOT / "src"  # the code under test (--src: another checkout, e.g. an older commit's)
+from helpers import speechlike
 
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+SRC = ROOT / "src"  # the code under test, on PYTHONPATH of every command a case starts
+
+INPUTS = Path("inputs")  # the material's inputs folder, set by run_groups
 CASE_SECONDS = 120  # wall-clock limit of one case
 ADDRESS_SPACE_BYTES = 12 * 2**30  # torch and onnxruntime reserve a lot of address space they never touch
 # onnxruntime's telemetry writes this fixed-name file into the temp folder when it is imported (not ours).
@@ -203,21 +205,6 @@ def nonfinite_audio(paths: set[str]) -> bool:
 
 
 # --- the cases' material -------------------------------------------------------------------------------
-
-
-def speechlike(seconds: float, rate: int = 16000, channels: int = 1, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    rows = [
-        0.05
-        * sum(np.sin(2 * np.pi * (140 + 20 * c) * k * t) / k for k in range(1, 6))
-        * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-        + 0.02 * rng.standard_normal(t.size)
-        for c in range(channels)
-    ]
-    return np.asarray(rows, dtype=np.float32)
 
 
 def ffmpeg(target: Path, *arguments: str) -> Path:
@@ -1070,7 +1057,7 @@ def model_dir_cases(models: dict[str, Path]) -> list:
             def build(box, edit=edit, engine=engine):
                 directory = box.copy(models["tiny"], "model")
                 edit(directory)
-                source = box.copy(Path(box.root.parent / "inputs" / "mono16k.wav"))
+                source = box.copy(INPUTS / "mono16k.wav")
                 watched = [source, *sorted(directory.iterdir())]
                 argv = ["denoise", str(source), "-o", str(box.root / "out.wav"), "--model", str(directory)]
                 return [*argv, "--engine", engine, "-q"], watched
@@ -1620,7 +1607,7 @@ def http_results(models: dict[str, Path], good: dict[str, Path], bad: dict[str, 
 
 
 def malformed_requests(client, judge, box: Sandbox) -> None:
-    wav = (box.root.parent / "inputs" / "mono16k.wav").read_bytes()
+    wav = (INPUTS / "mono16k.wav").read_bytes()
     whole, headers = multipart([("file", "a.wav", wav)])
     bodies = {
         "no closing boundary": multipart([("file", "a.wav", wav)], close=False)[0],
@@ -1806,9 +1793,7 @@ def run_serve(
                 base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer ok-token"}
             ) as http:
                 http.get("/api/health")
-                http.post(
-                    "/api/jobs", files={"file": ("a.wav", (box.root.parent / "inputs" / "mono16k.wav").read_bytes())}
-                )
+                http.post("/api/jobs", files={"file": ("a.wav", (INPUTS / "mono16k.wav").read_bytes())})
             server.send_signal(stop)
             break
     try:
@@ -1953,7 +1938,21 @@ def run_group(group: str, cases: list, work: Path) -> list[Result]:
     return results
 
 
-def table(results: list[Result], seconds: float, load: str, work: str) -> str:
+def cpu_line() -> str:
+    """This machine's CPU for the table: model, family/model numbers, the class hushnet sees."""
+    from hushnet.precision import detect_cpu
+
+    cpu = detect_cpu()
+    numbers = {}
+    for line in (
+        Path("/proc/cpuinfo").read_text(errors="replace").splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
+        key, _, value = line.partition(":")
+        numbers.setdefault(key.strip(), value.strip())
+    return f"{cpu.model}, family {numbers.get('cpu family', '?')} model {numbers.get('model', '?')}, class {cpu.name}, {os.cpu_count()} cores"
+
+
+def table(results: list[Result], seconds: float, load: str, work: str, cpu: str) -> str:
     def yes(flag: bool) -> str:
         return "yes" if flag else "no"
 
@@ -1961,7 +1960,7 @@ def table(results: list[Result], seconds: float, load: str, work: str) -> str:
     lines = [
         "# Robustness: hostile input and faults",
         "",
-        f"`python benchmarks/robustness.py` ({SRC.relative_to(ROOT) if SRC.is_relative_to(ROOT) else SRC}) on {time.strftime('%Y-%m-%d')}: {len(results)} cases in {seconds:.0f} s (load average before: {load}).",
+        f"`python -m pytest tests/robustness --robustness-table` on {time.strftime('%Y-%m-%d')}: {len(results)} cases in {seconds:.0f} s, two groups at a time (load average before: {load}; CPU: {cpu}).",
         "Exit: the command's status (HTTP status for requests; the exception's type, or ok, for the Python API). Traceback: one reached",
         "the user (stderr, an exception escaping main, an undocumented exception type from the API, a server-side exception logged).",
         "Input unchanged: every input file (and array) byte-identical after. Leftovers: new files or folders in the case's folder or",
@@ -2021,110 +2020,98 @@ def preload() -> None:
         "hushnet.serve.app",
         "hushnet.commands.serve",
     ):
-        try:
-            importlib.import_module(module)
-        except ImportError:  # an older checkout may lack a module: its cases say so
-            pass
+        importlib.import_module(module)
 
 
-GROUPS = (
-    "denoise",
-    "signals",
-    "evaluate",
-    "export-onnx",
-    "api",
-    "http",
-    "serve",
-    "silence",
-    "models",
-    "ensemble",
-    "train",
-    "streams",
-)
+def serve_results(models: dict[str, Path], work: Path) -> list[Result]:
+    return [run_serve(name, flags, Sandbox.make(work, name), **options) for name, flags, options in serve_cases(models)]
 
 
-def main() -> int:
-    global SRC
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=GROUPS, nargs="*", help="run only these groups (default: all)")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument(
-        "--no-write", action="store_true", help="print the table instead of writing benchmarks/results/"
-    )
-    parser.add_argument(
-        "--src", type=Path, default=ROOT / "src", help="the source tree to test (default: this checkout's src/)"
-    )
-    args = parser.parse_args()
-    SRC = args.src.resolve()
-    sys.path.insert(0, str(SRC))
-    chosen = set(args.only or GROUPS)
+def stream_results(models: dict[str, Path], work: Path) -> list[Result]:
+    return [
+        replace(r, group="Python API: silence, streams, rates")
+        for r in run_group("Python API", stream_and_array_cases(models), work)
+    ]
+
+
+# Each group: how its cases run, given (good inputs, bad inputs, models, work folder).
+GROUPS: dict[str, Callable[[dict, dict, dict, Path], list[Result]]] = {
+    "denoise": lambda good, bad, models, work: run_group("denoise", denoise_cases(good, bad, models), work),
+    "signals": lambda good, bad, models, work: signal_cases(work, models),
+    "evaluate": lambda good, bad, models, work: run_group("evaluate", evaluate_cases(models), work),
+    "export-onnx": lambda good, bad, models, work: run_group("export-onnx", export_cases(models), work),
+    "api": lambda good, bad, models, work: run_group("Python API", api_cases(good, bad, models), work),
+    "http": lambda good, bad, models, work: http_results(models, good, bad, work),
+    "serve": lambda good, bad, models, work: serve_results(models, work),
+    "silence": lambda good, bad, models, work: run_group("near silence", silence_cases(models), work),
+    "models": lambda good, bad, models, work: run_group("model directories", model_dir_cases(models), work),
+    "ensemble": lambda good, bad, models, work: run_group("ensemble", ensemble_cases(models), work),
+    "train": lambda good, bad, models, work: run_group("train", train_cases(models, work), work),
+    "streams": lambda good, bad, models, work: stream_results(models, work),
+}
+MATERIAL_INDEX = "material.json"
+
+
+def prepare(material: Path) -> None:
+    """Write the cases' inputs and models under ``material``, with an index the groups read."""
+    good, bad = make_inputs(material / "inputs")
+    models = make_models(material / "models")
+    index = {
+        name: {k: str(v) for k, v in paths.items()}
+        for name, paths in (("good", good), ("bad", bad), ("models", models))
+    }
+    (material / MATERIAL_INDEX).write_text(json.dumps(index, indent=1) + "\n")
+
+
+def run_groups(groups: list[str], material: Path, work: Path, out: Path) -> None:
+    """Run ``groups`` one after another in this process (each case in a forked child), writing
+    ``out/GROUP.json`` (the results and the seconds taken) as each group ends.
+
+    Run in a fresh process (``python tests/robustness/harness.py``), never inside pytest's: forking a
+    process whose thread pools are running can hang the child."""
+    global INPUTS
+    INPUTS = material / "inputs"
+    index = json.loads((material / MATERIAL_INDEX).read_text())
+    good, bad, models = ({k: Path(v) for k, v in index[name].items()} for name in ("good", "bad", "models"))
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_BYTES, ADDRESS_SPACE_BYTES))
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    work = Path(tempfile.mkdtemp(prefix="hushnet-robustness-"))
-    started = time.perf_counter()
-    try:
-        good, bad = make_inputs(work / "inputs")
-        models = make_models(work / "models")
-        use_scratch(work / "inputs")  # onnxruntime's telemetry file is written at import: not in any case's folder
-        preload()
+    use_scratch(material / "inputs")  # onnxruntime's telemetry file is written at import: not in any case's folder
+    preload()
+    out.mkdir(parents=True, exist_ok=True)
+    for group in groups:
+        folder = work / group
+        folder.mkdir(parents=True, exist_ok=True)
+        begun = time.perf_counter()
+        try:
+            results = GROUPS[group](good, bad, models, folder)
+        except Exception as error:  # noqa: BLE001  a group that cannot run is one failing result
+            results = [
+                Result(group, "(the group)", "harness error", True, True, [], f"{type(error).__name__}: {error}")
+            ]
+        record = {
+            "group": group,
+            "seconds": round(time.perf_counter() - begun, 1),
+            "results": [asdict(r) for r in results],
+        }
+        (out / f"{group}.json").write_text(json.dumps(record, indent=1) + "\n")
 
-        results: list[Result] = []
-        plan = [
-            ("denoise", lambda: run_group("denoise", denoise_cases(good, bad, models), work)),
-            ("signals", lambda: signal_cases(work, models)),
-            ("evaluate", lambda: run_group("evaluate", evaluate_cases(models), work)),
-            ("export-onnx", lambda: run_group("export-onnx", export_cases(models), work)),
-            ("api", lambda: run_group("Python API", api_cases(good, bad, models), work)),
-            ("http", lambda: http_results(models, good, bad, work)),
-            (
-                "serve",
-                lambda: [
-                    run_serve(name, flags, Sandbox.make(work, name), **options)
-                    for name, flags, options in serve_cases(models)
-                ],
-            ),
-            ("silence", lambda: run_group("near silence", silence_cases(models), work)),
-            ("models", lambda: run_group("model directories", model_dir_cases(models), work)),
-            ("ensemble", lambda: run_group("ensemble", ensemble_cases(models), work)),
-            ("train", lambda: run_group("train", train_cases(models, work), work)),
-            (
-                "streams",
-                lambda: [
-                    replace(r, group="Python API: silence, streams, rates")
-                    for r in run_group("Python API", stream_and_array_cases(models), work)
-                ],
-            ),
-        ]
-        for name, run in plan:
-            if name in chosen:
-                begun = time.perf_counter()
-                found = run()
-                results += found
-                print(f"{name}: {len(found)} cases, {time.perf_counter() - begun:.0f} s", file=sys.stderr)
-        text = table(results, time.perf_counter() - started, load, str(work))
-        if args.no_write:
-            print(text)
-        else:
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            name = (
-                "robustness"
-                if args.src.resolve() == (ROOT / "src").resolve()
-                else f"robustness_{args.src.resolve().parent.name}"
-            )
-            (RESULTS / f"{name}.md").write_text(text)
-            (RESULTS / f"{name}.json").write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
-            print(f"wrote {RESULTS / name}.md", file=sys.stderr)
-        bad_cases = [r for r in results if not r.ok]
-        for r in bad_cases:
-            print(
-                f"NOT OK: {r.group}: {r.case}: {r.status} traceback={r.traceback} unchanged={r.input_unchanged} left={r.leftovers[:3]} {r.note}",
-                file=sys.stderr,
-            )
-        return 1 if bad_cases else 0
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run robustness groups (started by tests/robustness/conftest.py).")
+    parser.add_argument("groups", nargs="*", help=f"the groups to run, in order: {', '.join(GROUPS)}")
+    parser.add_argument("--prepare", action="store_true", help="only write the material")
+    parser.add_argument("--material", type=Path, required=True, help="the material folder (see --prepare)")
+    parser.add_argument("--work", type=Path, help="where the cases' folders go")
+    parser.add_argument("--out", type=Path, help="where each group's GROUP.json goes")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch or onnxruntime start their pools
+    if args.prepare:
+        prepare(args.material)
+        return 0
+    unknown = [group for group in args.groups if group not in GROUPS]
+    if unknown or args.work is None or args.out is None:
+        parser.error(f"unknown groups {unknown}" if unknown else "--work and --out are needed to run groups")
+    run_groups(args.groups, args.material, args.work, args.out)
+    return 0
 
 
 if __name__ == "__main__":
