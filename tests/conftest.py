@@ -13,6 +13,15 @@ from hushnet.model_dir import save_model
 from helpers import tiny_can, tiny_lossnet, write_tiny_corpus
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/robustness/conftest.py: pytest reads options only from the first conftests.
+    parser.addoption(
+        "--robustness-table",
+        action="store_true",
+        help="write benchmarks/results/robustness.md and .json from this run's robustness groups",
+    )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_cache(tmp_path_factory):
     """Compiled OpenVINO models go to a temporary cache folder, not the user's."""

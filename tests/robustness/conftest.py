@@ -15,14 +15,6 @@ import pytest
 from lanes import HARNESS, TESTS, Lanes, balanced_lanes, selected_groups, write_table
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--robustness-table",
-        action="store_true",
-        help="write benchmarks/results/robustness.md and .json from this run's robustness groups",
-    )
-
-
 @pytest.fixture(scope="session")
 def robustness_lanes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("robustness")
@@ -54,5 +46,5 @@ def robustness_lanes(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         if process.poll() is None:
             process.kill()
             process.wait()
-    if request.config.getoption("--robustness-table"):
+    if request.config.getoption("--robustness-table", default=False):
         write_table(lanes, load, str(base))
