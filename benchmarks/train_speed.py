@@ -363,9 +363,9 @@ def write_markdown(record: dict, path: Path = RESULTS / "training.md") -> None:
         f"# Training step speed (batch {batch} x {seconds} s, CAN from authors-dfl + deep feature loss, AdamW)",
         "",
         f"torch {record['torch']}, {record['cpu']}; load average during the runs {min(record['load_average']):.1f}-{max(record['load_average']):.1f}"
-        " (2-core machine; other work was running). Medians of timed steps after 2 warm-up steps.",
-        "The first step includes torch.compile's compilation; inductor's cache (in /tmp) was warm from earlier runs here, a cold"
-        " compile took 172-196 s under the same load (`runs/parity/*`, `runs/recipe/*`).",
+        f" (2-core machine, {record.get('machine', {}).get('model', 'CPU')} family {record.get('machine', {}).get('family', '?')}"
+        f" model {record.get('machine', {}).get('model_number', '?')}). Medians of timed steps after 2 warm-up steps.",
+        "The first step includes torch.compile's compilation, from whatever inductor cache /tmp holds at the time.",
         "",
     ]
     lines += _table(results, seconds, batch)
