@@ -87,14 +87,14 @@ VARIANTS = {
 }
 
 
-def calibration_batches(items: int, seconds: float = 4.0, seed: int = 123) -> list[np.ndarray]:
-    """Training-split mixtures at the model's input level (-23 dBFS), one per batch."""
+def training_mixtures(items: int, seconds: float = 4.0, seed: int = 123):
+    """``items`` mixtures of ``seconds`` from the training split of the shared data (never the judged sets)."""
     from hushnet.data.mixing import MixingConfig, MixtureDataset
     from hushnet.data.sources import impulse_responses, noise_clips, speech_utterances
     from hushnet.data.splits import select
 
     root = SHARED / "data"
-    dataset = MixtureDataset(
+    return MixtureDataset(
         select(speech_utterances(root / "speech"), "train"),
         select(noise_clips(root / "noise"), "train"),
         select(impulse_responses(root / "rir"), "train"),
@@ -102,6 +102,11 @@ def calibration_batches(items: int, seconds: float = 4.0, seed: int = 123) -> li
         seed=seed,
         length=items,
     )
+
+
+def calibration_batches(items: int, seconds: float = 4.0, seed: int = 123) -> list[np.ndarray]:
+    """Training-split mixtures at the model's input level (-23 dBFS), one per batch."""
+    dataset = training_mixtures(items, seconds, seed)
     batches = []
     for index in range(items):
         noisy = dataset[index]["noisy"]

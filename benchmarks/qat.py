@@ -31,16 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import RESULTS, SHARED, cpu_facts
-from hushnet.data.mixing import MixingConfig, MixtureDataset
-from hushnet.data.sources import impulse_responses, noise_clips, speech_utterances
-from hushnet.data.splits import select
+from common import RESULTS, cpu_facts
 from hushnet.denoiser import Denoiser
 from hushnet.inference.engines import OnnxEngine, OpenVinoEngine
 from hushnet.inference.networks import export_onnx
 from hushnet.loss import FeatureLoss
 from hushnet.model_dir import ONNX_FILE, fingerprint_metadata, load_model, resolve_model_dir, save_model
-from int8 import WORK, Variant, quantize, scores_of, speeds, verdict
+from int8 import WORK, Variant, quantize, scores_of, speeds, training_mixtures, verdict
 
 FLOAT_CONVS = (0, 14)  # the input conv (1 channel in) and the 1x1 output conv stay float
 MOMENTUM = 0.01
@@ -105,18 +102,6 @@ def simulate_int8(model) -> dict[str, Range]:
     return ranges
 
 
-def mixtures(items: int, seconds: float, seed: int) -> MixtureDataset:
-    root = SHARED / "data"
-    return MixtureDataset(
-        select(speech_utterances(root / "speech"), "train"),
-        select(noise_clips(root / "noise"), "train"),
-        select(impulse_responses(root / "rir"), "train"),
-        MixingConfig(segment_seconds=seconds),
-        seed=seed,
-        length=items,
-    )
-
-
 def at_input_level(noisy: np.ndarray, rms_db: float) -> np.ndarray:
     return (noisy * 10 ** (rms_db / 20) / max(float(np.sqrt(np.mean(noisy**2))), 1e-5)).astype(np.float32)
 
@@ -139,7 +124,7 @@ def train(args, work: Path) -> None:
     for r in ranges.values():
         r.train()
     level = student.config.input_rms_db
-    data = mixtures(args.steps * args.batch, args.seconds, seed=7)
+    data = training_mixtures(args.steps * args.batch, args.seconds, seed=7)
     log = (work / "log.jsonl").open("a")
     started = time.monotonic()
     while step < args.steps and time.monotonic() - started < args.time_budget_minutes * 60:
@@ -213,7 +198,7 @@ def build(args, work: Path) -> tuple[Path, Path]:
         learned[tensor] = {"learned": [float(r.low), float(r.high)]}
     # A conv's output and the LeakyRelu's input are one tensor; the LeakyRelu's output is the next conv's input.
     target = work / "qat-ends-float.onnx"
-    calibration = at_input_level(mixtures(1, 4.0, seed=123)[0]["noisy"], student.config.input_rms_db)[None]
+    calibration = at_input_level(training_mixtures(1, 4.0, seed=123)[0]["noisy"], student.config.input_rms_db)[None]
     quantize(source, target, Variant("qat-ends-float", FLOAT_CONVS, "learned", 8), learned, calibration)
     return directory, target
 

@@ -5,6 +5,7 @@ Imported as ``from helpers import ...`` (the tests folder is on pytest's path); 
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,34 @@ def run_from_config_file(command: str, config, tmp_path: Path, monkeypatch) -> t
     work.mkdir()
     monkeypatch.chdir(work)
     return main([command, "--config", str(config_file), "-q"]), work
+
+
+def wav_header(channels: int, frames: int = 10) -> bytes:
+    """A 16-bit PCM WAV file of ``frames`` silent frames with ``channels`` channels, written by hand
+    (soundfile refuses absurd channel counts, which is what some tests need)."""
+    data = b"\0\0" * channels * frames
+    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
+
+
+def multipart(
+    parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True
+) -> tuple[bytes, dict]:
+    """A multipart/form-data body written by hand, so that it can be cut short or malformed:
+    ``parts`` are (field name, file name or None, bytes); the body and its content-type header."""
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    if close:
+        body += f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import shutil
-import struct
 import time
 import warnings
 import zipfile
@@ -29,7 +28,7 @@ from hushnet.serve.app import create_app  # noqa: E402
 from hushnet.serve.config import ServeConfig  # noqa: E402
 from test_cli import ERROR_CASES  # noqa: E402  (the CLI's table of bad inputs)
 
-from helpers import DEV, needs_shared, speechlike, tiny_can  # noqa: E402
+from helpers import DEV, multipart, needs_shared, speechlike, tiny_can, wav_header  # noqa: E402
 
 BASE = "http://127.0.0.1:8000"
 
@@ -215,21 +214,6 @@ def test_the_cli_bad_inputs_get_its_one_line_message(case, client, tmp_path, wri
     assert client.get(f"/api/jobs/{job['id']}/files/0/output").status_code == 422
     client.delete(f"/api/jobs/{job['id']}")
     assert client.get("/api/health").status_code == 200  # still serving
-
-
-def wav_header(channels: int, frames: int = 10) -> bytes:
-    data = b"\0\0" * channels * frames
-    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + len(data))
-        + b"WAVEfmt "
-        + struct.pack("<I", 16)
-        + fmt
-        + b"data"
-        + struct.pack("<I", len(data))
-        + data
-    )
 
 
 def test_huge_channel_counts(client):
@@ -534,19 +518,6 @@ def test_serve_runs_on_the_light_runtime_without_torch(tmp_path, sigint_ignored)
         out, err = stop(server)
     assert "LOADED []" in out and "STATUS 130" in out, err  # stopped with Ctrl-C, no torch or safetensors ever loaded
     assert "Traceback" not in err
-
-
-def multipart(
-    parts: list[tuple[str, str | None, bytes]], boundary: str = "hushnetboundary", close: bool = True
-) -> tuple[bytes, dict]:
-    """A multipart/form-data body written by hand, so that it can be cut short."""
-    body = b""
-    for name, filename, data in parts:
-        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
-    if close:
-        body += f"--{boundary}--\r\n".encode()
-    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
 
 
 @pytest.mark.parametrize("endpoint", ["/api/denoise", "/api/jobs"])

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from helpers import speechlike
+from helpers import multipart, speechlike, wav_header
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -222,23 +222,6 @@ def wav_with_rate_field(path: Path, rate: int) -> Path:
     data[24:28] = rate.to_bytes(4, "little")
     path.write_bytes(bytes(data))
     return path
-
-
-def wav_header(channels: int, frames: int = 10) -> bytes:
-    import struct
-
-    data = b"\0\0" * channels * frames
-    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + len(data))
-        + b"WAVEfmt "
-        + struct.pack("<I", 16)
-        + fmt
-        + b"data"
-        + struct.pack("<I", len(data))
-        + data
-    )
 
 
 def make_inputs(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -1498,18 +1481,6 @@ class ErrorLog:
         )
         for name in ("", "hushnet.serve", "uvicorn", "uvicorn.error", "starlette", "fastapi"):
             logging.getLogger(name).addHandler(handler)
-
-
-def multipart(
-    parts: list[tuple[str, str | None, bytes]], boundary: str = "robustnessboundary", close: bool = True
-) -> tuple[bytes, dict]:
-    body = b""
-    for name, filename, data in parts:
-        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
-    if close:
-        body += f"--{boundary}--\r\n".encode()
-    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
 
 
 def http_client(models: dict[str, Path], scratch: Path, **settings):
