@@ -14,7 +14,8 @@ straight-through gradients), so that its weights learn to live with it:
 The learned ranges become the QDQ model's activation ranges, so the int8 model is the one trained.
 Mixtures come from the training split only (``hushnet.data``), never from the judged sets.
 
-    python benchmarks/qat.py --steps 400 --time-budget-minutes 40     # train, build, judge: results/int8-qat.json
+    python benchmarks/qat.py --steps 600 --threads 2 --tag=-feature    # train, build, judge: results/int8-qat-feature.json
+    python benchmarks/qat.py --loss snr --lr 1e-4 --threads 2 --tag=-snr --work benchmarks/work/int8/qat-snr
     python benchmarks/qat.py --judge-only                             # build and judge the last checkpoint
 """
 
@@ -133,17 +134,24 @@ def train(args, work: Path) -> None:
         )
         with torch.no_grad():
             target = teacher(batch)
-        distances = loss_fn.distances(student(batch), target)
-        if loss_fn.record(distances):
-            loss_fn.finish_calibration()
-        loss = (loss_fn.weights * distances).sum()
+        output = student(batch)
+        if args.loss == "snr":  # the int8 model's output SNR against the float model's, in dB, negated
+            loss = 10 * torch.log10(((output - target) ** 2).sum() / (target**2).sum().clamp_min(1e-12))
+        else:
+            distances = loss_fn.distances(output, target)
+            if loss_fn.record(distances):
+                loss_fn.finish_calibration()
+            loss = (loss_fn.weights * distances).sum()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         optimiser.step()
         step += 1
         log.write(
-            json.dumps({"step": step, "loss": round(float(loss), 4), "s": round(time.monotonic() - started, 1)}) + "\n"
+            json.dumps(
+                {"step": step, "loss": round(float(loss.detach()), 4), "s": round(time.monotonic() - started, 1)}
+            )
+            + "\n"
         )
         log.flush()
         if step % 25 == 0 or step == args.steps:
@@ -219,6 +227,7 @@ def judge(args, directory: Path, target: Path) -> dict:
     reference = scores_of(f"{args.model}-onnx float32", systems["onnx float32 (shipped)"], sets)
     record = {"model": args.model, "cpu": cpu_facts(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     record["steps"] = torch.load(Path(args.work) / "checkpoint.pt", weights_only=True)["step"]
+    record.update(loss=args.loss, lr=args.lr, batch=args.batch, seconds=args.seconds)
     record["quality"] = {}
     for name, key in (
         ("onnx float32 (fine-tuned, before int8)", "qat-finetuned-float"),
@@ -243,9 +252,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--calibration-steps", type=int, default=10)
+    parser.add_argument(
+        "--loss",
+        choices=["feature", "snr"],
+        default="feature",
+        help="distil with the deep feature loss, or with the output SNR against the float model",
+    )
     parser.add_argument("--time-budget-minutes", type=float, default=40.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the fine-tune (judging: 1)")
     parser.add_argument("--judge-only", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the result file, results/int8-qatTAG.json")
     parser.add_argument("--work", default=str(WORK / "qat"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -257,7 +273,7 @@ def main() -> None:
     directory, target = build(args, work)
     record = judge(args, directory, target)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "int8-qat.json").write_text(json.dumps(record, indent=1) + "\n")
+    (RESULTS / f"int8-qat{args.tag}.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record))
 
 
