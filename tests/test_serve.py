@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 import warnings
 import zipfile
@@ -621,6 +624,32 @@ def test_kill_9_of_the_server_leaves_uploads_only_until_the_next_start(tmp_path,
         again.send_signal(signal.SIGINT)
         again.communicate(timeout=60)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_right_after_the_address_line_removes_the_upload_folder(tmp_path, tiny_model_dir):
+    # The Ctrl-C is made to land exactly as the address line is printed (before the server runs),
+    # which a real signal hits only by chance; the upload folder must go all the same.
+    script = (
+        "import builtins, sys\n"
+        "from hushnet.cli import main\n"
+        "real = builtins.print\n"
+        "def printing(*args, **kwargs):\n"
+        "    real(*args, **kwargs)\n"
+        "    if args and str(args[0]).startswith('hushnet serve: open'):\n"
+        "        raise KeyboardInterrupt\n"
+        "builtins.print = printing\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script, "serve", "--port", "0", "--model", str(tiny_model_dir), "--threads", "1"],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "hushnet serve: open" in finished.stderr and "Traceback" not in finished.stderr, finished.stderr
+    assert finished.returncode == 130, finished.stderr
+    assert not list(tmp_path.glob("hushnet-serve-*"))
 
 
 def test_a_body_that_does_not_match_its_content_length_is_refused(client):

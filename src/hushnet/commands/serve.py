@@ -35,6 +35,9 @@ def run(config: ServeConfig) -> int:
         import uvicorn
 
         app = build_app(config)
+        # Registered before anything is printed: a Ctrl-C right after the address line (before the
+        # server runs) still removes the upload folder, as a clean stop does in the app's lifespan.
+        atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
     except ImportError as error:
         print(f"error: hushnet serve needs the 'serve' extra (pip install 'hushnet[serve]'): {error}", file=sys.stderr)
         return 2
@@ -61,8 +64,6 @@ def run(config: ServeConfig) -> int:
         file=sys.stderr,
         flush=True,
     )
-    # Uploads are deleted on a clean stop (the app's lifespan); this covers an interrupted one too.
-    atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
     # No access log: it would print ?token= values. A bounded graceful stop: requests get 10 s to finish.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10))
     with ctrl_c_interrupts():
