@@ -3,9 +3,7 @@ uvicorn until interrupted (extra ``hushnet[serve]``). Runs on the light runtime 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import shutil
 import signal
 import socket
 import sys
@@ -35,9 +33,6 @@ def run(config: ServeConfig) -> int:
         import uvicorn
 
         app = build_app(config)
-        # Registered before anything is printed: a Ctrl-C right after the address line (before the
-        # server runs) still removes the upload folder, as a clean stop does in the app's lifespan.
-        atexit.register(shutil.rmtree, app.state.store.root, ignore_errors=True)
     except ImportError as error:
         print(f"error: hushnet serve needs the 'serve' extra (pip install 'hushnet[serve]'): {error}", file=sys.stderr)
         return 2

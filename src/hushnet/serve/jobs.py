@@ -6,6 +6,7 @@ their position (``0.in.wav``); the client's file name is kept only as a display 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import re
@@ -200,6 +201,9 @@ class JobStore:
         self.keep_seconds = keep_minutes * 60
         # Uploads of a server that was killed (no cleanup ran) are removed here, at the next start.
         self.root = scratch_folder("serve", root)
+        # And these at exit, however the process ends short of kill -9: also a Ctrl-C during start-up,
+        # before the app's lifespan (which closes the store on a clean stop) has begun.
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hushnet-worker")
