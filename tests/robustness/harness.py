@@ -885,52 +885,17 @@ def evaluate_cases(models: dict[str, Path]) -> list:
             ),
         )
     )
-    cases.append(
-        (
-            "--model missing",
-            lambda box: (
-                lambda c: (
-                    [
-                        "evaluate",
-                        "--clean",
-                        str(c[0]),
-                        "--noisy",
-                        str(c[1]),
-                        "--model",
-                        str(box.root / "nope"),
-                        "-o",
-                        str(box.root / "r"),
-                        "-q",
-                    ],
-                    c[2],
-                )
-            )(pair_folders(box)),
-        )
-    )
-    cases.append(
-        (
-            "--noisy denoised with the tiny model",
-            lambda box: (
-                lambda c: (
-                    [
-                        "evaluate",
-                        "--clean",
-                        str(c[0]),
-                        "--noisy",
-                        str(c[1]),
-                        "--model",
-                        str(models["tiny"]),
-                        "-o",
-                        str(box.root / "r"),
-                        "-q",
-                        "--jobs",
-                        "1",
-                    ],
-                    c[2],
-                )
-            )(pair_folders(box)),
-        )
-    )
+
+    def denoised_pairs(name: str, model: Callable[[Sandbox], str], *extra: str) -> None:
+        def build(box: Sandbox):
+            clean, noisy, inputs = pair_folders(box)
+            argv = ["evaluate", "--clean", str(clean), "--noisy", str(noisy), "--model", model(box)]
+            return argv + ["-o", str(box.root / "r"), "-q", *extra], inputs
+
+        cases.append((name, build))
+
+    denoised_pairs("--model missing", lambda box: str(box.root / "nope"))
+    denoised_pairs("--noisy denoised with the tiny model", lambda box: str(models["tiny"]), "--jobs", "1")
     return cases
 
 
