@@ -31,19 +31,9 @@ DECIDING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_b
 def cpu_facts() -> dict:
     """This machine's CPU as every benchmark records it: model name, family/model numbers, the
     deciding flags it has, the class hushnet's ``auto`` sees, and the core count."""
-    from hushnet.precision import detect_cpu
+    from hushnet.precision import cpu_numbers, detect_cpu
 
-    cpu = detect_cpu()
-    numbers = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("cpu family", "model") and key.strip() not in numbers:
-                numbers[key.strip()] = value.strip()
-            if not line.strip():
-                break
-    except OSError:
-        pass
+    cpu, numbers = detect_cpu(), cpu_numbers()
     return {
         "model": cpu.model,
         "family": numbers.get("cpu family"),

@@ -359,12 +359,13 @@ def main() -> None:
 def write_markdown(record: dict, path: Path = RESULTS / "training.md") -> None:
     """results/training.md (or ``path``) from the record."""
     results, batch, seconds = record["results"], record["batch"], record["seconds"]
+    machine = record.get("machine", {})  # records before the CPU facts were kept have none
     lines = [
         f"# Training step speed (batch {batch} x {seconds} s, CAN from authors-dfl + deep feature loss, AdamW)",
         "",
         f"torch {record['torch']}, {record['cpu']}; load average during the runs {min(record['load_average']):.1f}-{max(record['load_average']):.1f}"
-        f" (2-core machine, {record.get('machine', {}).get('model', 'CPU')} family {record.get('machine', {}).get('family', '?')}"
-        f" model {record.get('machine', {}).get('model_number', '?')}). Medians of timed steps after 2 warm-up steps.",
+        f" (2-core machine, {machine.get('model', 'CPU')} family {machine.get('family', '?')}"
+        f" model {machine.get('model_number', '?')}). Medians of timed steps after 2 warm-up steps.",
         "The first step includes torch.compile's compilation, from whatever inductor cache /tmp holds at the time.",
         "",
     ]

@@ -27,7 +27,7 @@ from hushnet.inference.engines import (
 from hushnet.inference.networks import export_onnx
 from hushnet.inference.plan import FIXED_QUANTUM, fitted_chunk, fixed_length
 from hushnet.model_dir import ONNX_FILE, ModelError, fingerprint, fingerprint_metadata, save_model
-from hushnet.precision import CPU_CLASSES, Cpu, cpu_class, detect_cpu
+from hushnet.precision import CPU_CLASSES, Cpu, cpu_class, cpu_numbers, detect_cpu
 
 from helpers import DEV, needs_shared, speechlike, tiny_can
 
@@ -182,6 +182,16 @@ def test_cpu_classes_are_read_from_the_flags(tmp_path, monkeypatch):
     monkeypatch.setenv("HUSHNET_CPU_FLAGS", "avx2 fma")  # to test or measure one class on another
     assert detect_cpu().name == "avx2" and detect_cpu().bf16_flag is None
     assert detect_cpu(info).name == "avx2"  # a file given is read as it is
+
+
+def test_cpu_family_and_model_numbers_are_the_first_processors(tmp_path):
+    info = tmp_path / "cpuinfo"
+    first = "processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+    info.write_text(first + "\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n")
+    assert cpu_numbers(info) == {"cpu family": "26", "model": "2"}  # "model name" is not "model"
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd\nCPU part\t: 0xd0c\n")  # Arm: none
+    assert cpu_numbers(info) == {}
+    assert cpu_numbers(tmp_path / "missing") == {}
 
 
 def test_precision_is_decided_once_for_every_engine_and_cpu_class():

@@ -54,6 +54,22 @@ def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
     return platform.machine() or "unknown"
 
 
+def cpu_numbers(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's ``cpu family`` and ``model`` numbers (x86: they tell CPU generations
+    apart where the model name does not, e.g. "AMD EPYC"); empty where there are none."""
+    numbers: dict[str, str] = {}
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model"):
+                numbers.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return numbers
+
+
 def cpu_class(flags: frozenset[str] | None = None, machine: str | None = None) -> str:
     """One of CPU_CLASSES for ``flags`` (default: this CPU's): ``amx`` (AMX bf16 tiles),
     ``avx512_bf16`` (AVX-512 with bf16 dot products: Zen 4, Cooper Lake), ``avx512``, ``avx2``

@@ -1876,16 +1876,11 @@ def run_group(group: str, cases: list, work: Path) -> list[Result]:
 
 def cpu_line() -> str:
     """This machine's CPU for the table: model, family/model numbers, the class hushnet sees."""
-    from hushnet.precision import detect_cpu
+    from hushnet.precision import cpu_numbers, detect_cpu
 
-    cpu = detect_cpu()
-    numbers = {}
-    for line in (
-        Path("/proc/cpuinfo").read_text(errors="replace").splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        key, _, value = line.partition(":")
-        numbers.setdefault(key.strip(), value.strip())
-    return f"{cpu.model}, family {numbers.get('cpu family', '?')} model {numbers.get('model', '?')}, class {cpu.name}, {os.cpu_count()} cores"
+    cpu, numbers = detect_cpu(), cpu_numbers()
+    family, model = numbers.get("cpu family", "?"), numbers.get("model", "?")
+    return f"{cpu.model}, family {family} model {model}, class {cpu.name}, {os.cpu_count()} cores"
 
 
 def table(results: list[Result], seconds: float, load: str, work: str, cpu: str) -> str:
