@@ -118,10 +118,10 @@ def test_bf16_gradients_of_one_training_step_point_where_float32_ones_do():
     # not average out in their gradient (a sum over time of activations riding on a large offset):
     # measured 0.91-0.95 for the output conv, 0.97-0.98 for the last shift and 0.989-0.99 for the last
     # conv (Zen 5), against >= 0.99 for every earlier tensor (0.993 on Zen 5). The oneDNN kernels sum
-    # in a different order on each CPU, so the bars leave that room. The 100-step comparison in
+    # in a different order on each CPU, so the last layer's bar leaves that room. The 100-step comparison in
     # benchmarks/results/precision.md is what says whether this matters for training. The scalars
     # sum over every sample and channel too, and with the same rounding errors.
     final = len(model.layers) - 1
     last = {"output.weight", f"layers.{final}.norm.beta", f"layers.{final}.conv.weight", "scalars"}
-    assert min(c for name, c in cosines.items() if name not in last) >= 0.985, cosines
+    assert min(c for name, c in cosines.items() if name not in last) >= 0.99, cosines
     assert min(cosines[name] for name in last) >= 0.9, cosines
