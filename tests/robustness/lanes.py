@@ -33,13 +33,17 @@ TYPICAL_SECONDS = {
 }
 
 
+def typical_seconds(group: str) -> float:
+    return TYPICAL_SECONDS.get(group, 30)
+
+
 def balanced_lanes(groups: list[str], lanes: int = LANES) -> list[list[str]]:
     """Longest first, each group to the lane with the least work so far."""
     work: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(lanes)]
-    for group in sorted(groups, key=lambda g: -TYPICAL_SECONDS.get(g, 30)):
+    for group in sorted(groups, key=lambda g: -typical_seconds(g)):
         index = min(range(lanes), key=lambda i: work[i][0])
         total, members = work[index]
-        work[index] = (total + TYPICAL_SECONDS.get(group, 30), members + [group])
+        work[index] = (total + typical_seconds(group), members + [group])
     return [members for _, members in work if members]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import harness
 import pytest
-from lanes import TYPICAL_SECONDS, balanced_lanes
+from lanes import balanced_lanes, typical_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +26,8 @@ def test_group_has_no_failing_case(group: str, robustness_lanes) -> None:
 def test_lanes_hold_every_group_once_and_balance_the_work() -> None:
     lanes = balanced_lanes(list(harness.GROUPS))
     assert sorted(g for lane in lanes for g in lane) == sorted(harness.GROUPS)
-    totals = [sum(harness_seconds(g) for g in lane) for lane in lanes]
-    assert max(totals) - min(totals) <= max(harness_seconds(g) for g in harness.GROUPS)
-
-
-def harness_seconds(group: str) -> float:
-    return TYPICAL_SECONDS.get(group, 30)
+    totals = [sum(typical_seconds(g) for g in lane) for lane in lanes]
+    assert max(totals) - min(totals) <= max(typical_seconds(g) for g in harness.GROUPS)
 
 
 def test_a_failing_case_is_reported_as_not_ok() -> None:
