@@ -2000,6 +2000,8 @@ def run_groups(groups: list[str], material: Path, work: Path, out: Path) -> None
 
     Run in a fresh process (``python tests/robustness/harness.py``), never inside pytest's: forking a
     process whose thread pools are running can hang the child."""
+    from hushnet.temporaries import write_text
+
     global INPUTS
     INPUTS = material / "inputs"
     index = json.loads((material / MATERIAL_INDEX).read_text())
@@ -2023,7 +2025,8 @@ def run_groups(groups: list[str], material: Path, work: Path, out: Path) -> None
             "seconds": round(time.perf_counter() - begun, 1),
             "results": [asdict(r) for r in results],
         }
-        (out / f"{group}.json").write_text(json.dumps(record, indent=1) + "\n")
+        # Atomically: the waiting test reads the file as soon as it exists.
+        write_text(out / f"{group}.json", json.dumps(record, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
