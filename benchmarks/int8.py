@@ -104,16 +104,15 @@ def training_mixtures(items: int, seconds: float = 4.0, seed: int = 123):
     )
 
 
+def at_input_level(noisy: np.ndarray, rms_db: float = -23.0) -> np.ndarray:
+    """``noisy`` scaled to ``rms_db`` dBFS RMS (the shipped models' input level), float32."""
+    return (noisy * 10 ** (rms_db / 20) / max(float(np.sqrt(np.mean(noisy**2))), 1e-5)).astype(np.float32)
+
+
 def calibration_batches(items: int, seconds: float = 4.0, seed: int = 123) -> list[np.ndarray]:
     """Training-split mixtures at the model's input level (-23 dBFS), one per batch."""
     dataset = training_mixtures(items, seconds, seed)
-    batches = []
-    for index in range(items):
-        noisy = dataset[index]["noisy"]
-        batches.append(
-            (noisy * 10 ** (-23 / 20) / max(float(np.sqrt(np.mean(noisy**2))), 1e-5))[None].astype(np.float32)
-        )
-    return batches
+    return [at_input_level(dataset[index]["noisy"])[None] for index in range(items)]
 
 
 def _session(model):
