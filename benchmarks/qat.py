@@ -90,25 +90,27 @@ class PerChannelInt8(torch.nn.Module):
         return torch.fake_quantize_per_channel_affine(weight, scale, zeros, 0, -127, 127)
 
 
-def simulate_int8(model) -> dict[str, Range]:
-    """Put the int8 model's quantisation into ``model``'s forward pass; its ranges by graph position."""
+def simulate_int8(model) -> list[tuple[str, int, Range]]:
+    """Put the int8 model's quantisation into ``model``'s forward pass; its ranges as (where, index,
+    range): "conv input" / "conv output" of conv ``index``, or "relu output" of LeakyReLU ``index``."""
     from torch.nn.utils import parametrize
 
-    ranges: dict[str, Range] = {}
+    ranges: list[tuple[str, int, Range]] = []
     last = len(model.layers) - 1
     for index, layer in enumerate(model.layers):
         if index in FLOAT_CONVS:
             continue
         parametrize.register_parametrization(layer.conv, "weight", PerChannelInt8())
-        ranges[f"conv{index}.input"] = layer.input_range = Range()
-        ranges[f"conv{index}.output"] = layer.pre_range = Range()
+        layer.input_range, layer.pre_range = Range(), Range()
+        ranges += [("conv input", index, layer.input_range), ("conv output", index, layer.pre_range)]
         layer.register_forward_pre_hook(lambda module, args: (module.input_range(args[0]),))
 
         def activate(self, z, scale, shift):
             return F.leaky_relu(self.pre_range(torch.addcmul(shift, z, scale)), self.negative_slope)
 
         layer.activate = types.MethodType(activate, layer)
-    ranges[f"relu{last}.output"] = model.layers[last].output_range = Range()
+    model.layers[last].output_range = Range()
+    ranges.append(("relu output", last, model.layers[last].output_range))
     model.layers[last].register_forward_hook(lambda module, args, out: module.output_range(out))
     return ranges
 
@@ -128,7 +130,7 @@ def train(args, work: Path) -> None:
         optimiser.load_state_dict(state["optimiser"])
         loss_fn.load_state_dict(state["loss"])
         step = state["step"]
-    for r in ranges.values():
+    for _, _, r in ranges:
         r.train()
     level = student.config.input_rms_db
     data = training_mixtures(args.steps * args.batch, args.seconds, seed=7)
@@ -188,11 +190,8 @@ def build(args, work: Path) -> tuple[Path, Path]:
     plain = load_model(args.model, kind="can")
     plain.load_state_dict({k: v for k, v in student.state_dict().items() if k in plain.state_dict()})
     directory = work / "model"
-    card = (
-        (resolve_model_dir(args.model) / "README.md").read_text()
-        if (resolve_model_dir(args.model) / "README.md").is_file()
-        else ""
-    )
+    shipped_card = resolve_model_dir(args.model) / "README.md"
+    card = shipped_card.read_text() if shipped_card.is_file() else ""
     save_model(
         plain.eval(), directory, card + f"\n\nQuantisation-aware fine-tune of `{args.model}` ({state['step']} steps).\n"
     )
@@ -200,17 +199,13 @@ def build(args, work: Path) -> tuple[Path, Path]:
     graph = onnx.load(str(source)).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
     relus = [n for n in graph.node if n.op_type == "LeakyRelu"]
-    learned: dict[str, dict] = {}
-    for name, r in ranges.items():
-        kind, _, where = name.partition(".")
-        index = int(kind.removeprefix("conv").removeprefix("relu"))
-        tensor = (
-            (convs[index].input[0] if where == "input" else convs[index].output[0])
-            if kind.startswith("conv")
-            else relus[index].output[0]
-        )
-        learned[tensor] = {"learned": [float(r.low), float(r.high)]}
     # A conv's output and the LeakyRelu's input are one tensor; the LeakyRelu's output is the next conv's input.
+    tensors = {
+        "conv input": lambda i: convs[i].input[0],
+        "conv output": lambda i: convs[i].output[0],
+        "relu output": lambda i: relus[i].output[0],
+    }
+    learned = {tensors[where](index): {"learned": [float(r.low), float(r.high)]} for where, index, r in ranges}
     target = work / "qat-ends-float.onnx"
     # The one batch only satisfies onnxruntime's calibrator: every range is the learned one.
     quantize(source, target, Variant("qat-ends-float", FLOAT_CONVS, "learned", 8), learned, calibration_batches(1)[0])
