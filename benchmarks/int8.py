@@ -115,7 +115,8 @@ def calibration_batches(items: int, seconds: float = 4.0, seed: int = 123) -> li
     return [at_input_level(dataset[index]["noisy"])[None] for index in range(items)]
 
 
-def _session(model):
+def ort_session(model):
+    """An onnxruntime CPU session of ``model`` (a path or serialised bytes), one thread, quiet."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -143,7 +144,7 @@ def activation_ranges(source: Path, batches: list[np.ndarray], per_batch: int = 
     for name in tensors:
         if name not in present:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = _session(model.SerializeToString())
+    session = ort_session(model.SerializeToString())
     rng = np.random.default_rng(0)
     samples: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
     for batch in batches:
@@ -281,7 +282,7 @@ def two_part(source: Path, target: Path, ranges: dict[str, dict], convs: tuple[i
 
 def output_snr(path: Path, batches: list[np.ndarray], references: list[np.ndarray]) -> float:
     """SNR (dB) of a model's outputs against the float model's ``references`` over ``batches``."""
-    session = _session(str(path))
+    session = ort_session(str(path))
     signal = error = 0.0
     for batch, reference in zip(batches, references):
         out = session.run(None, {"audio": batch})[0]
@@ -352,7 +353,7 @@ def search(source: Path, ranges: dict, calibration: list[np.ndarray], steps: int
     """Greedy: starting from the input and output convs float, keep one more conv float per step, the one
     whose float-ness raises the output SNR (against float32, held-out training mixtures) most."""
     held_out = calibration_batches(24)[16:]  # items 16-23 of the same training-split generator
-    reference = _session(str(source))
+    reference = ort_session(str(source))
     references = [reference.run(None, {"audio": b})[0] for b in held_out]
     kept, steps_log = [0, 14], []
     target = WORK / "search.onnx"
@@ -401,7 +402,7 @@ def weights_only(source: Path, target: Path, convs: tuple[int, ...] | None = Non
 def snr_table(source: Path, work: Path, names: list[str]) -> dict[str, float]:
     """Output SNR against float32 on held-out training mixtures: the built variants, then int8 weights alone."""
     held_out = calibration_batches(24)[16:]
-    reference = _session(str(source))
+    reference = ort_session(str(source))
     references = [reference.run(None, {"audio": b})[0] for b in held_out]
     table = {}
     for name in names:
@@ -482,7 +483,7 @@ def main() -> None:
         target = work / "two-part.onnx"
         two_part(source, target, ranges)
         held_out = calibration_batches(24)[16:]
-        reference = _session(str(source))
+        reference = ort_session(str(source))
         snr = output_snr(target, held_out, [reference.run(None, {"audio": b})[0] for b in held_out])
         pair = {
             "onnx float32": Denoiser(OnnxEngine(source, config, threads=1)),

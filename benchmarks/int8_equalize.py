@@ -26,20 +26,16 @@ from onnx import numpy_helper
 
 from common import RESULTS, cpu_facts
 from hushnet.model_dir import ONNX_FILE, resolve_model_dir
-from int8 import VARIANTS, WORK, activation_ranges, calibration_batches, output_snr, quantize
+from int8 import VARIANTS, WORK, Variant, activation_ranges, calibration_batches, ort_session, output_snr, quantize
 
 
 def channel_peaks(source: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
     """Per conv (graph order), the largest |value| of each output channel over ``batches``."""
-    import onnxruntime as ort
-
     model = onnx.load(str(source))
     outputs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"]
     for name in outputs:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     peaks = [np.zeros(0)] * len(outputs)
     for batch in batches:
         for index, value in enumerate(session.run(outputs, {"audio": batch})):
@@ -80,9 +76,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     calibration = calibration_batches(16)
     held_out = calibration_batches(24)[16:]
-    float_model = work / "float.onnx"
-    float_model.write_bytes(source.read_bytes())
-    references = [output for output in _outputs(source, held_out)]
+    reference = ort_session(str(source))
+    references = [reference.run(None, {"audio": batch})[0] for batch in held_out]
     peaks = channel_peaks(source, calibration)
     record: dict = {"model": args.model, "cpu": cpu_facts(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     record["spread"] = {
@@ -93,11 +88,10 @@ def main() -> None:
     record["snr_db"] = {}
     for alpha in args.alphas:
         model = equalized(source, work / f"alpha{alpha:g}.onnx", peaks, alpha)
-        check = float(np.mean([_snr(r, o) for r, o in zip(references, _outputs(model, held_out))]))
+        check = output_snr(model, held_out, references)
         ranges = activation_ranges(model, calibration)
         for activation_range in args.ranges:
-            variant = VARIANTS["ends-float"]
-            variant = type(variant)(f"ends-float-{activation_range}", variant.float_convs, activation_range, 8)
+            variant = Variant(f"ends-float-{activation_range}", VARIANTS["ends-float"].float_convs, activation_range, 8)
             target = work / f"alpha{alpha:g}-{activation_range}.onnx"
             quantize(model, target, variant, ranges, calibration[0])
             snr = output_snr(target, held_out, references)
@@ -107,19 +101,6 @@ def main() -> None:
                 flush=True,
             )
     (RESULTS / "int8-equalize.json").write_text(json.dumps(record, indent=1) + "\n")
-
-
-def _outputs(model: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    return [session.run(None, {"audio": b})[0] for b in batches]
-
-
-def _snr(reference: np.ndarray, output: np.ndarray) -> float:
-    return float(10 * np.log10((reference**2).sum() / max(((reference - output) ** 2).sum(), 1e-30)))
 
 
 if __name__ == "__main__":
